@@ -1,0 +1,87 @@
+// The one place that runs the nix CLI on the deployer. Every call gets the same environment:
+// flakes enabled through NIX_CONFIG (the user's /etc/nix/nix.conf stays as it is, plus whatever
+// PULUMI_NIXOS_NIX_CONFIG adds, e.g. offline settings), and NIX_SSHOPTS pointing at the deploy's
+// ssh config so that Nix's own ssh uses the pinned host key and the shared connection.
+import { runProcess } from "./process";
+
+const BASE_NIX_CONFIG = "experimental-features = nix-command flakes";
+
+/** A nix command that failed, with the command and the end of what it printed. */
+export class NixError extends Error {
+    constructor(readonly command: string, readonly stderr: string, readonly exit: string) {
+        super(`${command} failed (${exit}):\n  ${summarizeNixError(stderr)}`);
+        this.name = "NixError";
+    }
+}
+
+/** Keeps the lines of a Nix error that say what went wrong, not the evaluation trace. */
+function summarizeNixError(stderr: string): string {
+    const lines = stderr.split("\n").map((line) => line.trimEnd()).filter(Boolean);
+    const errorAt = lines.findIndex((line) => /^error\b/.test(line.trim()));
+    const relevant = errorAt >= 0 ? lines.slice(errorAt, errorAt + 6) : lines.slice(-6);
+    return relevant.join("\n  ") || "(no output)";
+}
+
+export interface NixRunOptions {
+    /** NIX_SSHOPTS, from SshConnection.nixSshOpts. */
+    sshOpts?: string;
+    timeoutMs?: number;
+    onStderrLine?: (line: string) => void;
+}
+
+function nixEnvironment(sshOpts?: string): NodeJS.ProcessEnv {
+    const extra = process.env.PULUMI_NIXOS_NIX_CONFIG;
+    const env: NodeJS.ProcessEnv = { ...process.env, NIX_CONFIG: extra ? `${BASE_NIX_CONFIG}\n${extra}` : BASE_NIX_CONFIG };
+    if (sshOpts) env.NIX_SSHOPTS = sshOpts;
+    else delete env.NIX_SSHOPTS;
+    return env;
+}
+
+/** Runs `nix ARGS…` and returns its standard output, or throws a NixError. */
+export async function nix(args: readonly string[], options: NixRunOptions = {}): Promise<string> {
+    const result = await runProcess("nix", args, {
+        env: nixEnvironment(options.sshOpts),
+        timeoutMs: options.timeoutMs,
+        onStderrLine: options.onStderrLine,
+    });
+    if (result.code !== 0) {
+        const exit = result.timedOut ? "timed out" : result.signal ? `killed by ${result.signal}` : `exit code ${result.code}`;
+        throw new NixError(`nix ${args[0]}`, result.stderr, exit);
+    }
+    return result.stdout;
+}
+
+/** `nix eval --json INSTALLABLE --apply FN`: evaluates without building. */
+export async function evalJson<T>(installable: string, apply: string, options: NixRunOptions = {}): Promise<T> {
+    return JSON.parse(await nix(["eval", "--json", installable, "--apply", apply], options)) as T;
+}
+
+/** Builds a flake attribute and returns its output path (Nix 2.8 has no --print-out-paths). */
+export async function buildInstallable(installable: string, options: NixRunOptions = {}): Promise<string> {
+    const built = JSON.parse(await nix(["build", "--no-link", "--json", installable], options)) as { outputs: { out: string } }[];
+    const out = built[0]?.outputs?.out;
+    if (!out) throw new NixError("nix build", `no output path for ${installable}`, "unexpected output");
+    return out;
+}
+
+/** Realises an existing store path locally (it must be valid, or buildable from its deriver). */
+export async function realisePath(storePath: string, options: NixRunOptions = {}): Promise<void> {
+    await nix(["build", "--no-link", storePath], options);
+}
+
+export interface StorePathInfo {
+    path: string;
+    narSize: number;
+}
+
+/** Every path of a closure with its size (`nix path-info -r --json`). */
+export async function closurePaths(storePath: string, options: NixRunOptions = {}): Promise<StorePathInfo[]> {
+    const infos = JSON.parse(await nix(["path-info", "-r", "--json", storePath], options)) as StorePathInfo[];
+    return infos.map(({ path, narSize }) => ({ path, narSize }));
+}
+
+/** Copies a closure to a store (only the paths it does not have). */
+export async function copyClosure(storePath: string, storeUri: string, options: NixRunOptions & { substituteOnDestination?: boolean }): Promise<void> {
+    const substitute = options.substituteOnDestination ? ["--substitute-on-destination"] : [];
+    await nix(["copy", ...substitute, "--to", storeUri, storePath], options);
+}

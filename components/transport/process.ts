@@ -1,0 +1,63 @@
+import { spawn } from "node:child_process";
+
+/** What a finished child process left behind. */
+export interface ProcessResult {
+    code: number | null;
+    signal: NodeJS.Signals | null;
+    stdout: string;
+    stderr: string;
+    /** True when the process was killed because it ran past its timeout. */
+    timedOut: boolean;
+}
+
+export interface ProcessOptions {
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    /** Written to standard input, which is then closed. */
+    input?: string;
+    /** Killed (SIGTERM, then SIGKILL two seconds later) after this long. */
+    timeoutMs?: number;
+    /** Called with each complete line of standard error as it arrives (progress reporting). */
+    onStderrLine?: (line: string) => void;
+}
+
+/**
+ * Runs a program with an argument vector (never through a local shell) and collects its output.
+ * It does not throw on a non-zero exit: callers turn a result into an error that names their stage.
+ */
+export function runProcess(file: string, args: readonly string[], options: ProcessOptions = {}): Promise<ProcessResult> {
+    return new Promise((resolve, reject) => {
+        const child = spawn(file, args, {
+            cwd: options.cwd,
+            env: options.env ?? process.env,
+            stdio: ["pipe", "pipe", "pipe"],
+        });
+        let stdout = "";
+        let stderr = "";
+        let pendingLine = "";
+        let timedOut = false;
+        let killTimer: NodeJS.Timeout | undefined;
+        const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+            timedOut = true;
+            child.kill("SIGTERM");
+            killTimer = setTimeout(() => child.kill("SIGKILL"), 2000);
+        }, options.timeoutMs);
+        child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+        child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+            stderr += chunk;
+            if (!options.onStderrLine) return;
+            const lines = (pendingLine + chunk).split("\n");
+            pendingLine = lines.pop() ?? "";
+            lines.forEach(options.onStderrLine);
+        });
+        child.on("error", reject);
+        child.on("close", (code, signal) => {
+            clearTimeout(timer);
+            clearTimeout(killTimer);
+            if (pendingLine && options.onStderrLine) options.onStderrLine(pendingLine);
+            resolve({ code, signal, stdout, stderr, timedOut });
+        });
+        child.stdin.on("error", () => undefined); // a child that exits without reading its input
+        child.stdin.end(options.input ?? "");
+    });
+}

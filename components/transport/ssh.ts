@@ -1,0 +1,184 @@
+// The one place that talks OpenSSH and the one place that quotes a command line for a host.
+//
+// A connection writes a private folder (0700) holding the private key (0600), a known_hosts file
+// with only the pinned host key, and an ssh config that every step of a deploy uses: plain ssh
+// commands here and `nix copy` through NIX_SSHOPTS. Strict host key checking is always on and no
+// option here can turn it off. One master connection is shared by all steps; a "fresh" command
+// bypasses it, to prove that a new connection can still be made (magic rollback).
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { ProcessResult, runProcess } from "./process";
+
+/** How to reach a host. Values are validated by the schema before they get here. */
+export interface SshTarget {
+    address: string;
+    port: number;
+    user: string;
+    /** OpenSSH private key text. Written only to a 0600 file, never to an argument list. */
+    privateKey: string;
+    /** The host's public key, "ssh-ed25519 AAAA…", pinned: no other key is accepted. */
+    hostPublicKey: string;
+    /** Seconds to wait for a TCP connection; default 10. */
+    connectTimeoutSeconds?: number;
+}
+
+/** The alias the generated ssh config and known_hosts file use for the target. */
+const HOST_ALIAS = "pulumi-nixos-target";
+
+/** Quotes one argument for a POSIX shell: the only quoting of remote commands in the project. */
+export function quoteShellArgument(argument: string): string {
+    if (argument.includes("\0")) throw new Error("a command argument contains a NUL byte");
+    return /^[A-Za-z0-9_@%+=:,./-]+$/.test(argument) ? argument : `'${argument.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Joins an argument vector into the one command string ssh sends to the remote shell. */
+export function remoteCommandLine(argv: readonly string[]): string {
+    if (argv.length === 0) throw new Error("empty remote command");
+    return argv.map(quoteShellArgument).join(" ");
+}
+
+/** A command that ended with a non-zero exit code on the host. */
+export class RemoteCommandError extends Error {
+    constructor(
+        readonly host: string,
+        readonly what: string,
+        readonly result: ProcessResult,
+    ) {
+        super(`${host}: ${what} failed (${describeExit(result)})${tail(result.stderr)}`);
+        this.name = "RemoteCommandError";
+    }
+}
+
+/** OpenSSH itself failed: refused key, unreachable host, host key mismatch. Nothing ran remotely. */
+export class SshConnectionError extends Error {
+    constructor(readonly host: string, readonly reason: string, stderr: string) {
+        super(`${host}: ${reason}${tail(stderr)}`);
+        this.name = "SshConnectionError";
+    }
+}
+
+function describeExit(result: ProcessResult): string {
+    if (result.timedOut) return "timed out";
+    if (result.signal) return `killed by ${result.signal}`;
+    return `exit code ${result.code}`;
+}
+
+function tail(stderr: string): string {
+    const lines = stderr.trim().split("\n").filter(Boolean).slice(-8);
+    return lines.length ? `:\n  ${lines.join("\n  ")}` : "";
+}
+
+/** Explains an ssh exit status 255 in words a user can act on. */
+function connectionFailure(stderr: string): string {
+    if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|host key for .* has changed/i.test(stderr)) {
+        return "the host answered with a host key that is not the pinned one; nothing was sent to it " +
+            "(a different server at this address, or the host was reinstalled: check it, then update hostPublicKey)";
+    }
+    if (/Permission denied/i.test(stderr)) return "the host refused the deployer's private key (check privateKey and the host's authorized keys)";
+    if (/timed out/i.test(stderr)) return "the host did not answer within the connect timeout (address, port, firewall?)";
+    if (/Connection refused/i.test(stderr)) return "the host refused the connection (is sshd running on this port?)";
+    if (/No route to host|Network is unreachable|Could not resolve/i.test(stderr)) return "the host cannot be reached from the deployer";
+    if (/Connection closed|Connection reset|Broken pipe/i.test(stderr)) return "the connection to the host was lost";
+    return "ssh could not run the command";
+}
+
+export interface RemoteRunOptions {
+    timeoutMs?: number;
+    input?: string;
+    /** Open a new connection instead of reusing the shared one. */
+    fresh?: boolean;
+}
+
+/** A prepared ssh configuration for one host, with a shared master connection once used. */
+export class SshConnection {
+    /** "address:port", for messages. */
+    readonly host: string;
+    /** The store URI for `nix copy --to`. */
+    readonly storeUri = `ssh://${HOST_ALIAS}`;
+    private readonly configFile: string;
+
+    private constructor(private readonly dir: string, target: SshTarget) {
+        this.host = `${target.address}:${target.port}`;
+        this.configFile = path.join(dir, "config");
+    }
+
+    /** Writes the key, the pinned known_hosts and the config; connects lazily on first use. */
+    static open(target: SshTarget): SshConnection {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-ssh-"));
+        fs.chmodSync(dir, 0o700);
+        const keyFile = path.join(dir, "id");
+        const knownHosts = path.join(dir, "known_hosts");
+        const privateKey = target.privateKey.endsWith("\n") ? target.privateKey : `${target.privateKey}\n`;
+        fs.writeFileSync(keyFile, privateKey, { mode: 0o600 });
+        fs.writeFileSync(knownHosts, `${HOST_ALIAS} ${target.hostPublicKey}\n`, { mode: 0o600 });
+        fs.writeFileSync(path.join(dir, "config"), [
+            `Host ${HOST_ALIAS}`,
+            `  HostName ${target.address}`,
+            `  Port ${target.port}`,
+            `  User ${target.user}`,
+            `  IdentityFile ${keyFile}`,
+            "  IdentitiesOnly yes",
+            "  IdentityAgent none",
+            `  HostKeyAlias ${HOST_ALIAS}`,
+            `  UserKnownHostsFile ${knownHosts}`,
+            "  GlobalKnownHostsFile /dev/null",
+            "  StrictHostKeyChecking yes",
+            "  UpdateHostKeys no",
+            "  CheckHostIP no",
+            "  BatchMode yes",
+            "  PasswordAuthentication no",
+            "  KbdInteractiveAuthentication no",
+            `  ConnectTimeout ${target.connectTimeoutSeconds ?? 10}`,
+            "  ServerAliveInterval 5",
+            "  ServerAliveCountMax 3",
+            "  ControlMaster auto",
+            `  ControlPath ${path.join(dir, "master")}`,
+            "  ControlPersist 60",
+            "  LogLevel ERROR",
+            "",
+        ].join("\n"), { mode: 0o600 });
+        return new SshConnection(dir, target);
+    }
+
+    /** Runs an argument vector on the host, quoted here; resolves with the result whatever the exit. */
+    async run(argv: readonly string[], options: RemoteRunOptions = {}): Promise<ProcessResult> {
+        const connection = options.fresh ? ["-o", "ControlMaster=no", "-o", "ControlPath=none"] : [];
+        const result = await runProcess("ssh", ["-F", this.configFile, ...connection, HOST_ALIAS, "--", remoteCommandLine(argv)], {
+            timeoutMs: options.timeoutMs,
+            input: options.input,
+        });
+        if (result.code === 255 && !result.timedOut) throw new SshConnectionError(this.host, connectionFailure(result.stderr), result.stderr);
+        return result;
+    }
+
+    /** Runs an argument vector and returns its standard output, or throws a RemoteCommandError. */
+    async check(what: string, argv: readonly string[], options: RemoteRunOptions = {}): Promise<string> {
+        const result = await this.run(argv, options);
+        if (result.code !== 0) throw new RemoteCommandError(this.host, what, result);
+        return result.stdout;
+    }
+
+    /** NIX_SSHOPTS for Nix's own ssh: the same config, so the same pinned key and connection. */
+    get nixSshOpts(): string {
+        return `-F ${this.configFile}`;
+    }
+
+    /** Ends the master connection and removes the key and every file written for OpenSSH. */
+    async close(): Promise<void> {
+        if (fs.existsSync(path.join(this.dir, "master"))) {
+            await runProcess("ssh", ["-F", this.configFile, "-O", "exit", HOST_ALIAS], { timeoutMs: 5000 }).catch(() => undefined);
+        }
+        fs.rmSync(this.dir, { recursive: true, force: true });
+    }
+}
+
+/** Opens a connection for the duration of `work` and always closes it, also on failure. */
+export async function withSsh<T>(target: SshTarget, work: (connection: SshConnection) => Promise<T>): Promise<T> {
+    const connection = SshConnection.open(target);
+    try {
+        return await work(connection);
+    } finally {
+        await connection.close();
+    }
+}

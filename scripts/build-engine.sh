@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Builds the real Pulumi engine from Go modules (no CLI can be downloaded here):
+#   pulumi                         github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+#   pulumi-language-nodejs         the Node.js language host (see LANGUAGE_HOST_SDK below)
+#   pulumi-resource-pulumi-nodejs  the dynamic-provider shim shipped in @pulumi/pulumi
+# into $PULUMI_NIXOS_ENGINE_DIR (default: .engine/ in the checkout, git-ignored) and reuses a
+# finished build. A `pulumi` already on PATH at the wanted version is used instead.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+version=$(node -p "require('$root/node_modules/@pulumi/pulumi/package.json').version" 2>/dev/null ||
+  node -p "require('$root/package.json').dependencies['@pulumi/pulumi'].replace(/^[^0-9]*/, '')")
+engine_dir=${PULUMI_NIXOS_ENGINE_DIR:-$root/.engine}
+bin="$engine_dir/v$version/bin"
+say() { echo "[engine] $*" >&2; }
+
+if command -v pulumi >/dev/null && [ "$(command -v pulumi)" != "$bin/pulumi" ] &&
+  [ "$(pulumi version 2>/dev/null)" = "v$version" ] && command -v pulumi-language-nodejs >/dev/null; then
+  say "using pulumi v$version from PATH: $(command -v pulumi)"
+  dirname "$(command -v pulumi)"
+  exit 0
+fi
+
+if [ -x "$bin/pulumi" ] && [ -x "$bin/pulumi-language-nodejs" ] && [ -x "$bin/pulumi-resource-pulumi-nodejs" ]; then
+  say "reusing pulumi v$version built in $bin"
+  echo "$bin"
+  exit 0
+fi
+
+command -v go >/dev/null || { say "Go is needed to build the engine (looked for 'go' on PATH)"; exit 1; }
+mkdir -p "$bin"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export CGO_ENABLED=0 GOFLAGS=-mod=mod
+
+# The CLI: a wrapper module requires pkg/v3 and sdk/v3 at one version and repeats pkg's
+# non-local replace, because `go install` refuses modules that have replace directives.
+say "building pulumi v$version from github.com/pulumi/pulumi/pkg/v3 (minutes the first time)"
+mkdir -p "$work/cli" && cd "$work/cli"
+cat >go.mod <<MOD
+module pulumi-nixos/engine-cli
+go 1.25
+require (
+	github.com/pulumi/pulumi/pkg/v3 v$version
+	github.com/pulumi/pulumi/sdk/v3 v$version
+)
+replace github.com/atotto/clipboard => github.com/tgummerer/clipboard v0.0.0-20241001131231-d02d263e614e
+MOD
+go mod download github.com/pulumi/pulumi/pkg/v3
+go build -o "$bin/pulumi.tmp" \
+  -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$version" \
+  github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+mv "$bin/pulumi.tmp" "$bin/pulumi"
+say "built $("$bin/pulumi" version)"
+
+# The language host. Since sdk v3.69 it is its own module
+# (github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3), which the module proxy
+# reachable here refuses ("403 This module version is not available", at every version). The last
+# sdk/v3 release that still contains it as a package is v3.68.0; it only launches the program
+# (`node …/@pulumi/pulumi/cmd/run`), and the SDK talks to the engine itself.
+LANGUAGE_HOST_SDK=v3.68.0
+say "building pulumi-language-nodejs from github.com/pulumi/pulumi/sdk/v3@$LANGUAGE_HOST_SDK"
+mkdir -p "$work/language-host" && cd "$work/language-host"
+cat >go.mod <<MOD
+module pulumi-nixos/engine-language-host
+go 1.21
+require github.com/pulumi/pulumi/sdk/v3 $LANGUAGE_HOST_SDK
+MOD
+go build -o "$bin/pulumi-language-nodejs" \
+  -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$LANGUAGE_HOST_SDK" \
+  github.com/pulumi/pulumi/sdk/v3/nodejs/cmd/pulumi-language-nodejs
+
+# Dynamic providers run through this shim, which @pulumi/pulumi ships as a shell script.
+install -m 0755 "$root/node_modules/@pulumi/pulumi/pulumi-resource-pulumi-nodejs" "$bin/"
+say "engine ready in $bin"
+echo "$bin"

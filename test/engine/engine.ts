@@ -1,0 +1,75 @@
+// Drives the real Pulumi engine (built from Go modules by scripts/build-engine.sh) through the
+// Automation API, with a file:// backend and passphrase-encrypted secrets in a temporary folder.
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { ConfigMap, LocalWorkspace, PulumiCommand, PulumiFn, Stack } from "@pulumi/pulumi/automation";
+
+export const REPO_ROOT = path.resolve(__dirname, "../../..");
+export const TEST_PASSPHRASE = "pulumi-nixos test passphrase";
+
+/** Offline settings for this machine's Nix (no binary cache, no sandbox, no daemon). */
+export const OFFLINE_NIX_CONFIG = ["flake-registry =", "substituters =", "builders =", "sandbox = false", "build-users-group ="].join("\n");
+
+let engineBin: string | undefined;
+
+/** The folder holding `pulumi`, the language host and the dynamic-provider shim. */
+export function engineBinDir(): string {
+    engineBin ??= execFileSync("bash", [path.join(REPO_ROOT, "scripts/build-engine.sh")], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] })
+        .trim().split("\n").pop()!;
+    return engineBin;
+}
+
+/** Puts the engine and the offline Nix settings into this process's environment (inherited by the CLI). */
+export function useTestEngine(): string {
+    const bin = engineBinDir();
+    if (!process.env.PATH?.split(":").includes(bin)) process.env.PATH = `${bin}:${process.env.PATH}`;
+    process.env.NODE_PATH = path.join(REPO_ROOT, "node_modules");
+    process.env.PULUMI_NIXOS_NIX_CONFIG ??= OFFLINE_NIX_CONFIG;
+    process.env.PULUMI_SKIP_UPDATE_CHECK = "true";
+    process.env.PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION = "true";
+    return bin;
+}
+
+export interface TestStack {
+    stack: Stack;
+    /** The folder holding the backend, PULUMI_HOME and the workspace. */
+    dir: string;
+    /** The stack's state file as text (for asserting that no secret is in plaintext). */
+    stateText(): string;
+    /** Removes the stack and its folders. */
+    remove(): Promise<void>;
+}
+
+/** Creates a stack of an inline program in a fresh file:// backend. */
+export async function createTestStack(projectName: string, program: PulumiFn, config: ConfigMap = {}): Promise<TestStack> {
+    const bin = useTestEngine();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-stack-"));
+    for (const sub of ["backend", "home", "work"]) fs.mkdirSync(path.join(dir, sub));
+    const pulumiCommand = await PulumiCommand.get({ root: path.dirname(bin) });
+    const stack = await LocalWorkspace.createOrSelectStack({ stackName: "test", projectName, program }, {
+        pulumiCommand,
+        workDir: path.join(dir, "work"),
+        pulumiHome: path.join(dir, "home"),
+        envVars: {
+            PULUMI_BACKEND_URL: `file://${path.join(dir, "backend")}`,
+            PULUMI_CONFIG_PASSPHRASE: TEST_PASSPHRASE,
+        },
+        projectSettings: { name: projectName, runtime: "nodejs", backend: { url: `file://${path.join(dir, "backend")}` } },
+    });
+    if (Object.keys(config).length) await stack.setAllConfig(config);
+    return {
+        stack,
+        dir,
+        stateText() {
+            const stacksDir = path.join(dir, "backend/.pulumi/stacks", projectName);
+            return fs.readdirSync(stacksDir).filter((f) => f.endsWith(".json"))
+                .map((f) => fs.readFileSync(path.join(stacksDir, f), "utf8")).join("\n");
+        },
+        async remove() {
+            await stack.workspace.removeStack("test", { force: true }).catch(() => undefined);
+            fs.rmSync(dir, { recursive: true, force: true });
+        },
+    };
+}

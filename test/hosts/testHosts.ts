@@ -1,0 +1,287 @@
+// Test hosts: real OpenSSH servers, each in its own network namespace with its own address, its
+// own /nix store and system profile, its own /run (so /run/current-system is per host) and its own
+// generated host key. Everything else (/bin, /usr, /etc) is the machine's, shared by all hosts.
+//
+// Every process a host starts lives in its network namespace; stopping a host kills them by PID
+// and deletes the namespace, which also ends its private mount namespace. Hosts left behind by a
+// run that was killed outright are swept by the next run (their owner PID is dead).
+import { execFileSync, spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+
+const NAMESPACE_PREFIX = "pnx-";
+const OWNERS_DIR = "/run/pulumi-nixos-test-hosts";
+const MAX_SLOTS = 250;
+
+export interface TestHost {
+    /** The host's name (also its hostname inside its namespace). */
+    name: string;
+    /** The address the host's sshd listens on, reachable from the deployer. */
+    address: string;
+    port: number;
+    /** The host's pinned public key, "ssh-ed25519 AAAA…". */
+    hostPublicKey: string;
+    /** The host's root directory on this machine: nix/, run/, etc/nix/, ssh/. */
+    dir: string;
+    namespace: string;
+    /** PID of the host's sshd. */
+    pid: number;
+    /** The store path /run/current-system points at, or undefined when there is none. */
+    currentSystem(): string | undefined;
+    /** The generation numbers of the system profile, ascending. */
+    generations(): number[];
+    /** The generation the system profile points at, or undefined. */
+    currentGeneration(): number | undefined;
+    /** Runs a shell command inside the host (its network and mount namespaces) and returns stdout. */
+    shell(command: string): string;
+    /** Whether a store path exists in the host's own store. */
+    hasStorePath(storePath: string): boolean;
+}
+
+export interface TestFleet {
+    hosts: TestHost[];
+    /** The deployer's private key (OpenSSH format), authorized as root on every host. */
+    deployerPrivateKey: string;
+    deployerPrivateKeyPath: string;
+    /** Stops every process of every host and removes namespaces and folders. Safe to call twice. */
+    stop(): void;
+}
+
+export interface TestFleetOptions {
+    count: number;
+    /** Name prefix for the hosts; default "host". */
+    namePrefix?: string;
+}
+
+function run(file: string, args: string[]): string {
+    return execFileSync(file, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+}
+
+function tryRun(file: string, args: string[]): void {
+    try {
+        run(file, args);
+    } catch {
+        // Cleanup is best effort: the thing may already be gone.
+    }
+}
+
+function isAlive(pid: number): boolean {
+    try {
+        process.kill(pid, 0);
+        return true;
+    } catch {
+        return false;
+    }
+}
+
+function namespacePids(namespace: string): number[] {
+    try {
+        return run("ip", ["netns", "pids", namespace]).split("\n").filter(Boolean).map(Number);
+    } catch {
+        return [];
+    }
+}
+
+function killNamespace(namespace: string): void {
+    for (const signal of ["SIGTERM", "SIGKILL"] as const) {
+        const pids = namespacePids(namespace);
+        if (pids.length === 0) break;
+        for (const pid of pids) tryRun("kill", [`-${signal.slice(3)}`, String(pid)]);
+        const deadline = Date.now() + 2000;
+        while (namespacePids(namespace).length > 0 && Date.now() < deadline) run("sleep", ["0.05"]);
+    }
+    tryRun("ip", ["netns", "del", namespace]);
+}
+
+interface OwnerRecord {
+    pid: number;
+    dir: string;
+}
+
+/** Removes hosts whose owning test process no longer exists (a run killed with SIGKILL). */
+export function sweepAbandonedHosts(): void {
+    if (!fs.existsSync(OWNERS_DIR)) return;
+    for (const file of fs.readdirSync(OWNERS_DIR)) {
+        const namespace = file;
+        let owner: OwnerRecord;
+        try {
+            owner = JSON.parse(fs.readFileSync(path.join(OWNERS_DIR, file), "utf8"));
+        } catch {
+            continue;
+        }
+        if (isAlive(owner.pid)) continue;
+        killNamespace(namespace);
+        fs.rmSync(owner.dir, { recursive: true, force: true });
+        fs.rmSync(path.join(OWNERS_DIR, file), { force: true });
+    }
+}
+
+/** Claims a free slot: `ip netns add` is atomic, so two test processes never share one. */
+function claimSlot(dir: string): number {
+    fs.mkdirSync(OWNERS_DIR, { recursive: true });
+    for (let slot = 1; slot <= MAX_SLOTS; slot++) {
+        const namespace = NAMESPACE_PREFIX + slot;
+        if (fs.existsSync(`/run/netns/${namespace}`)) continue;
+        try {
+            run("ip", ["netns", "add", namespace]);
+        } catch {
+            continue;
+        }
+        const record: OwnerRecord = { pid: process.pid, dir };
+        fs.writeFileSync(path.join(OWNERS_DIR, namespace), JSON.stringify(record));
+        return slot;
+    }
+    throw new Error(`test hosts: no free slot among ${MAX_SLOTS} network namespaces`);
+}
+
+function waitForPort(address: string, port: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    return new Promise((resolve, reject) => {
+        const attempt = () => {
+            const socket = net.connect({ host: address, port });
+            socket.once("connect", () => {
+                socket.destroy();
+                resolve();
+            });
+            socket.once("error", () => {
+                socket.destroy();
+                if (Date.now() > deadline) reject(new Error(`test host ${address}:${port}: sshd did not listen within ${timeoutMs} ms`));
+                else setTimeout(attempt, 50);
+            });
+        };
+        attempt();
+    });
+}
+
+const SSHD_CONFIG = (dir: string, address: string) => `ListenAddress ${address}:22
+HostKey ${dir}/ssh/ssh_host_ed25519_key
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AuthorizedKeysFile ${dir}/ssh/authorized_keys
+PidFile ${dir}/run/sshd.pid
+Subsystem sftp internal-sftp
+`;
+
+// Runs as the first process of the host: enters a private mount namespace, mounts the host's own
+// /nix, /run and /etc/nix over the machine's, and becomes sshd. Paths arrive as arguments.
+const HOST_INIT = 'hostname "$1" && mount --bind "$2/nix" /nix && mount --bind "$2/run" /run && ' +
+    'mount --bind "$2/etc/nix" /etc/nix && exec /usr/sbin/sshd -D -e -f "$2/sshd_config"';
+
+const HOST_NIX_CONF = `experimental-features = nix-command flakes
+sandbox = false
+substituters =
+build-users-group =
+`;
+
+async function startHost(baseDir: string, name: string, deployerPublicKey: string, stopList: (() => void)[]): Promise<TestHost> {
+    const dir = path.join(baseDir, name);
+    const slot = claimSlot(dir);
+    const namespace = NAMESPACE_PREFIX + slot;
+    const veth = `pnxv${slot}`;
+    stopList.push(() => {
+        killNamespace(namespace);
+        tryRun("ip", ["link", "del", veth]);
+        fs.rmSync(dir, { recursive: true, force: true });
+        fs.rmSync(path.join(OWNERS_DIR, namespace), { force: true });
+    });
+    const address = `10.237.${slot}.2`;
+    for (const sub of ["nix/var/nix/profiles", "run/sshd", "etc/nix", "ssh"]) fs.mkdirSync(path.join(dir, sub), { recursive: true });
+    fs.writeFileSync(path.join(dir, "etc/nix/nix.conf"), HOST_NIX_CONF);
+    run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", path.join(dir, "ssh/ssh_host_ed25519_key")]);
+    fs.writeFileSync(path.join(dir, "ssh/authorized_keys"), deployerPublicKey, { mode: 0o600 });
+    fs.writeFileSync(path.join(dir, "sshd_config"), SSHD_CONFIG(dir, address));
+
+    run("ip", ["link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", namespace]);
+    run("ip", ["addr", "add", `10.237.${slot}.1/24`, "dev", veth]);
+    run("ip", ["link", "set", veth, "up"]);
+    run("ip", ["-n", namespace, "addr", "add", `${address}/24`, "dev", "eth0"]);
+    run("ip", ["-n", namespace, "link", "set", "eth0", "up"]);
+    run("ip", ["-n", namespace, "link", "set", "lo", "up"]);
+
+    const log = fs.openSync(path.join(dir, "sshd.log"), "a");
+    const child = spawn("ip", ["netns", "exec", namespace, "unshare", "--mount", "--uts", "--propagation", "private",
+        "sh", "-c", HOST_INIT, "host-init", name, dir], { detached: true, stdio: ["ignore", log, log] });
+    fs.closeSync(log);
+    child.unref();
+    const pid = child.pid;
+    if (pid === undefined) throw new Error(`test host ${name}: could not start sshd`);
+    await waitForPort(address, 22, 10_000).catch((error: Error) => {
+        throw new Error(`${error.message}\n${fs.readFileSync(path.join(dir, "sshd.log"), "utf8")}`);
+    });
+
+    const hostPublicKey = fs.readFileSync(path.join(dir, "ssh/ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
+    const profiles = path.join(dir, "nix/var/nix/profiles");
+    const shell = (command: string) => run("nsenter", ["-t", String(pid), "-n", "-m", "-u", "--", "sh", "-c", command]);
+    return {
+        name, address, port: 22, hostPublicKey, dir, namespace, pid,
+        currentSystem() {
+            try {
+                return fs.readlinkSync(path.join(dir, "run/current-system"));
+            } catch {
+                return undefined;
+            }
+        },
+        generations() {
+            return fs.readdirSync(profiles)
+                .map((entry) => /^system-(\d+)-link$/.exec(entry))
+                .filter((match): match is RegExpExecArray => match !== null)
+                .map((match) => Number(match[1]))
+                .sort((a, b) => a - b);
+        },
+        currentGeneration() {
+            try {
+                const match = /^system-(\d+)-link$/.exec(fs.readlinkSync(path.join(profiles, "system")));
+                return match ? Number(match[1]) : undefined;
+            } catch {
+                return undefined;
+            }
+        },
+        shell,
+        hasStorePath(storePath: string) {
+            return fs.existsSync(path.join(dir, storePath));
+        },
+    };
+}
+
+/** Starts `count` test hosts and a deployer key authorized on all of them. */
+export async function startTestHosts(options: TestFleetOptions): Promise<TestFleet> {
+    if (process.getuid?.() !== 0) throw new Error("test hosts need root (network namespaces, bind mounts)");
+    sweepAbandonedHosts();
+    const baseDir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-hosts-"));
+    const stopList: (() => void)[] = [];
+    let stopped = false;
+    const stop = () => {
+        if (stopped) return;
+        stopped = true;
+        for (const stopOne of stopList.reverse()) stopOne();
+        fs.rmSync(baseDir, { recursive: true, force: true });
+        process.removeListener("exit", stop);
+        process.removeListener("SIGINT", onSignal);
+        process.removeListener("SIGTERM", onSignal);
+    };
+    const onSignal = (signal: NodeJS.Signals) => {
+        stop();
+        process.kill(process.pid, signal);
+    };
+    process.once("exit", stop);
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+
+    try {
+        const deployerPrivateKeyPath = path.join(baseDir, "deployer");
+        run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pulumi-nixos-deployer", "-f", deployerPrivateKeyPath]);
+        const deployerPublicKey = fs.readFileSync(`${deployerPrivateKeyPath}.pub`, "utf8");
+        const prefix = options.namePrefix ?? "host";
+        const hosts: TestHost[] = [];
+        for (let i = 0; i < options.count; i++) hosts.push(await startHost(baseDir, `${prefix}${i}`, deployerPublicKey, stopList));
+        return { hosts, deployerPrivateKey: fs.readFileSync(deployerPrivateKeyPath, "utf8"), deployerPrivateKeyPath, stop };
+    } catch (error) {
+        stop();
+        throw error;
+    }
+}
