@@ -285,3 +285,19 @@ export async function startTestHosts(options: TestFleetOptions): Promise<TestFle
         throw error;
     }
 }
+
+/**
+ * Switches a host to a system by hand, the way an operator would without Pulumi: nix copy, then
+ * set the system profile and run switch-to-configuration over ssh.
+ */
+export function switchByHand(fleet: TestFleet, host: TestHost, closure: string): void {
+    const knownHosts = path.join(path.dirname(fleet.deployerPrivateKeyPath), `known_hosts_${host.name}`);
+    fs.writeFileSync(knownHosts, `${host.address} ${host.hostPublicKey}\n`);
+    const sshOptions = ["-i", fleet.deployerPrivateKeyPath, "-o", `UserKnownHostsFile=${knownHosts}`, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"];
+    execFileSync("nix", ["copy", "--to", `ssh://root@${host.address}`, closure], {
+        env: { ...process.env, NIX_SSHOPTS: sshOptions.join(" "), NIX_CONFIG: "experimental-features = nix-command flakes" },
+        stdio: ["ignore", "ignore", "pipe"],
+    });
+    execFileSync("ssh", [...sshOptions, `root@${host.address}`,
+        `nix-env -p /nix/var/nix/profiles/system --set ${closure} && ${closure}/bin/switch-to-configuration switch`], { stdio: ["ignore", "ignore", "pipe"] });
+}

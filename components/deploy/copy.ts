@@ -1,0 +1,35 @@
+// Stage 3: copy only the store paths the host lacks.
+import { closurePaths, StorePathInfo } from "../transport/nix";
+import { Host } from "./host";
+
+export interface CopyPlan {
+    /** Every path of the closure, with its size. */
+    closure: StorePathInfo[];
+    /** The paths the host does not have. */
+    missing: StorePathInfo[];
+    missingBytes: number;
+}
+
+/** Sizes every path of the closure (on the deployer, where it was built). */
+export function listClosure(closure: string): Promise<StorePathInfo[]> {
+    return closurePaths(closure);
+}
+
+/** Narrows the closure to the paths the host reported missing. */
+export function planCopy(closure: StorePathInfo[], missingOnHost: readonly string[]): CopyPlan {
+    const missingSet = new Set(missingOnHost);
+    const missing = closure.filter((info) => missingSet.has(info.path));
+    return { closure, missing, missingBytes: missing.reduce((sum, info) => sum + info.narSize, 0) };
+}
+
+/** Copies the closure; Nix itself skips the paths the host already has. */
+export async function copyMissing(host: Host, closure: string, plan: CopyPlan, substituteOnDestination: boolean): Promise<void> {
+    if (plan.missing.length === 0) return;
+    await host.copyClosure(closure, { substituteOnDestination });
+}
+
+export function formatBytes(bytes: number): string {
+    if (bytes < 1024) return `${bytes} B`;
+    if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+    return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}

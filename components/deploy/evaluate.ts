@@ -1,0 +1,142 @@
+// Stage 1, at program time: the closure of each configuration, by evaluation only (a preview
+// never builds), with the package set that a preview shows beside it. Requests for one flake that
+// arrive together are answered by a single `nix eval` process.
+import * as path from "node:path";
+import { evalJson } from "../transport/nix";
+
+/** What a preview needs to know about one configuration. */
+export interface SystemEvaluation {
+    /** The store path of config.system.build.toplevel. */
+    closure: string;
+    /** pname → version of config.environment.systemPackages (versions joined when a name repeats). */
+    packages: Record<string, string>;
+    /** config.boot.kernelPackages.kernel.version, when the configuration has one. */
+    kernel?: string;
+    /** config.system.nixos.release, when the configuration has one. */
+    nixosRelease?: string;
+}
+
+export class ConfigurationNotFoundError extends Error {
+    constructor(flake: string, configuration: string, available: string[]) {
+        super(`flake ${flake} has no nixosConfigurations.${configuration}` +
+            (available.length ? `; it has: ${available.join(", ")}` : "; it has no nixosConfigurations at all"));
+        this.name = "ConfigurationNotFoundError";
+    }
+}
+
+/**
+ * Makes a local flake path absolute, so that the reference means the same thing in the provider
+ * process and at refresh time. Other references (github:, git+https:, path:/abs) are kept as given.
+ */
+export function resolveFlakeReference(flake: string, baseDir = process.cwd()): string {
+    if (flake.startsWith("path:") && !flake.startsWith("path:/")) return `path:${path.resolve(baseDir, flake.slice(5))}`;
+    if (flake.startsWith(".") || (!flake.includes(":") && !flake.startsWith("/"))) return path.resolve(baseDir, flake);
+    return flake;
+}
+
+/** The installable of a configuration's toplevel, for `nix build`. */
+export function toplevelInstallable(flake: string, configuration: string): string {
+    return `${flake}#nixosConfigurations.${configuration}.config.system.build.toplevel`;
+}
+
+// Names are validated by configurationNameSchema (no quotes, no `$`), so they can stand inside a
+// Nix string literal as they are.
+function evaluationFunction(configurations: readonly string[]): string {
+    const names = configurations.map((name) => `"${name}"`).join(" ");
+    return `configurations: let
+  describe = c: let
+      cfg = c.config;
+      package = p: let parsed = builtins.parseDrvName (p.name or ""); in {
+        pname = p.pname or parsed.name;
+        version = p.version or parsed.version;
+      };
+    in {
+      closure = cfg.system.build.toplevel.outPath;
+      packages = map package (cfg.environment.systemPackages or [ ]);
+      kernel = cfg.boot.kernelPackages.kernel.version or null;
+      nixosRelease = cfg.system.nixos.release or null;
+    };
+  wanted = [ ${names} ];
+in {
+  available = builtins.attrNames configurations;
+  systems = builtins.listToAttrs (map (name: { inherit name; value = describe configurations.\${name}; })
+    (builtins.filter (name: configurations ? \${name}) wanted));
+}`;
+}
+
+interface RawEvaluation {
+    available: string[];
+    systems: Record<string, { closure: string; packages: { pname: string; version: string }[]; kernel: string | null; nixosRelease: string | null }>;
+}
+
+let processCount = 0;
+
+/** How many `nix eval` processes this program has started (the benchmark reports it). */
+export function evaluationProcesses(): number {
+    return processCount;
+}
+
+interface EvaluatedFlake {
+    available: string[];
+    systems: Record<string, SystemEvaluation>;
+}
+
+async function evaluateFlake(flake: string, configurations: readonly string[]): Promise<EvaluatedFlake> {
+    processCount++;
+    const raw = await evalJson<RawEvaluation>(`${flake}#nixosConfigurations`, evaluationFunction([...new Set(configurations)]));
+    const systems: Record<string, SystemEvaluation> = {};
+    for (const [name, system] of Object.entries(raw.systems)) {
+        const packages: Record<string, string> = {};
+        for (const { pname, version } of system.packages) {
+            const label = version || "(no version)";
+            packages[pname] = packages[pname] && packages[pname] !== label ? `${packages[pname]}, ${label}` : label;
+        }
+        systems[name] = {
+            closure: system.closure,
+            packages,
+            ...(system.kernel ? { kernel: system.kernel } : {}),
+            ...(system.nixosRelease ? { nixosRelease: system.nixosRelease } : {}),
+        };
+    }
+    return { available: raw.available, systems };
+}
+
+function pick(evaluated: EvaluatedFlake, flake: string, configuration: string): SystemEvaluation {
+    const system = evaluated.systems[configuration];
+    if (!system) throw new ConfigurationNotFoundError(flake, configuration, evaluated.available);
+    return system;
+}
+
+/** Evaluates several configurations of one flake in one Nix process. */
+export async function evaluateConfigurations(flake: string, configurations: readonly string[]): Promise<Record<string, SystemEvaluation>> {
+    const evaluated = await evaluateFlake(flake, configurations);
+    return Object.fromEntries(configurations.map((name) => [name, pick(evaluated, flake, name)]));
+}
+
+interface PendingBatch {
+    configurations: Set<string>;
+    result: Promise<EvaluatedFlake>;
+}
+
+const pending = new Map<string, PendingBatch>();
+
+/**
+ * Evaluates one configuration; requests for the same flake made within the same few milliseconds
+ * (all hosts of a program resolve their inputs together) share one `nix eval`.
+ */
+export function evaluateConfiguration(flake: string, configuration: string): Promise<SystemEvaluation> {
+    let batch = pending.get(flake);
+    if (!batch) {
+        const configurations = new Set<string>();
+        const result = new Promise<EvaluatedFlake>((resolve, reject) => {
+            setTimeout(() => {
+                pending.delete(flake);
+                evaluateFlake(flake, [...configurations]).then(resolve, reject);
+            }, 20);
+        });
+        batch = { configurations, result };
+        pending.set(flake, batch);
+    }
+    batch.configurations.add(configuration);
+    return batch.result.then((evaluated) => pick(evaluated, flake, configuration));
+}

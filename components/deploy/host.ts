@@ -1,0 +1,56 @@
+// The few verbs a deploy needs from a host (after Colmena's Host): run a command, copy a closure.
+// Stages take a Host, so they run the same against a remote machine or the deployer itself.
+import { copyClosure } from "../transport/nix";
+import { ProcessResult, runProcess } from "../transport/process";
+import { RemoteCommandError, RemoteRunOptions, SshConnection } from "../transport/ssh";
+
+export interface Host {
+    /** How messages name the host ("10.0.0.5:22", "localhost"). */
+    readonly name: string;
+    /** Runs an argument vector on the host; resolves whatever its exit code. */
+    run(argv: readonly string[], options?: RemoteRunOptions): Promise<ProcessResult>;
+    /** Runs an argument vector and returns its output, or throws an error that says `what` failed. */
+    check(what: string, argv: readonly string[], options?: RemoteRunOptions): Promise<string>;
+    /** Copies the paths of a closure the host does not have yet. */
+    copyClosure(storePath: string, options: { substituteOnDestination: boolean }): Promise<void>;
+}
+
+/** A host reached over SSH: the deploy's one shared, host-key-pinned connection. */
+export class SshHost implements Host {
+    constructor(private readonly connection: SshConnection) {}
+
+    get name(): string {
+        return this.connection.host;
+    }
+
+    run(argv: readonly string[], options?: RemoteRunOptions): Promise<ProcessResult> {
+        return this.connection.run(argv, options);
+    }
+
+    check(what: string, argv: readonly string[], options?: RemoteRunOptions): Promise<string> {
+        return this.connection.check(what, argv, options);
+    }
+
+    copyClosure(storePath: string, options: { substituteOnDestination: boolean }): Promise<void> {
+        return copyClosure(storePath, this.connection.storeUri, { sshOpts: this.connection.nixSshOpts, ...options });
+    }
+}
+
+/** The deployer itself (nixos-rebuild on this machine): same store, so copying is a no-op. */
+export class LocalHost implements Host {
+    readonly name = "localhost";
+
+    run(argv: readonly string[], options: RemoteRunOptions = {}): Promise<ProcessResult> {
+        return runProcess(argv[0], argv.slice(1), { timeoutMs: options.timeoutMs, input: options.input });
+    }
+
+    async check(what: string, argv: readonly string[], options?: RemoteRunOptions): Promise<string> {
+        const result = await this.run(argv, options);
+        if (result.code !== 0) throw new RemoteCommandError(this.name, what, result);
+        return result.stdout;
+    }
+
+    async copyClosure(): Promise<void> {
+        // The closure was built into this machine's store.
+    }
+}

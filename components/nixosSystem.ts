@@ -1,0 +1,125 @@
+import * as pulumi from "@pulumi/pulumi";
+import { evaluateConfiguration, resolveFlakeReference, SystemEvaluation } from "./deploy/evaluate";
+import { moduleProvider } from "./provider/moduleProvider";
+import { Action, configurationNameSchema, flakeSchema, InvalidInputError, parseInput, storePathSchema } from "./schema";
+
+/** A command run on the host after activation; healthy when it exits 0 within the timeout. */
+export interface CommandHealthCheck {
+    name: string;
+    /** Run by `sh -c` on the host. */
+    command: string;
+    /** Seconds to keep retrying (once a second) before the check fails; default 30. */
+    timeoutSeconds?: number;
+}
+
+/** A URL fetched from the deployer after activation; healthy when it answers `expectStatus`. */
+export interface HttpHealthCheck {
+    name: string;
+    url: string;
+    /** Default 200. */
+    expectStatus?: number;
+    /** Seconds to keep retrying (once a second) before the check fails; default 30. */
+    timeoutSeconds?: number;
+}
+
+export interface HealthChecksArgs {
+    commands?: CommandHealthCheck[];
+    http?: HttpHealthCheck[];
+}
+
+export interface NixosSystemArgs {
+    /** Host name or IP address the deployer reaches the host at. */
+    address: pulumi.Input<string>;
+    /** SSH port; default 22. */
+    port?: pulumi.Input<number>;
+    /** SSH user; default "root" (activation needs root). */
+    user?: pulumi.Input<string>;
+    /** The deployer's private key, as text. Always stored as a Pulumi secret. */
+    privateKey: pulumi.Input<string>;
+    /**
+     * The host's SSH public key ("ssh-ed25519 AAAA…"), pinned: a host that presents any other key
+     * is refused before anything is sent to it.
+     */
+    hostPublicKey: pulumi.Input<string>;
+    /** Seconds to wait for the SSH connection; default 10. */
+    connectTimeoutSeconds?: pulumi.Input<number>;
+    /** The flake holding the configuration: a local path ("./nix") or a reference ("github:o/r/rev"). */
+    flake?: pulumi.Input<string>;
+    /** The name under the flake's nixosConfigurations. */
+    configuration?: pulumi.Input<string>;
+    /** Instead of flake and configuration: an already-built system's store path. */
+    storePath?: pulumi.Input<string>;
+    /** As in nixos-rebuild: "switch" (default), "boot" (next boot only) or "test" (now, no generation). */
+    action?: pulumi.Input<Action>;
+    /** Checks that must pass after activation, or the host is rolled back. */
+    healthChecks?: pulumi.Input<HealthChecksArgs>;
+    /** Let the host fetch paths from its own substituters instead of receiving them; default false. */
+    substituteOnDestination?: pulumi.Input<boolean>;
+    /** Seconds the host waits for the deployer's confirmation before it rolls itself back; default 60. */
+    confirmTimeoutSeconds?: pulumi.Input<number>;
+}
+
+const PROVIDER_MODULE = require.resolve("./nixosSystemProvider");
+
+interface EvaluatedSource extends SystemEvaluation {
+    flake?: string;
+}
+
+/** Validates where the system comes from and evaluates its closure (no build: previews stay fast). */
+async function evaluateSource(name: string, flake?: string, configuration?: string, storePath?: string): Promise<EvaluatedSource> {
+    const what = `NixosSystem ${name}`;
+    if (storePath !== undefined) {
+        if (flake !== undefined || configuration !== undefined) throw new InvalidInputError(`${what}: give either flake and configuration, or storePath, not both`);
+        return { closure: parseInput(storePathSchema, storePath, `${what}: storePath`), packages: {} };
+    }
+    if (flake === undefined || configuration === undefined) throw new InvalidInputError(`${what}: flake and configuration are required (or storePath)`);
+    const resolved = resolveFlakeReference(parseInput(flakeSchema, flake, `${what}: flake`));
+    const evaluation = await evaluateConfiguration(resolved, parseInput(configurationNameSchema, configuration, `${what}: configuration`));
+    return { ...evaluation, flake: resolved };
+}
+
+/**
+ * One host's NixOS system. Its identity is its closure: the store path of the configuration's
+ * system.build.toplevel, evaluated (not built) when the program runs, so `pulumi preview` shows
+ * the old and new closure and the package versions that change, without touching the host.
+ *
+ * An update builds the closure, copies the paths the host lacks, sets the system profile, runs
+ * switch-to-configuration and the health checks, and returns the host to the generation it ran
+ * before (by number) if any of that fails. Refresh reads what the host runs. Delete leaves the
+ * host running its system.
+ */
+export class NixosSystem extends pulumi.dynamic.Resource {
+    /** The store path of the system the host runs (as of the last up or refresh). */
+    declare readonly closure: pulumi.Output<string>;
+    /** The system profile generation the host runs. */
+    declare readonly generation: pulumi.Output<number | undefined>;
+    /** pname → version of the system's packages. */
+    declare readonly packages: pulumi.Output<Record<string, string>>;
+    declare readonly address: pulumi.Output<string>;
+
+    constructor(name: string, args: NixosSystemArgs, opts?: pulumi.CustomResourceOptions) {
+        const source = pulumi.all([args.flake, args.configuration, args.storePath])
+            .apply(([flake, configuration, storePath]) => evaluateSource(name, flake, configuration, storePath));
+        super(moduleProvider(PROVIDER_MODULE), name, {
+            name,
+            address: args.address,
+            port: args.port ?? 22,
+            user: args.user ?? "root",
+            privateKey: pulumi.secret(args.privateKey),
+            hostPublicKey: args.hostPublicKey,
+            connectTimeoutSeconds: args.connectTimeoutSeconds ?? 10,
+            flake: source.flake,
+            configuration: args.configuration,
+            storePath: args.storePath,
+            closure: source.closure,
+            packages: source.packages,
+            kernel: source.kernel,
+            nixosRelease: source.nixosRelease,
+            action: args.action ?? "switch",
+            healthChecks: args.healthChecks ?? {},
+            substituteOnDestination: args.substituteOnDestination ?? false,
+            confirmTimeoutSeconds: args.confirmTimeoutSeconds ?? 60,
+            generation: undefined,
+        }, { ...opts, additionalSecretOutputs: ["privateKey"] }, "nixos", "System");
+    }
+}

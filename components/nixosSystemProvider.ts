@@ -1,0 +1,136 @@
+// The provider behind NixosSystem. It runs in the engine's dynamic-provider process; each
+// operation maps the resource's state onto the deploy pipeline. A preview only calls check and
+// diff, which never contact the host; refresh (read) and up (create, update) do.
+import type * as pulumi from "@pulumi/pulumi";
+import * as log from "@pulumi/pulumi/log";
+import { probeHost } from "./deploy/activate";
+import { SystemSource } from "./deploy/build";
+import { SshHost } from "./deploy/host";
+import { deploySystem } from "./deploy/pipeline";
+import { parseInput, systemSettingsSchema, SystemSettings } from "./schema";
+import { SshConnection } from "./transport/ssh";
+
+/** The resource's inputs, and (with generation) its outputs. */
+export interface NixosSystemState {
+    /** The resource's name, for messages. */
+    name: string;
+    address: string;
+    port: number;
+    user: string;
+    privateKey: string;
+    hostPublicKey: string;
+    connectTimeoutSeconds: number;
+    flake?: string;
+    configuration?: string;
+    storePath?: string;
+    /** The system's identity: the toplevel store path. */
+    closure: string;
+    packages: Record<string, string>;
+    kernel?: string;
+    nixosRelease?: string;
+    action: SystemSettings["action"];
+    healthChecks: SystemSettings["healthChecks"];
+    substituteOnDestination: boolean;
+    confirmTimeoutSeconds: number;
+    /** Output: the system profile generation the host runs. */
+    generation?: number;
+}
+
+/** The inputs that decide what the host runs, or which host: a change to one is a deploy. */
+const DEPLOY_INPUTS = ["closure", "address", "port"] as const;
+/** Inputs that change how the deploy is done; a change is recorded by a no-op deploy. */
+const SETTING_INPUTS = ["user", "privateKey", "hostPublicKey", "connectTimeoutSeconds", "flake", "configuration", "storePath",
+    "action", "healthChecks", "substituteOnDestination", "confirmTimeoutSeconds"] as const;
+
+/** The deploy settings of a state, in the shape systemSettingsSchema validates. */
+function settingsInput(state: NixosSystemState): unknown {
+    return {
+        connection: {
+            address: state.address, port: state.port, user: state.user, privateKey: state.privateKey,
+            hostPublicKey: state.hostPublicKey, connectTimeoutSeconds: state.connectTimeoutSeconds,
+        },
+        action: state.action,
+        healthChecks: state.healthChecks,
+        substituteOnDestination: state.substituteOnDestination,
+        confirmTimeoutSeconds: state.confirmTimeoutSeconds,
+    };
+}
+
+function settingsOf(state: NixosSystemState): SystemSettings {
+    return parseInput(systemSettingsSchema, settingsInput(state), `NixosSystem ${state.name}`);
+}
+
+function sourceOf(state: NixosSystemState): SystemSource {
+    if (state.flake && state.configuration) return { flake: state.flake, configuration: state.configuration };
+    return { storePath: state.storePath ?? state.closure };
+}
+
+function sameValue(a: unknown, b: unknown): boolean {
+    return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+}
+
+async function withHost<T>(settings: SystemSettings, work: (host: SshHost) => Promise<T>): Promise<T> {
+    const connection = SshConnection.open(settings.connection);
+    try {
+        return await work(new SshHost(connection));
+    } finally {
+        await connection.close();
+    }
+}
+
+/** Validates every input before anything else happens; failures name the field, never its value. */
+export async function check(_olds: NixosSystemState, news: NixosSystemState): Promise<pulumi.dynamic.CheckResult> {
+    const result = systemSettingsSchema.safeParse(settingsInput(news));
+    if (result.success) return { inputs: news };
+    return {
+        failures: result.error.issues.map((issue) => ({
+            property: String(issue.path[issue.path.length - 1] ?? "inputs"),
+            reason: `${issue.path.join(".")}: ${issue.message}`,
+        })),
+    };
+}
+
+/** A change exactly when what the host should run, or where, or how it is reached, changes. */
+export async function diff(_id: string, olds: NixosSystemState, news: NixosSystemState): Promise<pulumi.dynamic.DiffResult> {
+    const changed = [...DEPLOY_INPUTS, ...SETTING_INPUTS].filter((key) => !sameValue(olds[key], news[key]));
+    return { changes: changed.length > 0 };
+}
+
+async function deploy(state: NixosSystemState): Promise<NixosSystemState> {
+    const settings = settingsOf(state);
+    const result = await withHost(settings, (host) => deploySystem({
+        name: state.name,
+        host,
+        source: sourceOf(state),
+        closure: state.closure,
+        action: settings.action,
+        healthChecks: settings.healthChecks,
+        substituteOnDestination: settings.substituteOnDestination,
+        log: (message) => log.info(`[${state.name}] ${message}`),
+    }));
+    return { ...state, generation: result.generation };
+}
+
+export async function create(inputs: NixosSystemState): Promise<pulumi.dynamic.CreateResult> {
+    const outs = await deploy(inputs);
+    return { id: `${inputs.address}:${inputs.port}`, outs };
+}
+
+export async function update(_id: string, _olds: NixosSystemState, news: NixosSystemState): Promise<pulumi.dynamic.UpdateResult> {
+    return { outs: await deploy(news) };
+}
+
+/** Refresh: what the host runs now. A host switched by hand shows up as a different closure. */
+export async function read(id: string, props: NixosSystemState): Promise<pulumi.dynamic.ReadResult> {
+    const running = await withHost(settingsOf(props), (host) => probeHost(host));
+    return { id, props: { ...props, closure: running.current ?? "", generation: running.generation } };
+}
+
+/**
+ * Deleting the resource leaves the host running its system: the system is not removed from a
+ * machine that keeps running. The machine itself, if Pulumi made it, is deleted by its own resource.
+ */
+export async function remove(_id: string, props: NixosSystemState): Promise<void> {
+    log.info(`[${props.name}] no longer managed: ${props.address}:${props.port} keeps running ${props.closure}`);
+}
+export { remove as delete };

@@ -1,0 +1,111 @@
+// The zod schemas shared by the components. Every value that reaches a host or a Nix command
+// passes through one of these first, so that a mistake gets one clear message before any remote
+// action, and the command builders can rely on the shapes.
+import { z } from "zod";
+
+const noControlCharacters = (value: string) => !/[\u0000-\u001f\u007f]/.test(value);
+
+/** A host name or an IPv4/IPv6 address: no shell, ssh-option or whitespace characters. */
+export const addressSchema = z.string().min(1, "must not be empty").max(253, "is longer than 253 characters")
+    .regex(/^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[?[0-9A-Fa-f:.]+\]?)$/,
+        "must be a host name or an IP address");
+
+export const portSchema = z.number().int("must be a whole number").min(1, "must be from 1 to 65535").max(65535, "must be from 1 to 65535");
+
+export const userSchema = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a plain user name such as root");
+
+/** An OpenSSH public key line, "TYPE BASE64 [comment]"; the comment is dropped. */
+export const hostPublicKeySchema = z.string().trim()
+    .regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\n]*)?$/,
+        "must be an OpenSSH public key line such as \"ssh-ed25519 AAAA…\" (the host's /etc/ssh/ssh_host_ed25519_key.pub)")
+    .transform((line) => line.split(" ").slice(0, 2).join(" "));
+
+export const privateKeySchema = z.string()
+    .regex(/^-----BEGIN (OPENSSH|RSA|EC) PRIVATE KEY-----\n[\s\S]+\n-----END \1 PRIVATE KEY-----\n?$/,
+        "must be an unencrypted private key in OpenSSH or PEM format (the text of the file, not its path)")
+    .max(16384, "is longer than any SSH private key");
+
+/** Connection settings for one host. */
+export const connectionSchema = z.object({
+    address: addressSchema,
+    port: portSchema.default(22),
+    user: userSchema.default("root"),
+    privateKey: privateKeySchema,
+    hostPublicKey: hostPublicKeySchema,
+    connectTimeoutSeconds: z.number().int().min(1).max(300).default(10),
+});
+
+/**
+ * A flake reference: a local path or a URL-like reference. Whitespace, quotes and shell
+ * metacharacters are refused; `#` is refused because the configuration is named separately.
+ */
+export const flakeSchema = z.string().min(1, "must not be empty").max(1024, "is longer than 1024 characters")
+    .refine(noControlCharacters, "must not contain control characters")
+    .regex(/^[A-Za-z0-9_+\-./:~@=?&%,]+$/, "must be a flake reference such as \"./nix\", \"path:/abs/dir\" or \"github:owner/repo/rev\" (no spaces, quotes, # or shell characters)");
+
+/** A nixosConfigurations attribute name, safe to write inside a Nix string literal. */
+export const configurationNameSchema = z.string().min(1, "must not be empty").max(128, "is longer than 128 characters")
+    .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/, "must be a nixosConfigurations attribute name (letters, digits, _ . -)");
+
+export const storePathSchema = z.string().max(512)
+    .regex(/^\/nix\/store\/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\-._?=]+$/, "must be a Nix store path such as /nix/store/…-nixos-system-…");
+
+/** What the switch does, as in nixos-rebuild: activate now and at boot, at boot only, or now only. */
+export const actionSchema = z.enum(["switch", "boot", "test"]);
+
+const timeoutSeconds = z.number().positive("must be positive").max(3600, "must be at most 3600 seconds");
+
+export const commandCheckSchema = z.object({
+    /** A name for messages. */
+    name: z.string().min(1).max(100).refine(noControlCharacters, "must not contain control characters"),
+    /** A shell command run on the host by `sh -c`; healthy when it exits 0. */
+    command: z.string().min(1, "must not be empty").max(4096, "is longer than 4096 characters")
+        .refine((value) => !value.includes("\0"), "must not contain a NUL byte"),
+    timeoutSeconds: timeoutSeconds.default(30),
+});
+
+export const httpCheckSchema = z.object({
+    name: z.string().min(1).max(100).refine(noControlCharacters, "must not contain control characters"),
+    /** Fetched from the deployer; healthy on the expected status. */
+    url: z.string().max(2048).url("must be a URL").regex(/^https?:\/\//, "must be an http:// or https:// URL"),
+    expectStatus: z.number().int().min(100).max(599).default(200),
+    timeoutSeconds: timeoutSeconds.default(30),
+});
+
+export const healthChecksSchema = z.object({
+    commands: z.array(commandCheckSchema).max(50).default([]),
+    http: z.array(httpCheckSchema).max(50).default([]),
+}).default({ commands: [], http: [] });
+
+/** The inputs of one host's system, after the program has evaluated the flake. */
+export const systemSettingsSchema = z.object({
+    connection: connectionSchema,
+    action: actionSchema.default("switch"),
+    healthChecks: healthChecksSchema,
+    substituteOnDestination: z.boolean().default(false),
+    /** Seconds the host waits for the deployer's confirmation before it rolls itself back. */
+    confirmTimeoutSeconds: z.number().int().min(5).max(3600).default(60),
+});
+
+export type Connection = z.output<typeof connectionSchema>;
+export type HealthChecks = z.output<typeof healthChecksSchema>;
+export type Action = z.output<typeof actionSchema>;
+export type SystemSettings = z.output<typeof systemSettingsSchema>;
+
+/** Validates `value` and throws one error that lists every mistake, each with its field. */
+export function parseInput<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
+    const result = schema.safeParse(value);
+    if (result.success) return result.data;
+    const mistakes = result.error.issues.map((issue) => {
+        const field = issue.path.length ? issue.path.join(".") : "value";
+        return `  - ${field}: ${issue.message}`;
+    });
+    throw new InvalidInputError(`${what}: invalid input\n${mistakes.join("\n")}`);
+}
+
+export class InvalidInputError extends Error {
+    constructor(message: string) {
+        super(message);
+        this.name = "InvalidInputError";
+    }
+}

@@ -1,0 +1,144 @@
+// NixosSystem through the real engine against a real test host: deploy, preview with closure and
+// package diff, failed switch and failed health check rolled back by generation number, drift seen
+// by refresh and repaired by up, a no-op up.
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { after, before, test } from "node:test";
+import * as pulumi from "@pulumi/pulumi";
+import { NixosSystem } from "../../components";
+import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
+import { startTestHosts, switchByHand, TestFleet, TestHost } from "../hosts/testHosts";
+import { createTestStack, REPO_ROOT, TestStack, useTestEngine } from "./engine";
+
+const FLAKE = `path:${path.join(REPO_ROOT, "nix/fixtures")}`;
+const HEALTHY = { name: "app is healthy", command: 'test "$(cat /run/standin/health)" = ok', timeoutSeconds: 2 };
+
+let fleet: TestFleet;
+let host: TestHost;
+let testStack: TestStack;
+let systems: Record<string, SystemEvaluation>;
+
+before(async () => {
+    useTestEngine();
+    systems = await evaluateConfigurations(FLAKE, ["v1", "v2", "v3", "switch-fails", "unhealthy"]);
+    fleet = await startTestHosts({ count: 1 });
+    host = fleet.hosts[0];
+    testStack = await createTestStack("nixos-system", async () => {
+        const config = new pulumi.Config();
+        const system = new NixosSystem("web", {
+            address: host.address,
+            hostPublicKey: host.hostPublicKey,
+            privateKey: pulumi.secret(fleet.deployerPrivateKey),
+            flake: FLAKE,
+            configuration: config.require("configuration"),
+            healthChecks: { commands: [HEALTHY] },
+        });
+        return { closure: system.closure, generation: system.generation, packages: system.packages };
+    });
+});
+
+after(async () => {
+    await testStack?.remove();
+    fleet?.stop();
+});
+
+const activations = () => fs.readFileSync(path.join(host.dir, "run/standin/activations"), "utf8");
+
+async function deploy(configuration: string) {
+    await testStack.stack.setConfig("configuration", { value: configuration });
+    return testStack.stack.up();
+}
+
+async function recordedClosure(): Promise<string> {
+    const state = await testStack.stack.exportStack();
+    const system = state.deployment.resources.find((r: { urn: string }) => r.urn.endsWith("::web"));
+    return system.outputs.closure;
+}
+
+async function failedUp(configuration: string): Promise<string> {
+    await testStack.stack.setConfig("configuration", { value: configuration });
+    const error = await testStack.stack.up().then(() => undefined, (e: Error) => e);
+    assert.ok(error, `up of ${configuration} succeeded; it should have failed`);
+    return String(error);
+}
+
+test("up deploys version 1: the host runs it as generation 1", async () => {
+    const result = await deploy("v1");
+    assert.equal(result.outputs.closure.value, systems.v1.closure);
+    assert.equal(result.outputs.generation.value, 1);
+    assert.equal(host.currentSystem(), systems.v1.closure);
+    assert.deepEqual(host.generations(), [1]);
+    assert.match(result.stdout, /copying \d+ of \d+ paths/);
+});
+
+test("preview to version 2 shows one change, both closures and the package changes, and touches nothing", async () => {
+    const before = activations();
+    await testStack.stack.setConfig("configuration", { value: "v2" });
+    const preview = await testStack.stack.preview({ diff: true });
+    assert.deepEqual(preview.changeSummary, { same: 1, update: 1 });
+    assert.ok(preview.stdout.includes(systems.v1.closure), "old closure shown");
+    assert.ok(preview.stdout.includes(systems.v2.closure), "new closure shown");
+    assert.match(preview.stdout, /app\s*: "1\.0" => "2\.0"/);
+    assert.match(preview.stdout, /\+ extra\s*: "0\.3"/);
+    assert.match(preview.stdout, /kernel\s*: "6\.6\.63" => "6\.6\.64"/);
+    assert.equal(activations(), before, "preview ran switch-to-configuration");
+    assert.equal(host.currentSystem(), systems.v1.closure);
+});
+
+test("up to version 2 makes generation 2", async () => {
+    const result = await deploy("v2");
+    assert.equal(result.outputs.closure.value, systems.v2.closure);
+    assert.equal(host.currentSystem(), systems.v2.closure);
+    assert.deepEqual(host.generations(), [1, 2]);
+    assert.equal(host.currentGeneration(), 2);
+});
+
+test("a no-op up copies nothing and changes nothing", async () => {
+    const before = activations();
+    const result = await deploy("v2");
+    assert.deepEqual(result.summary.resourceChanges, { same: 2 });
+    assert.equal(activations(), before);
+    assert.deepEqual(host.generations(), [1, 2]);
+});
+
+test("a failing switch is rolled back to generation 2 and the stack keeps version 2", async () => {
+    const message = await failedUp("switch-fails");
+    assert.match(message, new RegExp(`deploying ${systems["switch-fails"].closure} to ${host.address}:22 failed at activate`));
+    assert.match(message, /exit code 4: some units failed/);
+    console.log(message);
+    assert.match(message, new RegExp(`rolled back to generation 2 \\(${systems.v2.closure}\\)`));
+    assert.equal(host.currentSystem(), systems.v2.closure);
+    assert.equal(host.currentGeneration(), 2);
+    assert.equal(await recordedClosure(), systems.v2.closure);
+});
+
+test("after a failure, up to a good version works", async () => {
+    const result = await deploy("v3");
+    assert.equal(result.outputs.closure.value, systems.v3.closure);
+    assert.equal(host.currentSystem(), systems.v3.closure);
+    assert.equal(host.currentGeneration(), 4, "generation 3 was the failed switch, 4 is version 3");
+});
+
+test("an unhealthy system is rolled back to the generation that ran before", async () => {
+    const message = await failedUp("unhealthy");
+    assert.match(message, /failed at verify: health check "app is healthy" failed/);
+    assert.match(message, new RegExp(`rolled back to generation 4 \\(${systems.v3.closure}\\)`));
+    assert.equal(host.currentSystem(), systems.v3.closure);
+    assert.equal(host.currentGeneration(), 4);
+    assert.equal(fs.readFileSync(path.join(host.dir, "run/standin/health"), "utf8").trim(), "ok");
+    assert.equal(await recordedClosure(), systems.v3.closure);
+});
+
+test("a host switched by hand shows as drift on refresh, and up puts it back", async () => {
+    await testStack.stack.setConfig("configuration", { value: "v3" });
+    switchByHand(fleet, host, systems.v1.closure);
+    assert.equal(host.currentSystem(), systems.v1.closure);
+    await testStack.stack.refresh();
+    assert.equal(await recordedClosure(), systems.v1.closure);
+    const preview = await testStack.stack.preview({ diff: true });
+    assert.equal(preview.changeSummary.update, 1);
+    const result = await testStack.stack.up();
+    assert.equal(result.summary.resourceChanges?.update, 1);
+    assert.equal(host.currentSystem(), systems.v3.closure);
+});
