@@ -1,7 +1,11 @@
 import * as pulumi from "@pulumi/pulumi";
 import { evaluateConfiguration, resolveFlakeReference, SystemEvaluation } from "./deploy/evaluate";
 import { moduleProvider } from "./provider/moduleProvider";
-import { Action, configurationNameSchema, flakeSchema, InvalidInputError, parseInput, storePathSchema } from "./schema";
+import { z } from "zod";
+import {
+    Action, actionSchema, addressSchema, configurationNameSchema, flakeSchema, healthChecksSchema, hostPublicKeySchema,
+    InvalidInputError, parseInput, portSchema, storePathSchema, userSchema,
+} from "./schema";
 
 /** A command run on the host after activation; healthy when it exits 0 within the timeout. */
 export interface CommandHealthCheck {
@@ -78,6 +82,24 @@ async function evaluateSource(name: string, flake?: string, configuration?: stri
     return { ...evaluation, flake: resolved };
 }
 
+const KNOWN_INPUT_SCHEMAS: Partial<Record<keyof NixosSystemArgs, z.ZodType>> = {
+    address: addressSchema, port: portSchema, user: userSchema, hostPublicKey: hostPublicKeySchema, flake: flakeSchema,
+    configuration: configurationNameSchema, storePath: storePathSchema, action: actionSchema, healthChecks: healthChecksSchema,
+};
+
+/**
+ * Validates the inputs that are plain values already, so that a mistake fails in the constructor,
+ * at the user's line. Inputs that are outputs of other resources are checked when they resolve,
+ * and all of them again by the provider's check before anything is deployed.
+ */
+function validateKnownInputs(name: string, args: NixosSystemArgs): void {
+    for (const [field, schema] of Object.entries(KNOWN_INPUT_SCHEMAS)) {
+        const value = args[field as keyof NixosSystemArgs];
+        if (value === undefined || pulumi.Output.isInstance(value) || value instanceof Promise) continue;
+        parseInput(schema, value, `NixosSystem ${name}: ${field}`);
+    }
+}
+
 /**
  * One host's NixOS system. Its identity is its closure: the store path of the configuration's
  * system.build.toplevel, evaluated (not built) when the program runs, so `pulumi preview` shows
@@ -98,8 +120,12 @@ export class NixosSystem extends pulumi.dynamic.Resource {
     declare readonly address: pulumi.Output<string>;
 
     constructor(name: string, args: NixosSystemArgs, opts?: pulumi.CustomResourceOptions) {
+        validateKnownInputs(name, args);
+        // An evaluation failure is carried by `closure` alone, so that it is reported once.
         const source = pulumi.all([args.flake, args.configuration, args.storePath])
-            .apply(([flake, configuration, storePath]) => evaluateSource(name, flake, configuration, storePath));
+            .apply(([flake, configuration, storePath]) => evaluateSource(name, flake, configuration, storePath)
+                .then((evaluation): EvaluatedSource | { failure: Error } => evaluation, (failure: Error) => ({ failure })));
+        const evaluated = source.apply((result) => ("failure" in result ? undefined : result));
         super(moduleProvider(PROVIDER_MODULE), name, {
             name,
             address: args.address,
@@ -108,13 +134,16 @@ export class NixosSystem extends pulumi.dynamic.Resource {
             privateKey: pulumi.secret(args.privateKey),
             hostPublicKey: args.hostPublicKey,
             connectTimeoutSeconds: args.connectTimeoutSeconds ?? 10,
-            flake: source.flake,
+            flake: evaluated.apply((result) => result?.flake),
             configuration: args.configuration,
             storePath: args.storePath,
-            closure: source.closure,
-            packages: source.packages,
-            kernel: source.kernel,
-            nixosRelease: source.nixosRelease,
+            closure: source.apply((result) => {
+                if ("failure" in result) throw result.failure;
+                return result.closure;
+            }),
+            packages: evaluated.apply((result) => result?.packages ?? {}),
+            kernel: evaluated.apply((result) => result?.kernel),
+            nixosRelease: evaluated.apply((result) => result?.nixosRelease),
             action: args.action ?? "switch",
             healthChecks: args.healthChecks ?? {},
             substituteOnDestination: args.substituteOnDestination ?? false,

@@ -4,7 +4,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { ConfigMap, LocalWorkspace, PulumiCommand, PulumiFn, Stack } from "@pulumi/pulumi/automation";
+import { ConfigMap, LocalWorkspace, LocalWorkspaceOptions, PulumiCommand, PulumiFn, Stack } from "@pulumi/pulumi/automation";
 
 export const REPO_ROOT = path.resolve(__dirname, "../../..");
 export const TEST_PASSPHRASE = "pulumi-nixos test passphrase";
@@ -42,22 +42,45 @@ export interface TestStack {
     remove(): Promise<void>;
 }
 
-/** Creates a stack of an inline program in a fresh file:// backend. */
-export async function createTestStack(projectName: string, program: PulumiFn, config: ConfigMap = {}): Promise<TestStack> {
+/**
+ * A program file run by the language host, as `pulumi up` runs a user's program. Its source
+ * requires the library as `LIBRARY` (the compiled components).
+ */
+export interface ProgramFile {
+    source: string;
+}
+
+/** `require(LIBRARY)` in a ProgramFile's source loads the compiled library. */
+export const LIBRARY = path.join(REPO_ROOT, "dist/components");
+
+/**
+ * Creates a stack in a fresh file:// backend, of an inline program (run in this process) or of a
+ * program file (run by the language host; a failing program is reported by the engine, not left
+ * behind as unhandled rejections in this process).
+ */
+export async function createTestStack(projectName: string, program: PulumiFn | ProgramFile, config: ConfigMap = {}): Promise<TestStack> {
     const bin = useTestEngine();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-stack-"));
     for (const sub of ["backend", "home", "work"]) fs.mkdirSync(path.join(dir, sub));
     const pulumiCommand = await PulumiCommand.get({ root: path.dirname(bin) });
-    const stack = await LocalWorkspace.createOrSelectStack({ stackName: "test", projectName, program }, {
+    const workDir = path.join(dir, "work");
+    const options: LocalWorkspaceOptions = {
         pulumiCommand,
-        workDir: path.join(dir, "work"),
+        workDir,
         pulumiHome: path.join(dir, "home"),
         envVars: {
             PULUMI_BACKEND_URL: `file://${path.join(dir, "backend")}`,
             PULUMI_CONFIG_PASSPHRASE: TEST_PASSPHRASE,
         },
-        projectSettings: { name: projectName, runtime: "nodejs", backend: { url: `file://${path.join(dir, "backend")}` } },
-    });
+        projectSettings: { name: projectName, runtime: "nodejs", main: "index.js", backend: { url: `file://${path.join(dir, "backend")}` } },
+    };
+    let stack: Stack;
+    if (typeof program === "function") {
+        stack = await LocalWorkspace.createOrSelectStack({ stackName: "test", projectName, program }, options);
+    } else {
+        fs.writeFileSync(path.join(workDir, "index.js"), `const LIBRARY = ${JSON.stringify(LIBRARY)};\n${program.source}`);
+        stack = await LocalWorkspace.createOrSelectStack({ stackName: "test", workDir }, options);
+    }
     if (Object.keys(config).length) await stack.setAllConfig(config);
     return {
         stack,

@@ -1,0 +1,29 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { parseProbe } from "../../components/deploy/activate";
+import { planCopy } from "../../components/deploy/copy";
+import { alreadyDeployed } from "../../components/deploy/pipeline";
+
+const A = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system-a";
+const B = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-nixos-system-b";
+
+test("the probe's output gives the running system, the generation and the missing paths", () => {
+    const state = parseProbe(`current ${A}\nprofile system-12-link\nclosure ${B}\nmissing ${B}\nmissing /nix/store/x\n`);
+    assert.deepEqual(state, { current: A, generation: 12, generationClosure: B, missing: [B, "/nix/store/x"] });
+    assert.deepEqual(parseProbe("current \nprofile \nclosure \n"), { missing: [] });
+});
+
+test("a host counts as deployed only when what the action changes already matches", () => {
+    const onA = { current: A, generationClosure: A, missing: [] };
+    const bootsB = { current: A, generationClosure: B, missing: [] };
+    assert.equal(alreadyDeployed(onA, A, "switch"), true);
+    assert.equal(alreadyDeployed(bootsB, B, "switch"), false);
+    assert.equal(alreadyDeployed(bootsB, B, "boot"), true);
+    assert.equal(alreadyDeployed(bootsB, A, "test"), true);
+});
+
+test("the copy plan counts only the paths the host lacks", () => {
+    const plan = planCopy([{ path: A, narSize: 100 }, { path: B, narSize: 50 }], [B]);
+    assert.deepEqual(plan.missing, [{ path: B, narSize: 50 }]);
+    assert.equal(plan.missingBytes, 50);
+});
