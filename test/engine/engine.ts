@@ -72,7 +72,7 @@ export async function createTestStack(projectName: string, program: PulumiFn | P
             PULUMI_BACKEND_URL: `file://${path.join(dir, "backend")}`,
             PULUMI_CONFIG_PASSPHRASE: TEST_PASSPHRASE,
         },
-        projectSettings: { name: projectName, runtime: "nodejs", main: "index.js", backend: { url: `file://${path.join(dir, "backend")}` } },
+        projectSettings: { name: projectName, runtime: "nodejs", backend: { url: `file://${path.join(dir, "backend")}` } },
     };
     let stack: Stack;
     if (typeof program === "function") {
