@@ -106,6 +106,7 @@ async function deploy(state: NixosSystemState): Promise<NixosSystemState> {
         action: settings.action,
         healthChecks: settings.healthChecks,
         substituteOnDestination: settings.substituteOnDestination,
+        confirmTimeoutSeconds: settings.confirmTimeoutSeconds,
         log: (message) => log.info(`[${state.name}] ${message}`),
     }));
     return { ...state, generation: result.generation };

@@ -2,9 +2,18 @@
 // generation that was active before, by its number (never "one lower": that is a different
 // generation whenever the active one is not the newest).
 //
+// Activation is a magic rollback. The deployer starts an agent on the host, detached from the SSH
+// session (systemd-run where there is systemd, setsid elsewhere), so that the switch finishes even
+// if the connection drops. After the switch the agent waits for the deployer to remove a canary
+// file over a *fresh* SSH connection, which the deployer does only after the health checks pass.
+// If the canary is still there when the confirm timeout runs out, or the deployer asks it to
+// abort, the agent returns the host to the recorded generation itself.
+//
 // The scripts below are constants; every value reaches them as a positional argument, which the
 // SSH transport quotes. Nothing is interpolated into script text.
+import { randomBytes } from "node:crypto";
 import { Action } from "../schema";
+import { SshConnectionError } from "../transport/ssh";
 import { Host } from "./host";
 
 export const SYSTEM_PROFILE = "/nix/var/nix/profiles/system";
@@ -65,25 +74,64 @@ export function setsProfile(action: Action): boolean {
     return action !== "test";
 }
 
-// $1 closure, $2 action, $3 profile.
-const ACTIVATE = `
-set -e
+/** Where activation agents keep their files on the host (a tmpfs on NixOS: gone after a reboot). */
+export const AGENT_DIR = "/run/pulumi-nixos";
+
+// The agent. $1 closure, $2 action, $3 profile, $4 its folder, $5 confirm timeout (s),
+// $6 generation to return to (may be empty), $7 closure to return to (may be empty).
+const AGENT = `
+dir="$4"
+finish() { echo "$1" > "$dir/result.new" && mv "$dir/result.new" "$dir/result"; exit 0; }
 if [ "$2" != test ]; then
-  nix-env -p "$3" --set "$1"
-  echo "pulumi-nixos-generation $(readlink "$3")"
+  if ! nix-env -p "$3" --set "$1" > "$dir/switch.log" 2>&1; then echo 1 > "$dir/switch-exit"; finish unchanged; fi
+  readlink "$3" > "$dir/generation"
 fi
-exec "$1/bin/switch-to-configuration" "$2"
+"$1/bin/switch-to-configuration" "$2" >> "$dir/switch.log" 2>&1
+echo $? > "$dir/switch-exit"
+waited=0
+while [ -e "$dir/canary" ] && [ ! -e "$dir/abort" ] && [ "$waited" -lt "$5" ]; do sleep 1; waited=$((waited + 1)); done
+if [ ! -e "$dir/canary" ] && [ ! -e "$dir/abort" ]; then finish confirmed; fi
+back=switch; [ "$2" = boot ] && back=boot
+if [ -n "$6" ]; then
+  nix-env -p "$3" --switch-generation "$6" >> "$dir/rollback.log" 2>&1 &&
+    "$3/bin/switch-to-configuration" "$back" >> "$dir/rollback.log" 2>&1 && finish "rolled-back $6"
+elif [ -n "$7" ]; then
+  "$7/bin/switch-to-configuration" test >> "$dir/rollback.log" 2>&1 && finish "rolled-back"
+else
+  finish no-previous
+fi
+finish rollback-failed
 `;
 
-// $1 generation number, $2 action, $3 profile.
-const RETURN_TO_GENERATION = `
+// Starts the agent detached. $1 the agent's script, then the agent's own arguments.
+const START_AGENT = `
 set -e
-nix-env -p "$3" --switch-generation "$1"
-exec "$3/bin/switch-to-configuration" "$2"
+agent="$1"; shift
+dir="$4"
+mkdir -p "$dir"
+: > "$dir/canary"
+if command -v systemd-run > /dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  systemd-run --quiet --collect --unit="pulumi-nixos-$(basename "$dir")" sh -c "$agent" agent "$@"
+else
+  setsid sh -c "$agent" agent "$@" < /dev/null > "$dir/agent.log" 2>&1 &
+fi
 `;
+
+// Waits up to $2 seconds for the file $1, then prints it (empty when it is not there).
+const WAIT_FOR_FILE = `
+i=0
+while [ ! -e "$1" ] && [ "$i" -lt "$2" ]; do sleep 0.2; i=$((i + 1)); done
+cat "$1" 2> /dev/null || true
+`;
+
+// $1 the agent's folder, $2 how many 0.2 s steps to wait for its result.
+const CONFIRM = `rm -f "$1/canary" && set -- "$1/result" "$2" && ${WAIT_FOR_FILE}`;
+const ABORT = `touch "$1/abort" && set -- "$1/result" "$2" && ${WAIT_FOR_FILE}`;
 
 /** switch-to-configuration's exit code when it worked but the host wants a reboot. */
 const REBOOT_REQUIRED = 100;
+/** How long the deployer waits for an answer on a fresh connection before trying again. */
+const POLL_SECONDS = 5;
 
 export class ActivationError extends Error {
     constructor(readonly host: string, message: string) {
@@ -92,41 +140,107 @@ export class ActivationError extends Error {
     }
 }
 
-export interface ActivationResult {
-    /** The new generation number, when the action made one. */
-    generation?: number;
-    rebootRequired: boolean;
-}
-
-/** Sets the system profile (unless `test`) and runs the closure's own switch-to-configuration. */
-export async function activate(host: Host, closure: string, action: Action, timeoutMs = 600_000): Promise<ActivationResult> {
-    const result = await host.run(["sh", "-c", ACTIVATE, "activate", closure, action, SYSTEM_PROFILE], { timeoutMs });
-    const generationLine = /pulumi-nixos-generation \S*system-(\d+)-link/.exec(result.stdout);
-    const generation = generationLine ? Number(generationLine[1]) : undefined;
-    if (result.code === 0 || result.code === REBOOT_REQUIRED) return { generation, rebootRequired: result.code === REBOOT_REQUIRED };
-    const why = result.timedOut ? "timed out" : result.code === 4 ? "exit code 4: some units failed" : `exit code ${result.code}`;
-    const output = result.stderr.trim().split("\n").filter(Boolean).slice(-6).join("\n  ");
-    throw new ActivationError(host.name, `switch-to-configuration ${action} failed (${why})${output ? `:\n  ${output}` : ""}`);
-}
-
 /** Where a failed deploy goes back to: what the host ran before it. */
 export interface RollbackTarget {
     generation?: number;
     closure?: string;
 }
 
-/**
- * Returns the host to what it ran before: the recorded generation number for `switch` and `boot`,
- * the previously running closure for `test` (which made no generation). Resolves with a sentence
- * that says where the host is now.
- */
-export async function rollBack(host: Host, target: RollbackTarget, action: Action, timeoutMs = 600_000): Promise<string> {
-    if (action === "test" && target.closure) {
-        await host.check(`returning to ${target.closure}`, [`${target.closure}/bin/switch-to-configuration`, "test"], { timeoutMs });
-        return `returned to ${target.closure}`;
+export interface SwitchResult {
+    /** The new generation number, when the action made one. */
+    generation?: number;
+    rebootRequired: boolean;
+}
+
+function describeResult(result: string, target: RollbackTarget): string {
+    if (result.startsWith("rolled-back")) {
+        return target.generation !== undefined
+            ? `the host rolled back to generation ${target.generation}${target.closure ? ` (${target.closure})` : ""}`
+            : `the host returned to ${target.closure}`;
     }
-    if (target.generation === undefined) return "the host had no earlier generation to return to; it stays on the failed system";
-    await host.check(`returning to generation ${target.generation}`,
-        ["sh", "-c", RETURN_TO_GENERATION, "rollback", String(target.generation), action === "test" ? "switch" : action, SYSTEM_PROFILE], { timeoutMs });
-    return `rolled back to generation ${target.generation}${target.closure ? ` (${target.closure})` : ""}`;
+    if (result === "unchanged") return "the host was not changed";
+    if (result === "no-previous") return "the host had no earlier generation to return to; it stays on the failed system";
+    return "the rollback failed: the host may be on the new system (see /run/pulumi-nixos on the host)";
+}
+
+/** One magic-rollback activation on one host. */
+export class Activation {
+    private switchedAt = 0;
+
+    private constructor(
+        private readonly host: Host,
+        private readonly dir: string,
+        private readonly target: RollbackTarget,
+        private readonly confirmTimeoutSeconds: number,
+    ) {}
+
+    /** Arms the host's own rollback to `target` and starts the switch, detached from this connection. */
+    static async start(host: Host, closure: string, action: Action, target: RollbackTarget, confirmTimeoutSeconds: number): Promise<Activation> {
+        const dir = `${AGENT_DIR}/${Date.now()}-${randomBytes(4).toString("hex")}`;
+        await host.check("starting the activation", ["sh", "-c", START_AGENT, "start", AGENT, closure, action, SYSTEM_PROFILE, dir,
+            String(confirmTimeoutSeconds), target.generation === undefined ? "" : String(target.generation), target.closure ?? ""]);
+        return new Activation(host, dir, target, confirmTimeoutSeconds);
+    }
+
+    /** Runs the waiting script on the host and returns the file's content ("" when not there yet). */
+    private async waitForFile(file: string, seconds: number, fresh: boolean): Promise<string> {
+        const output = await this.host.check(`reading ${file}`, ["sh", "-c", WAIT_FOR_FILE, "wait", `${this.dir}/${file}`, String(seconds * 5)],
+            { fresh, timeoutMs: (seconds + 30) * 1000 });
+        return output.trim();
+    }
+
+    /** Waits for switch-to-configuration to finish; throws an ActivationError when it failed. */
+    async switched(timeoutSeconds = 1800): Promise<SwitchResult> {
+        let exit = "";
+        for (let waited = 0; !exit && waited < timeoutSeconds; waited += POLL_SECONDS) {
+            exit = await this.waitForFile("switch-exit", POLL_SECONDS, false);
+        }
+        this.switchedAt = Date.now();
+        const generation = /system-(\d+)-link/.exec(await this.waitForFile("generation", 0, false));
+        const code = Number(exit);
+        if (exit && (code === 0 || code === REBOOT_REQUIRED)) {
+            return { generation: generation ? Number(generation[1]) : undefined, rebootRequired: code === REBOOT_REQUIRED };
+        }
+        const log = (await this.host.run(["tail", "-n", "6", `${this.dir}/switch.log`])).stdout.trim().replace(/\n/g, "\n  ");
+        const why = !exit ? `did not finish within ${timeoutSeconds} s` : code === 4 ? "exit code 4: some units failed" : `exit code ${code}`;
+        throw new ActivationError(this.host.name, `switch-to-configuration failed (${why})${log ? `:\n  ${log}` : ""}`);
+    }
+
+    /**
+     * Confirms over a fresh SSH connection (proving a new connection can still be made), and
+     * checks that the agent took the confirmation before its timeout.
+     */
+    async confirm(): Promise<void> {
+        const output = await this.host.check("confirming the activation", ["sh", "-c", CONFIRM, "confirm", this.dir, "50"], { fresh: true, timeoutMs: 60_000 });
+        const result = output.trim();
+        if (result !== "confirmed") {
+            throw new ActivationError(this.host.name, `the confirmation came too late: ${describeResult(result, this.target)}`);
+        }
+    }
+
+    /**
+     * Makes the host roll back now (or, when it cannot be reached, waits for it to roll itself
+     * back when its confirm timeout runs out) and says where the host is now.
+     */
+    async rollBack(): Promise<{ outcome: string; returnedTo?: number }> {
+        const deadline = Math.max(Date.now(), this.switchedAt) + (this.confirmTimeoutSeconds + 60) * 1000;
+        let lastError: Error | undefined;
+        while (Date.now() < deadline) {
+            try {
+                const output = await this.host.check("rolling back", ["sh", "-c", ABORT, "abort", this.dir, String(POLL_SECONDS * 5)], { fresh: true, timeoutMs: (POLL_SECONDS + 30) * 1000 });
+                const result = output.trim();
+                if (!result) continue;
+                return { outcome: describeResult(result, this.target), returnedTo: result.startsWith("rolled-back") ? this.target.generation : undefined };
+            } catch (error) {
+                if (!(error instanceof SshConnectionError)) throw error;
+                lastError = error;
+                await new Promise((resolve) => setTimeout(resolve, 1000));
+            }
+        }
+        return {
+            outcome: `the host could not be reached to confirm its rollback (${lastError?.message ?? "no answer"}); ` +
+                `it returns to ${this.target.generation !== undefined ? `generation ${this.target.generation}` : "its previous system"} by itself ` +
+                `${this.confirmTimeoutSeconds} s after the switch when nobody confirms`,
+        };
+    }
 }

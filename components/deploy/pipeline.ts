@@ -2,13 +2,13 @@
 // after the host was touched, roll back to the generation recorded by the probe. Plain inputs,
 // plain outputs: no Pulumi here, so the pipeline runs (and is tested) on its own.
 import { Action, HealthChecks } from "../schema";
-import { activate, activatesNow, HostSystemState, probeHost, rollBack, setsProfile } from "./activate";
+import { Activation, activatesNow, HostSystemState, probeHost, setsProfile } from "./activate";
 import { buildSystem, SystemSource } from "./build";
 import { copyMissing, formatBytes, listClosure, planCopy } from "./copy";
 import { Host } from "./host";
 import { runHealthChecks } from "./verify";
 
-export type Stage = "build" | "probe" | "copy" | "activate" | "verify";
+export type Stage = "build" | "probe" | "copy" | "activate" | "verify" | "confirm";
 
 export interface DeployRequest {
     /** The resource's name, for messages. */
@@ -20,6 +20,8 @@ export interface DeployRequest {
     action: Action;
     healthChecks: HealthChecks;
     substituteOnDestination: boolean;
+    /** Seconds the host waits for the confirmation before it rolls itself back. */
+    confirmTimeoutSeconds: number;
     log: (message: string) => void;
 }
 
@@ -93,33 +95,33 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
     await inStage(request, "copy", untouched, () => copyMissing(host, closure, plan, request.substituteOnDestination));
 
     const previous = { generation: before.generation, closure: setsProfile(action) ? before.generationClosure : before.current };
-    const returnBack = async (stage: Stage, error: unknown): Promise<never> => {
-        const cause = asError(error);
-        log(`${stage} failed on ${host.name}; returning to ${previous.generation !== undefined ? `generation ${previous.generation}` : "the previous system"}`);
-        let outcome: string;
-        try {
-            outcome = await rollBack(host, previous, action);
-        } catch (rollbackError) {
-            outcome = `the rollback failed too, the host may be on the new system: ${asError(rollbackError).message}`;
-            throw new DeployError(host.name, stage, closure, cause, outcome);
-        }
-        throw new DeployError(host.name, stage, closure, cause, outcome, previous.generation);
+    const activation = await inStage(request, "activate", untouched,
+        () => Activation.start(host, closure, action, previous, request.confirmTimeoutSeconds));
+    log(`switching ${host.name} to ${closure} (${action}); it returns to ` +
+        `${previous.generation !== undefined ? `generation ${previous.generation}` : "its previous system"} by itself unless confirmed within ${request.confirmTimeoutSeconds} s`);
+    let stage: Stage = "activate";
+    const switchConfirmed = async () => {
+        const switched = await activation.switched();
+        if (switched.rebootRequired) log(`${host.name} needs a reboot to finish the switch`);
+        stage = "verify";
+        if (activatesNow(action)) await runHealthChecks(host, request.healthChecks, log);
+        stage = "confirm";
+        await activation.confirm();
+        return switched;
     };
-
-    log(`activating ${closure} on ${host.name} (${action})`);
-    const activation = await activate(host, closure, action).catch((error) => returnBack("activate", error));
-    if (activation.rebootRequired) log(`${host.name} needs a reboot to finish the switch`);
-    if (activatesNow(action)) {
-        await runHealthChecks(host, request.healthChecks, log).catch((error) => returnBack("verify", error));
-    }
-    log(`${host.name} runs ${closure}${activation.generation !== undefined ? ` as generation ${activation.generation}` : ""}`);
+    const activationResult = await switchConfirmed().catch(async (error) => {
+        log(`${stage} failed on ${host.name}; rolling back`);
+        const { outcome, returnedTo } = await activation.rollBack();
+        throw new DeployError(host.name, stage, closure, asError(error), outcome, returnedTo);
+    });
+    log(`${host.name} runs ${closure}${activationResult.generation !== undefined ? ` as generation ${activationResult.generation}` : ""}`);
     return {
         closure,
-        generation: activation.generation ?? before.generation,
+        generation: activationResult.generation ?? before.generation,
         previousGeneration: before.generation,
         copiedPaths: plan.missing.length,
         copiedBytes: plan.missingBytes,
         unchanged: false,
-        rebootRequired: activation.rebootRequired,
+        rebootRequired: activationResult.rebootRequired,
     };
 }

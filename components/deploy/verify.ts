@@ -25,7 +25,11 @@ async function retryUntil(timeoutSeconds: number, attempt: (remainingMs: number)
 }
 
 async function checkCommand(host: Host, command: string, remainingMs: number): Promise<string | undefined> {
-    const result = await host.run(["sh", "-c", command], { timeoutMs: remainingMs });
+    // `timeout` on the host ends the command there too; the local timeout is the backstop for a
+    // host that stops answering.
+    const seconds = String(Math.max(1, Math.ceil(remainingMs / 1000)));
+    const result = await host.run(["timeout", "-k", "2", seconds, "sh", "-c", command], { timeoutMs: remainingMs + 5000 });
+    if (result.code === 124 || result.code === 137) return "the command did not finish in time";
     if (result.code === 0) return undefined;
     if (result.timedOut) return "the command did not finish in time";
     const output = (result.stderr || result.stdout).trim().split("\n").slice(-3).join(" / ");

@@ -50,12 +50,21 @@ export function runProcess(file: string, args: readonly string[], options: Proce
             pendingLine = lines.pop() ?? "";
             lines.forEach(options.onStderrLine);
         });
-        child.on("error", reject);
-        child.on("close", (code, signal) => {
+        const finish = (code: number | null, signal: NodeJS.Signals | null) => {
             clearTimeout(timer);
             clearTimeout(killTimer);
             if (pendingLine && options.onStderrLine) options.onStderrLine(pendingLine);
             resolve({ code, signal, stdout, stderr, timedOut });
+        };
+        child.on("error", reject);
+        child.on("close", finish);
+        // A killed ssh multiplexing client has handed its pipes to the master connection, which
+        // keeps them open while the remote command runs: after a timeout, its exit is the end.
+        child.on("exit", (code, signal) => {
+            if (!timedOut) return;
+            child.stdout.destroy();
+            child.stderr.destroy();
+            finish(code, signal);
         });
         child.stdin.on("error", () => undefined); // a child that exits without reading its input
         child.stdin.end(options.input ?? "");

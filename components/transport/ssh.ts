@@ -25,6 +25,34 @@ export interface SshTarget {
 
 /** The alias the generated ssh config and known_hosts file use for the target. */
 const HOST_ALIAS = "pulumi-nixos-target";
+/** Prefix of the private folders under the temporary directory. */
+const FOLDER_PREFIX = "pnx-ssh-";
+
+function processIsAlive(pid: number): boolean {
+    try {
+        process.kill(pid, 0);
+        return true;
+    } catch (error) {
+        return (error as NodeJS.ErrnoException).code === "EPERM";
+    }
+}
+
+/**
+ * Removes the folders (and so the key files) of deployers that were killed before they could
+ * clean up: each folder names its owner's PID.
+ */
+function sweepAbandonedFolders(): void {
+    for (const entry of fs.readdirSync(os.tmpdir())) {
+        if (!entry.startsWith(FOLDER_PREFIX)) continue;
+        const dir = path.join(os.tmpdir(), entry);
+        try {
+            const owner = Number(fs.readFileSync(path.join(dir, "owner"), "utf8"));
+            if (owner && !processIsAlive(owner)) fs.rmSync(dir, { recursive: true, force: true });
+        } catch {
+            // Not ours, or being written right now.
+        }
+    }
+}
 
 /** Quotes one argument for a POSIX shell: the only quoting of remote commands in the project. */
 export function quoteShellArgument(argument: string): string {
@@ -105,8 +133,10 @@ export class SshConnection {
 
     /** Writes the key, the pinned known_hosts and the config; connects lazily on first use. */
     static open(target: SshTarget): SshConnection {
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-ssh-"));
+        sweepAbandonedFolders();
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), FOLDER_PREFIX));
         fs.chmodSync(dir, 0o700);
+        fs.writeFileSync(path.join(dir, "owner"), String(process.pid));
         const keyFile = path.join(dir, "id");
         const knownHosts = path.join(dir, "known_hosts");
         const privateKey = target.privateKey.endsWith("\n") ? target.privateKey : `${target.privateKey}\n`;

@@ -96,3 +96,47 @@ export async function createTestStack(projectName: string, program: PulumiFn | P
         },
     };
 }
+
+function childrenOf(): Map<number, number[]> {
+    const children = new Map<number, number[]>();
+    for (const entry of fs.readdirSync("/proc")) {
+        if (!/^\d+$/.test(entry)) continue;
+        try {
+            const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
+            const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+            children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
+        } catch {
+            // The process ended while we looked.
+        }
+    }
+    return children;
+}
+
+/**
+ * Kills the pulumi CLI this process started and everything under it (language host, dynamic
+ * provider, its ssh and nix), as a crash or `kill -9` of the deployer would. Returns how many.
+ */
+export function killEngine(): number {
+    const children = childrenOf();
+    const engine = (children.get(process.pid) ?? []).filter((pid) => {
+        try {
+            return path.basename(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0]) === "pulumi";
+        } catch {
+            return false;
+        }
+    });
+    const doomed: number[] = [];
+    const collect = (pid: number) => {
+        doomed.push(pid);
+        (children.get(pid) ?? []).forEach(collect);
+    };
+    engine.forEach(collect);
+    for (const pid of doomed) {
+        try {
+            process.kill(pid, "SIGKILL");
+        } catch {
+            // Already gone.
+        }
+    }
+    return doomed.length;
+}

@@ -28,6 +28,8 @@ export interface TestHost {
     namespace: string;
     /** PID of the host's sshd. */
     pid: number;
+    /** Limits the link towards the host (e.g. "2mbit"), or lifts the limit (undefined). */
+    throttle(rate: string | undefined): void;
     /** The store path /run/current-system points at, or undefined when there is none. */
     currentSystem(): string | undefined;
     /** The generation numbers of the system profile, ascending. */
@@ -219,6 +221,10 @@ async function startHost(baseDir: string, name: string, deployerPublicKey: strin
     const shell = (command: string) => run("nsenter", ["-t", String(pid), "-n", "-m", "-u", "--", "sh", "-c", command]);
     return {
         name, address, port: 22, hostPublicKey, dir, namespace, pid,
+        throttle(rate) {
+            tryRun("tc", ["qdisc", "del", "dev", veth, "root"]);
+            if (rate) run("tc", ["qdisc", "add", "dev", veth, "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"]);
+        },
         currentSystem() {
             try {
                 return fs.readlinkSync(path.join(dir, "run/current-system"));

@@ -1,0 +1,198 @@
+// The guarantees that keep a fleet from being stranded, each proved against a real test host
+// through the real engine: magic rollback when a system cuts off SSH, a deployer killed during the
+// copy or the switch, health checks that never return, and secrets kept out of process arguments,
+// output, error messages and leftover files.
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { after, before, test } from "node:test";
+import * as pulumi from "@pulumi/pulumi";
+import { NixosSystem } from "../../components";
+import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
+import { startTestHosts, TestFleet, TestHost } from "../hosts/testHosts";
+import { createTestStack, killEngine, REPO_ROOT, TestStack, useTestEngine } from "./engine";
+
+const FLAKE = `path:${path.join(REPO_ROOT, "nix/fixtures")}`;
+const CONFIRM_TIMEOUT = 5;
+
+let fleet: TestFleet;
+let host: TestHost;
+let testStack: TestStack;
+let systems: Record<string, SystemEvaluation>;
+let keyLines: string[];
+
+before(async () => {
+    useTestEngine();
+    systems = await evaluateConfigurations(FLAKE, ["v1", "v2", "cuts-ssh", "large", "slow-switch", "unhealthy"]);
+    fleet = await startTestHosts({ count: 1 });
+    host = fleet.hosts[0];
+    keyLines = fleet.deployerPrivateKey.split("\n").filter((line) => line && !line.startsWith("-----"));
+    testStack = await createTestStack("safety", async () => {
+        const config = new pulumi.Config();
+        const checks = [{ name: "app is healthy", command: 'test "$(cat /run/standin/health)" = ok', timeoutSeconds: 2 }];
+        if (config.getBoolean("hangingCheck")) checks.push({ name: "never returns", command: "sleep 1000", timeoutSeconds: 2 });
+        const system = new NixosSystem("web", {
+            address: host.address,
+            hostPublicKey: host.hostPublicKey,
+            privateKey: pulumi.secret(fleet.deployerPrivateKey),
+            flake: FLAKE,
+            configuration: config.require("configuration"),
+            connectTimeoutSeconds: 2,
+            confirmTimeoutSeconds: CONFIRM_TIMEOUT,
+            healthChecks: { commands: checks },
+        });
+        return { closure: system.closure };
+    });
+});
+
+after(async () => {
+    host?.throttle(undefined);
+    await testStack?.remove();
+    fleet?.stop();
+});
+
+async function up(configuration: string, options: { hangingCheck?: boolean; onOutput?: (out: string) => void } = {}) {
+    await testStack.stack.setAllConfig({
+        configuration: { value: configuration },
+        hangingCheck: { value: String(options.hangingCheck ?? false) },
+    });
+    return testStack.stack.up({ onOutput: options.onOutput });
+}
+
+async function failedUp(configuration: string, options: Parameters<typeof up>[1] = {}): Promise<string> {
+    const error = await up(configuration, options).then(() => undefined, (e: Error) => e);
+    assert.ok(error, `up of ${configuration} succeeded; it should have failed`);
+    return String(error);
+}
+
+async function recordedClosure(): Promise<string> {
+    const state = await testStack.stack.exportStack();
+    return state.deployment.resources.find((r: { urn: string }) => r.urn.endsWith("::web")).outputs.closure;
+}
+
+async function waitFor(what: string, condition: () => boolean, seconds: number): Promise<void> {
+    const deadline = Date.now() + seconds * 1000;
+    while (!condition()) {
+        if (Date.now() > deadline) assert.fail(`${what}: not within ${seconds} s`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+}
+
+const linkIsUp = () => /state UP/.test(host.shell("ip link show dev eth0"));
+
+test("a first deploy of version 1", async () => {
+    await up("v1");
+    assert.equal(host.currentSystem(), systems.v1.closure);
+    assert.equal(host.currentGeneration(), 1);
+});
+
+test("magic rollback: a system that cuts off SSH is rolled back by the host itself, and the deploy fails", async () => {
+    const message = await failedUp("cuts-ssh");
+    assert.match(message, new RegExp(`deploying ${systems["cuts-ssh"].closure} to ${host.address}:22 failed`));
+    assert.match(message, /rolled back to generation 1/);
+    assert.equal(host.currentSystem(), systems.v1.closure);
+    assert.equal(host.currentGeneration(), 1);
+    assert.ok(linkIsUp(), "the host's network is back with the old system");
+    assert.equal(await recordedClosure(), systems.v1.closure);
+});
+
+test("a health check that never returns is cut off by its timeout, and the host rolls back", async () => {
+    const started = Date.now();
+    const message = await failedUp("v2", { hangingCheck: true });
+    assert.match(message, /failed at verify: health check "never returns" failed: the command did not finish in time/);
+    assert.ok(Date.now() - started < 60_000, "the hanging check was not bounded by its timeout");
+    assert.equal(host.currentSystem(), systems.v1.closure);
+    assert.equal(host.currentGeneration(), 1);
+});
+
+test("killing the deployer during the switch: the host returns to its old generation alone, and up converges", async () => {
+    let killed = 0;
+    const error = await up("slow-switch", {
+        onOutput: (out) => {
+            if (!killed && /switching \S+ to/.test(out)) killed = killEngine();
+        },
+    }).then(() => undefined, (e: Error) => e);
+    assert.ok(killed > 0 && error, "the engine was not killed during the switch");
+    // The switch finishes without the deployer, then nobody confirms: the host rolls back.
+    await waitFor("the new system becomes current", () => host.currentSystem() === systems["slow-switch"].closure, 30);
+    await waitFor("the host rolls itself back", () => host.currentSystem() === systems.v1.closure, CONFIRM_TIMEOUT + 30);
+    assert.equal(host.currentGeneration(), 1);
+
+    // The killed CLI still holds the stack's lock: `pulumi cancel` releases it (see the README).
+    await testStack.stack.cancel();
+    const result = await up("slow-switch");
+    assert.match(result.stdout, /pending operations?/i, "the engine reports the interrupted update");
+    assert.equal(result.summary.result, "succeeded");
+    assert.equal(host.currentSystem(), systems["slow-switch"].closure);
+    assert.equal(await recordedClosure(), systems["slow-switch"].closure);
+});
+
+test("killing the deployer during the copy leaves the host as it was, and up converges", async () => {
+    const generation = host.currentGeneration();
+    host.throttle("4mbit");
+    let killed = 0;
+    const error = await up("large", {
+        onOutput: (out) => {
+            if (!killed && /copying \d+ of \d+ paths/.test(out)) setTimeout(() => (killed = killEngine()), 500);
+        },
+    }).then(() => undefined, (e: Error) => e);
+    host.throttle(undefined);
+    assert.ok(killed > 0 && error, "the engine was not killed during the copy");
+    assert.equal(host.currentSystem(), systems["slow-switch"].closure);
+    assert.equal(host.currentGeneration(), generation);
+    assert.equal(host.hasStorePath(systems.large.closure), false, "the system path arrived although the copy was cut");
+
+    await testStack.stack.cancel();
+    const result = await up("large");
+    assert.equal(result.summary.result, "succeeded");
+    assert.equal(host.currentSystem(), systems.large.closure);
+    assert.equal(await recordedClosure(), systems.large.closure);
+});
+
+/** Samples every process's arguments and every key file the deploy writes while `work` runs. */
+async function watchProcesses<T>(work: () => Promise<T>) {
+    const argumentLists = new Set<string>();
+    const keyFiles = new Map<string, number>();
+    let sampling = true;
+    const sample = () => {
+        for (const pid of fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry))) {
+            try {
+                argumentLists.add(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8"));
+            } catch {
+                // The process ended while we looked.
+            }
+        }
+        for (const dir of fs.readdirSync(os.tmpdir()).filter((entry) => entry.startsWith("pnx-ssh-"))) {
+            try {
+                keyFiles.set(path.join(os.tmpdir(), dir, "id"), fs.statSync(path.join(os.tmpdir(), dir, "id")).mode & 0o777);
+            } catch {
+                // Not written yet, or already removed.
+            }
+        }
+        if (sampling) setTimeout(sample, 5);
+    };
+    sample();
+    const outcome = await work().then((value) => ({ value }), (error: Error) => ({ error }));
+    sampling = false;
+    return { outcome, argumentLists, keyFiles };
+}
+
+const leftoverKeyFolders = () => fs.readdirSync(os.tmpdir()).filter((entry) => entry.startsWith("pnx-ssh-"));
+
+test("secrets: never in process arguments, output, errors or the state; key files 0600 and removed, also on failure", async () => {
+    for (const [configuration, shouldFail] of [["v2", false], ["unhealthy", true]] as const) {
+        const { outcome, argumentLists, keyFiles } = await watchProcesses(() => up(configuration));
+        assert.equal("error" in outcome, shouldFail, `up of ${configuration}`);
+        const text = "error" in outcome ? String(outcome.error) : outcome.value.stdout + outcome.value.stderr;
+        assert.ok(keyFiles.size > 0, "no key file was seen during the deploy: the sampler proves nothing");
+        for (const [file, mode] of keyFiles) assert.equal(mode, 0o600, `${file} has mode ${mode.toString(8)}`);
+        assert.deepEqual(leftoverKeyFolders(), [], "a key folder was left behind");
+        for (const line of keyLines) {
+            assert.ok(!text.includes(line), `the private key appears in the ${shouldFail ? "error" : "output"} of up`);
+            for (const argv of argumentLists) assert.ok(!argv.includes(line), `the private key appears in a process's arguments: ${argv.slice(0, 80)}`);
+        }
+    }
+    const state = testStack.stateText();
+    for (const line of keyLines) assert.ok(!state.includes(line), "the private key appears in the state");
+});
