@@ -3,8 +3,7 @@ import { evaluateConfiguration, resolveFlakeReference, SystemEvaluation } from "
 import { moduleProvider } from "./provider/moduleProvider";
 import { z } from "zod";
 import {
-    Action, actionSchema, addressSchema, configurationNameSchema, flakeSchema, healthChecksSchema, hostPublicKeySchema,
-    InvalidInputError, parseInput, portSchema, storePathSchema, userSchema,
+    Action, configurationNameSchema, connectionSchema, flakeSchema, InvalidInputError, parseInput, storePathSchema, systemSettingsSchema,
 } from "./schema";
 
 /** A command run on the host after activation; healthy when it exits 0 within the timeout. */
@@ -82,9 +81,12 @@ async function evaluateSource(name: string, flake?: string, configuration?: stri
     return { ...evaluation, flake: resolved };
 }
 
-const KNOWN_INPUT_SCHEMAS: Partial<Record<keyof NixosSystemArgs, z.ZodType>> = {
-    address: addressSchema, port: portSchema, user: userSchema, hostPublicKey: hostPublicKeySchema, flake: flakeSchema,
-    configuration: configurationNameSchema, storePath: storePathSchema, action: actionSchema, healthChecks: healthChecksSchema,
+const KNOWN_INPUT_SCHEMAS: Record<keyof NixosSystemArgs, z.ZodType> = {
+    ...connectionSchema.shape,
+    ...systemSettingsSchema.omit({ connection: true }).shape,
+    flake: flakeSchema,
+    configuration: configurationNameSchema,
+    storePath: storePathSchema,
 };
 
 /**

@@ -35,13 +35,21 @@ export const connectionSchema = z.object({
     connectTimeoutSeconds: z.number().int().min(1).max(300).default(10),
 });
 
+/** Flake reference schemes Nix fetches over an authenticated or local channel. */
+const FLAKE_SCHEMES = ["path", "git+file", "git+https", "git+ssh", "github", "gitlab", "sourcehut", "https", "tarball+https", "file+https", "file", "flake"];
+
 /**
  * A flake reference: a local path or a URL-like reference. Whitespace, quotes and shell
- * metacharacters are refused; `#` is refused because the configuration is named separately.
+ * metacharacters are refused; `#` is refused because the configuration is named separately; a
+ * scheme must be one Nix fetches locally or over TLS/SSH (no plaintext http).
  */
 export const flakeSchema = z.string().min(1, "must not be empty").max(1024, "is longer than 1024 characters")
     .refine(noControlCharacters, "must not contain control characters")
-    .regex(/^[A-Za-z0-9_+\-./:~@=?&%,]+$/, "must be a flake reference such as \"./nix\", \"path:/abs/dir\" or \"github:owner/repo/rev\" (no spaces, quotes, # or shell characters)");
+    .regex(/^[A-Za-z0-9_+\-./:~@=?&%,]+$/, "must be a flake reference such as \"./nix\", \"path:/abs/dir\" or \"github:owner/repo/rev\" (no spaces, quotes, # or shell characters)")
+    .refine((flake) => {
+        const scheme = /^([a-z][a-z0-9+]*):/.exec(flake)?.[1];
+        return scheme === undefined || FLAKE_SCHEMES.includes(scheme);
+    }, `must use one of the schemes ${FLAKE_SCHEMES.join(", ")} (or be a local path)`);
 
 /** A nixosConfigurations attribute name, safe to write inside a Nix string literal. */
 export const configurationNameSchema = z.string().min(1, "must not be empty").max(128, "is longer than 128 characters")

@@ -5,37 +5,22 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
-import * as pulumi from "@pulumi/pulumi";
-import { NixosSystem } from "../../components";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
 import { startTestHosts, switchByHand, TestFleet, TestHost } from "../hosts/testHosts";
-import { createTestStack, REPO_ROOT, TestStack, useTestEngine } from "./engine";
-
-const FLAKE = `path:${path.join(REPO_ROOT, "nix/fixtures")}`;
-const HEALTHY = { name: "app is healthy", command: 'test "$(cat /run/standin/health)" = ok', timeoutSeconds: 2 };
+import { useTestEngine } from "./engine";
+import { createSystemStack, FIXTURE_FLAKE, SystemStack } from "./systemStack";
 
 let fleet: TestFleet;
 let host: TestHost;
-let testStack: TestStack;
+let testStack: SystemStack;
 let systems: Record<string, SystemEvaluation>;
 
 before(async () => {
     useTestEngine();
-    systems = await evaluateConfigurations(FLAKE, ["v1", "v2", "v3", "switch-fails", "unhealthy"]);
+    systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "v3", "switch-fails", "unhealthy"]);
     fleet = await startTestHosts({ count: 1 });
     host = fleet.hosts[0];
-    testStack = await createTestStack("nixos-system", async () => {
-        const config = new pulumi.Config();
-        const system = new NixosSystem("web", {
-            address: host.address,
-            hostPublicKey: host.hostPublicKey,
-            privateKey: pulumi.secret(fleet.deployerPrivateKey),
-            flake: FLAKE,
-            configuration: config.require("configuration"),
-            healthChecks: { commands: [HEALTHY] },
-        });
-        return { closure: system.closure, generation: system.generation, packages: system.packages };
-    });
+    testStack = await createSystemStack("nixos-system", fleet, host);
 });
 
 after(async () => {
@@ -45,23 +30,9 @@ after(async () => {
 
 const activations = () => fs.readFileSync(path.join(host.dir, "run/standin/activations"), "utf8");
 
-async function deploy(configuration: string) {
-    await testStack.stack.setConfig("configuration", { value: configuration });
-    return testStack.stack.up();
-}
-
-async function recordedClosure(): Promise<string> {
-    const state = await testStack.stack.exportStack();
-    const system = state.deployment.resources.find((r: { urn: string }) => r.urn.endsWith("::web"));
-    return system.outputs.closure;
-}
-
-async function failedUp(configuration: string): Promise<string> {
-    await testStack.stack.setConfig("configuration", { value: configuration });
-    const error = await testStack.stack.up().then(() => undefined, (e: Error) => e);
-    assert.ok(error, `up of ${configuration} succeeded; it should have failed`);
-    return String(error);
-}
+const deploy = (configuration: string) => testStack.deploy(configuration);
+const failedUp = (configuration: string) => testStack.failedDeploy(configuration);
+const recordedClosure = () => testStack.recordedClosure();
 
 test("up deploys version 1: the host runs it as generation 1", async () => {
     const result = await deploy("v1");

@@ -7,43 +7,32 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
-import * as pulumi from "@pulumi/pulumi";
-import { NixosSystem } from "../../components";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
 import { startTestHosts, TestFleet, TestHost } from "../hosts/testHosts";
-import { createTestStack, killEngine, REPO_ROOT, TestStack, useTestEngine } from "./engine";
+import { killEngine, useTestEngine } from "./engine";
+import { createSystemStack, FIXTURE_FLAKE, HEALTHY_CHECK, SystemStack } from "./systemStack";
 
-const FLAKE = `path:${path.join(REPO_ROOT, "nix/fixtures")}`;
 const CONFIRM_TIMEOUT = 5;
 
 let fleet: TestFleet;
 let host: TestHost;
-let testStack: TestStack;
+let testStack: SystemStack;
 let systems: Record<string, SystemEvaluation>;
 let keyLines: string[];
 
 before(async () => {
     useTestEngine();
-    systems = await evaluateConfigurations(FLAKE, ["v1", "v2", "cuts-ssh", "large", "slow-switch", "unhealthy"]);
+    systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "cuts-ssh", "large", "slow-switch", "unhealthy"]);
     fleet = await startTestHosts({ count: 1 });
     host = fleet.hosts[0];
     keyLines = fleet.deployerPrivateKey.split("\n").filter((line) => line && !line.startsWith("-----"));
-    testStack = await createTestStack("safety", async () => {
-        const config = new pulumi.Config();
-        const checks = [{ name: "app is healthy", command: 'test "$(cat /run/standin/health)" = ok', timeoutSeconds: 2 }];
-        if (config.getBoolean("hangingCheck")) checks.push({ name: "never returns", command: "sleep 1000", timeoutSeconds: 2 });
-        const system = new NixosSystem("web", {
-            address: host.address,
-            hostPublicKey: host.hostPublicKey,
-            privateKey: pulumi.secret(fleet.deployerPrivateKey),
-            flake: FLAKE,
-            configuration: config.require("configuration"),
-            connectTimeoutSeconds: 2,
-            confirmTimeoutSeconds: CONFIRM_TIMEOUT,
-            healthChecks: { commands: checks },
-        });
-        return { closure: system.closure };
-    });
+    testStack = await createSystemStack("safety", fleet, host, (config) => ({
+        connectTimeoutSeconds: 2,
+        confirmTimeoutSeconds: CONFIRM_TIMEOUT,
+        healthChecks: {
+            commands: [HEALTHY_CHECK, ...(config.getBoolean("hangingCheck") ? [{ name: "never returns", command: "sleep 1000", timeoutSeconds: 2 }] : [])],
+        },
+    }));
 });
 
 after(async () => {
@@ -52,24 +41,11 @@ after(async () => {
     fleet?.stop();
 });
 
-async function up(configuration: string, options: { hangingCheck?: boolean; onOutput?: (out: string) => void } = {}) {
-    await testStack.stack.setAllConfig({
-        configuration: { value: configuration },
-        hangingCheck: { value: String(options.hangingCheck ?? false) },
-    });
-    return testStack.stack.up({ onOutput: options.onOutput });
-}
-
-async function failedUp(configuration: string, options: Parameters<typeof up>[1] = {}): Promise<string> {
-    const error = await up(configuration, options).then(() => undefined, (e: Error) => e);
-    assert.ok(error, `up of ${configuration} succeeded; it should have failed`);
-    return String(error);
-}
-
-async function recordedClosure(): Promise<string> {
-    const state = await testStack.stack.exportStack();
-    return state.deployment.resources.find((r: { urn: string }) => r.urn.endsWith("::web")).outputs.closure;
-}
+const up = (configuration: string, options: { hangingCheck?: boolean; onOutput?: (out: string) => void } = {}) =>
+    testStack.deploy(configuration, { config: { hangingCheck: { value: String(options.hangingCheck ?? false) } }, onOutput: options.onOutput });
+const failedUp = (configuration: string, options: { hangingCheck?: boolean } = {}) =>
+    testStack.failedDeploy(configuration, { config: { hangingCheck: { value: String(options.hangingCheck ?? false) } } });
+const recordedClosure = () => testStack.recordedClosure();
 
 async function waitFor(what: string, condition: () => boolean, seconds: number): Promise<void> {
     const deadline = Date.now() + seconds * 1000;

@@ -1,0 +1,67 @@
+// A stack that deploys one NixosSystem ("web") of the fixture flake to a test host, with the
+// configuration chosen by stack config: the shape most engine tests share.
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { ConfigMap, UpResult } from "@pulumi/pulumi/automation";
+import { NixosSystem, NixosSystemArgs } from "../../components";
+import { TestFleet, TestHost } from "../hosts/testHosts";
+import { createTestStack, REPO_ROOT, TestStack } from "./engine";
+
+export const FIXTURE_FLAKE = `path:${path.join(REPO_ROOT, "nix/fixtures")}`;
+
+/** Healthy when the stand-in system's service says so. */
+export const HEALTHY_CHECK = { name: "app is healthy", command: 'test "$(cat /run/standin/health)" = ok', timeoutSeconds: 2 };
+
+export interface DeployOptions {
+    /** More stack config for the program. */
+    config?: ConfigMap;
+    onOutput?: (out: string) => void;
+}
+
+export interface SystemStack extends TestStack {
+    /** Sets the configuration (and any other config) and runs up. */
+    deploy(configuration: string, options?: DeployOptions): Promise<UpResult>;
+    /** Like deploy, but up must fail: returns its error text. */
+    failedDeploy(configuration: string, options?: DeployOptions): Promise<string>;
+    /** The closure the stack's state records for "web". */
+    recordedClosure(): Promise<string>;
+}
+
+export async function createSystemStack(
+    projectName: string,
+    fleet: TestFleet,
+    host: TestHost,
+    moreArgs: (config: pulumi.Config) => Partial<NixosSystemArgs> = () => ({}),
+): Promise<SystemStack> {
+    const testStack = await createTestStack(projectName, async () => {
+        const config = new pulumi.Config();
+        const system = new NixosSystem("web", {
+            address: host.address,
+            hostPublicKey: host.hostPublicKey,
+            privateKey: pulumi.secret(fleet.deployerPrivateKey),
+            flake: FIXTURE_FLAKE,
+            configuration: config.require("configuration"),
+            healthChecks: { commands: [HEALTHY_CHECK] },
+            ...moreArgs(config),
+        });
+        return { closure: system.closure, generation: system.generation, packages: system.packages };
+    });
+    const deploy = async (configuration: string, options: DeployOptions = {}) => {
+        await testStack.stack.setAllConfig({ configuration: { value: configuration }, ...options.config });
+        return testStack.stack.up({ onOutput: options.onOutput });
+    };
+    return {
+        ...testStack,
+        deploy,
+        async failedDeploy(configuration, options) {
+            const error = await deploy(configuration, options).then(() => undefined, (e: Error) => e);
+            assert.ok(error, `up of ${configuration} succeeded; it should have failed`);
+            return String(error);
+        },
+        async recordedClosure() {
+            const state = await testStack.stack.exportStack();
+            return state.deployment.resources.find((r: { urn: string }) => r.urn.endsWith("::web")).outputs.closure;
+        },
+    };
+}

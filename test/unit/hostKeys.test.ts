@@ -1,0 +1,40 @@
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { test } from "node:test";
+import { SshConnection } from "../../components/transport/ssh";
+
+const COMPONENTS = path.resolve(__dirname, "../../../components");
+const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHZVjbKFFju8WPwD5kP6G0EpwYW86fZQ4vj3A4Nn0q57";
+
+function sources(dir: string): string[] {
+    return fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+        const full = path.join(dir, entry.name);
+        return entry.isDirectory() ? sources(full) : entry.name.endsWith(".ts") ? [full] : [];
+    });
+}
+
+test("no code path turns host key checking off", () => {
+    const forbidden = [/StrictHostKeyChecking[ =]+(no|off|accept-new)/i, /UserKnownHostsFile[ =]+\/dev\/null/i, /--no-check-sigs/];
+    for (const file of sources(COMPONENTS)) {
+        const text = fs.readFileSync(file, "utf8");
+        for (const pattern of forbidden) assert.doesNotMatch(text, pattern, `${path.relative(COMPONENTS, file)}`);
+    }
+});
+
+test("the generated ssh config pins exactly the given host key, with strict checking", async () => {
+    const connection = SshConnection.open({ address: "10.0.0.5", port: 2222, user: "root", privateKey: "key", hostPublicKey: KEY });
+    try {
+        const dir = connection.nixSshOpts.replace(/^-F /, "").replace(/\/config$/, "");
+        const config = fs.readFileSync(path.join(dir, "config"), "utf8");
+        assert.match(config, /^\s*StrictHostKeyChecking yes$/m);
+        assert.match(config, /^\s*GlobalKnownHostsFile \/dev\/null$/m);
+        assert.match(config, /^\s*BatchMode yes$/m);
+        assert.equal(fs.readFileSync(path.join(dir, "known_hosts"), "utf8"), `pulumi-nixos-target ${KEY}\n`);
+        assert.equal(fs.statSync(path.join(dir, "id")).mode & 0o777, 0o600);
+        assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
+    } finally {
+        await connection.close();
+    }
+    assert.equal(fs.existsSync(connection.nixSshOpts.replace(/^-F /, "")), false, "close removes the folder");
+});
