@@ -78,10 +78,17 @@ export class RemoteCommandError extends Error {
     }
 }
 
+/** Why OpenSSH could not run a command. */
+export type SshFailure = "host-key-mismatch" | "key-refused" | "unreachable" | "connection-lost" | "other";
+
 /** OpenSSH itself failed: refused key, unreachable host, host key mismatch. Nothing ran remotely. */
 export class SshConnectionError extends Error {
-    constructor(readonly host: string, readonly reason: string, stderr: string) {
+    readonly reason: string;
+
+    constructor(readonly host: string, readonly failure: SshFailure, stderr: string) {
+        const reason = FAILURE_REASONS[failure];
         super(`${host}: ${reason}${tail(stderr)}`);
+        this.reason = reason;
         this.name = "SshConnectionError";
     }
 }
@@ -97,18 +104,22 @@ function tail(stderr: string): string {
     return lines.length ? `:\n  ${lines.join("\n  ")}` : "";
 }
 
-/** Explains an ssh exit status 255 in words a user can act on. */
-function connectionFailure(stderr: string): string {
-    if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|host key for .* has changed/i.test(stderr)) {
-        return "the host answered with a host key that is not the pinned one; nothing was sent to it " +
-            "(a different server at this address, or the host was reinstalled: check it, then update hostPublicKey)";
-    }
-    if (/Permission denied/i.test(stderr)) return "the host refused the deployer's private key (check privateKey and the host's authorized keys)";
-    if (/timed out/i.test(stderr)) return "the host did not answer within the connect timeout (address, port, firewall?)";
-    if (/Connection refused/i.test(stderr)) return "the host refused the connection (is sshd running on this port?)";
-    if (/No route to host|Network is unreachable|Could not resolve/i.test(stderr)) return "the host cannot be reached from the deployer";
-    if (/Connection closed|Connection reset|Broken pipe/i.test(stderr)) return "the connection to the host was lost";
-    return "ssh could not run the command";
+const FAILURE_REASONS: Record<SshFailure, string> = {
+    "host-key-mismatch": "the host answered with a host key that is not the pinned one; nothing was sent to it " +
+        "(a different server at this address, or the host was reinstalled: check it, then update hostPublicKey)",
+    "key-refused": "the host refused the deployer's private key (check privateKey and the host's authorized keys)",
+    "unreachable": "the host cannot be reached from the deployer (address, port, firewall, or sshd not running?)",
+    "connection-lost": "the connection to the host was lost",
+    "other": "ssh could not run the command",
+};
+
+/** Classifies an ssh exit status 255 from what ssh printed. */
+function classifyFailure(stderr: string): SshFailure {
+    if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|host key for .* has changed/i.test(stderr)) return "host-key-mismatch";
+    if (/Permission denied/i.test(stderr)) return "key-refused";
+    if (/timed out|Connection refused|No route to host|Network is unreachable|Could not resolve/i.test(stderr)) return "unreachable";
+    if (/Connection closed|Connection reset|Broken pipe|not responding/i.test(stderr)) return "connection-lost";
+    return "other";
 }
 
 export interface RemoteRunOptions {
@@ -178,7 +189,7 @@ export class SshConnection {
             timeoutMs: options.timeoutMs,
             input: options.input,
         });
-        if (result.code === 255 && !result.timedOut) throw new SshConnectionError(this.host, connectionFailure(result.stderr), result.stderr);
+        if (result.code === 255 && !result.timedOut) throw new SshConnectionError(this.host, classifyFailure(result.stderr), result.stderr);
         return result;
     }
 

@@ -80,7 +80,8 @@ test("a flake reference with shell characters is refused before Nix sees it", as
 
 test("an unreachable host: fails at the probe and says why", async () => {
     const message = await upFails({ address: "127.0.0.1", port: 9 });
-    assert.match(message, /failed at probe: 127\.0\.0\.1:9: the host refused the connection/);
+    assert.match(message, /failed at probe: 127\.0\.0\.1:9: the host cannot be reached from the deployer/);
+    assert.match(message, /Connection refused/);
     assert.match(message, /the host was not changed/);
 });
 
