@@ -1,4 +1,10 @@
 // Public exports of pulumi-nixos.
 export { NixosSystem, NixosSystemArgs, HealthChecksArgs, CommandHealthCheck, HttpHealthCheck } from "./nixosSystem";
+export { NixosBootstrap, NixosBootstrapArgs } from "./nixosBootstrap";
+export { NixosHost, NixosHostArgs, NixosHostImage, DeploySettings } from "./nixosHost";
+export { NixosFleet, NixosFleetArgs, NixosFleetHost, NixosFleetHostOutputs } from "./nixosFleet";
+export { SshHostKey } from "./bootstrap/sshHostKey";
+export { WaitForNixos } from "./bootstrap/waitForNixos";
+export { DEFAULT_INFECT_PIN } from "./bootstrap/infect";
 export { evaluateConfigurations, SystemEvaluation } from "./deploy/evaluate";
 export { DeployError } from "./deploy/pipeline";

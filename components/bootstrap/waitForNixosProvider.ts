@@ -45,8 +45,10 @@ export async function create(inputs: WaitForNixosState): Promise<pulumi.dynamic.
             lastSeen = result.code === 0 ? "NixOS" : "reachable, not NixOS yet";
             return result.code === 0 ? result.stdout.trim() : undefined;
         }).catch((error: Error) => {
-            // A different host key is never waited out: it is refused at once.
-            if (!(error instanceof SshConnectionError) || error.failure === "host-key-mismatch") throw error;
+            // While a machine boots, sshd may briefly serve a key of its own before the pinned one
+            // is installed (the NixOS AMI does). ssh refuses such a host before sending anything,
+            // so the wait goes on; if the key never matches, the timeout error says so.
+            if (!(error instanceof SshConnectionError)) throw error;
             lastSeen = error.reason;
             return undefined;
         });

@@ -1,0 +1,254 @@
+// NixosHost on AWS, with Pulumi's mocks (AWS cannot be reached from the test machines): the exact
+// resource graph, security rules, tags, secrets, and the exact user data. The parts of the user
+// data that run on the host are checked by real tools: YAML structure, `bash -n`, and Nix's parser.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { before, test } from "node:test";
+import * as pulumi from "@pulumi/pulumi";
+import * as yaml from "js-yaml";
+import { NixosFleet, NixosHost } from "../../components";
+import { bootDeviceFor, DEFAULT_INFECT_PIN } from "../../components/bootstrap/infect";
+import { generateEd25519KeyPair } from "../../components/bootstrap/sshKeys";
+import { OFFLINE_NIX_CONFIG } from "../engine/engine";
+import { FIXTURE_FLAKE } from "../engine/systemStack";
+
+const HOST_KEY = generateEd25519KeyPair("web");
+const DEPLOYER = generateEd25519KeyPair("deployer");
+
+interface Registered {
+    type: string;
+    name: string;
+    inputs: Record<string, unknown>;
+}
+const registered: Registered[] = [];
+const amiLookups: Record<string, unknown>[] = [];
+
+before(async () => {
+    process.env.PULUMI_NIXOS_NIX_CONFIG ??= OFFLINE_NIX_CONFIG;
+    await pulumi.runtime.setMocks({
+        newResource(args) {
+            registered.push({ type: args.type, name: args.name, inputs: args.inputs });
+            const state: Record<string, unknown> = { ...args.inputs };
+            if (args.type === "aws:ec2/instance:Instance") Object.assign(state, { publicIp: "203.0.113.10", privateIp: "10.0.0.10" });
+            if (args.type === "aws:ec2/keyPair:KeyPair") state.keyName = `${args.name}-keyname`;
+            if (args.type.endsWith("nixos:SshHostKey")) Object.assign(state, HOST_KEY);
+            if (args.type.endsWith("nixos:System")) state.generation = 1;
+            return { id: `${args.name}-id`, state };
+        },
+        call(args) {
+            if (args.token === "aws:ec2/getAmi:getAmi") {
+                amiLookups.push(args.inputs);
+                return { id: `ami-${String((args.inputs.owners as string[])[0]).slice(-4)}`, architecture: "x86_64" };
+            }
+            return {};
+        },
+    }, "fleet", "dev", true);
+});
+
+const value = <T>(output: pulumi.Output<T>) => new Promise<NonNullable<T>>((resolve) => output.apply((v) => resolve(v as NonNullable<T>)));
+/** The custom resource (not the component) registered under a name. */
+const byName = (name: string) => {
+    const found = registered.find((r) => r.name === name && !r.type.startsWith("pulumi-nixos:"));
+    assert.ok(found, `no resource named ${name}; registered: ${registered.map((r) => r.name).join(", ")}`);
+    return found;
+};
+
+function makeHost(name: string, extra: Partial<ConstructorParameters<typeof NixosHost>[1]> = {}) {
+    return new NixosHost(name, {
+        flake: FIXTURE_FLAKE,
+        configuration: "v1",
+        sshPrivateKey: pulumi.secret(DEPLOYER.privateKey),
+        sshPublicKey: DEPLOYER.publicKey,
+        instanceType: "t3.small",
+        openPorts: [80, 443],
+        sshCidrBlocks: ["198.51.100.0/24"],
+        tags: { team: "infra" },
+        ...extra,
+    });
+}
+
+test("the resource graph: one host key, security group, key pair, instance, wait and system, named after the host", async () => {
+    const host = makeHost("web");
+    const urns = await value(pulumi.all([host.urn, host.hostKey.urn, host.securityGroup.urn, host.instance.urn, host.bootstrap.urn,
+        host.bootstrap.system.urn]));
+    const [hostUrn, ...children] = urns;
+    assert.match(hostUrn, /::pulumi-nixos:aws:NixosHost::web$/);
+    assert.match(children[0], /NixosHost\$pulumi-nodejs:dynamic\/nixos:SshHostKey::web-host-key$/);
+    assert.match(children[1], /NixosHost\$aws:ec2\/securityGroup:SecurityGroup::web-sg$/);
+    assert.match(children[2], /NixosHost\$aws:ec2\/instance:Instance::web$/);
+    assert.match(children[3], /NixosHost\$pulumi-nixos:index:NixosBootstrap::web-nixos$/);
+    assert.match(children[4], /NixosBootstrap\$pulumi-nodejs:dynamic\/nixos:System::web-nixos-system$/);
+    const names = registered.filter((r) => r.name.startsWith("web")).map((r) => `${r.type} ${r.name}`).sort();
+    assert.deepEqual(names, [
+        "aws:ec2/instance:Instance web",
+        "aws:ec2/keyPair:KeyPair web-key",
+        "aws:ec2/securityGroup:SecurityGroup web-sg",
+        "pulumi-nixos:aws:NixosHost web",
+        "pulumi-nixos:index:NixosBootstrap web-nixos",
+        "pulumi-nodejs:dynamic/nixos:SshHostKey web-host-key",
+        "pulumi-nodejs:dynamic/nixos:System web-nixos-system",
+        "pulumi-nodejs:dynamic/nixos:WaitForNixos web-nixos-boot",
+    ]);
+    assert.equal(await value(host.address), "203.0.113.10");
+    assert.equal(await value(host.hostPublicKey), HOST_KEY.publicKey);
+});
+
+test("security rules: SSH from the given blocks only, the opened ports, all egress", () => {
+    const group = byName("web-sg").inputs;
+    assert.deepEqual(group.ingress, [
+        { protocol: "tcp", fromPort: 22, toPort: 22, cidrBlocks: ["198.51.100.0/24"], description: "SSH (deploys)" },
+        { protocol: "tcp", fromPort: 80, toPort: 80, cidrBlocks: ["0.0.0.0/0"], description: "port 80" },
+        { protocol: "tcp", fromPort: 443, toPort: 443, cidrBlocks: ["0.0.0.0/0"], description: "port 443" },
+    ]);
+    assert.deepEqual(group.egress, [{ protocol: "-1", fromPort: 0, toPort: 0, cidrBlocks: ["0.0.0.0/0"], description: "all outbound" }]);
+});
+
+test("tags: the user's, Name and the host marker on every AWS resource", () => {
+    for (const name of ["web-sg", "web-key", "web"]) {
+        assert.deepEqual(byName(name).inputs.tags, { team: "infra", Name: "web", "pulumi-nixos:host": "web" }, name);
+    }
+});
+
+test("the instance: looked-up Ubuntu AMI, encrypted gp3 root disk, IMDSv2 only, replaced when its user data changes", () => {
+    const instance = byName("web").inputs;
+    assert.deepEqual(amiLookups[0], {
+        owners: ["099720109477"], mostRecent: true,
+        filters: [{ name: "name", values: ["ubuntu/images/hvm-ssd*/ubuntu-noble-24.04-amd64-server-*"] }, { name: "architecture", values: ["x86_64"] }],
+    });
+    assert.equal(instance.ami, "ami-9477");
+    assert.equal(instance.instanceType, "t3.small");
+    assert.equal(instance.keyName, "web-key-keyname");
+    assert.deepEqual(instance.rootBlockDevice, { volumeSize: 20, volumeType: "gp3", deleteOnTermination: true, encrypted: true });
+    assert.deepEqual(instance.metadataOptions, { httpTokens: "required", httpEndpoint: "enabled" });
+    assert.equal(instance.userDataReplaceOnChange, true);
+});
+
+test("secrets: the user data (it holds the host key) is a secret output", async () => {
+    const host = registeredHost ?? makeHost("secret-check");
+    assert.equal(await pulumi.isSecret(host.instance.userData), true);
+});
+let registeredHost: NixosHost | undefined;
+
+function expectedUserData(bootDevice: string, hostName: string): string {
+    const key = (indent: number) => HOST_KEY.privateKey.trimEnd().split("\n").map((line) => " ".repeat(indent) + line).join("\n");
+    return `#cloud-config
+# Written by pulumi-nixos.
+ssh_deletekeys: true
+ssh_genkeytypes: []
+ssh_keys:
+  ed25519_private: |
+${key(4)}
+  ed25519_public: ${HOST_KEY.publicKey}
+write_files:
+  - path: /etc/nixos/configuration.nix
+    permissions: "0644"
+    content: |
+      # Written by pulumi-nixos: the first system, until the host's flake is deployed.
+      { lib, ... }: {
+        imports = [ ./hardware-configuration.nix ];
+        boot.loader.grub.device = "${bootDevice}";
+        boot.initrd.availableKernelModules = [ "nvme" "ena" "xen_blkfront" "xen_netfront" "virtio_pci" "virtio_blk" ];
+        networking.hostName = "${hostName}";
+        networking.useDHCP = lib.mkDefault true;
+        networking.firewall.allowedTCPPorts = [ 22 ];
+        services.openssh.enable = true;
+        services.openssh.settings.PasswordAuthentication = false;
+        users.users.root.openssh.authorizedKeys.keys = [
+          "${DEPLOYER.publicKey}"
+        ];
+        system.stateVersion = "24.11";
+      }
+  - path: /root/pulumi-nixos-infect.sh
+    permissions: "0700"
+    content: |
+      #!/bin/bash
+      # Written by pulumi-nixos: converts this machine to NixOS with a pinned, verified nixos-infect.
+      set -euo pipefail
+      echo "pulumi-nixos: converting $(hostname) to NixOS (nixos-infect ${DEFAULT_INFECT_PIN.revision})"
+      root_source=$(findmnt -no SOURCE /)
+      root_uuid=$(blkid -s UUID -o value "$root_source")
+      root_type=$(findmnt -no FSTYPE /)
+      cat > /etc/nixos/hardware-configuration.nix <<HARDWARE
+      { ... }: {
+        fileSystems."/" = { device = "/dev/disk/by-uuid/$root_uuid"; fsType = "$root_type"; };
+      }
+      HARDWARE
+      curl -fsSL --retry 5 -o /root/nixos-infect https://raw.githubusercontent.com/elitak/nixos-infect/${DEFAULT_INFECT_PIN.revision}/nixos-infect
+      if ! echo "${DEFAULT_INFECT_PIN.sha256}  /root/nixos-infect" | sha256sum -c -; then
+        echo "pulumi-nixos: nixos-infect ${DEFAULT_INFECT_PIN.revision} does not match its pinned SHA-256; not running it" >&2
+        exit 1
+      fi
+      export NIX_CHANNEL=nixos-24.11 SHELL=/bin/bash HOME=/root USER=root NO_REBOOT=1
+      bash /root/nixos-infect
+      # Keep the pinned host key through the switch, whatever the nixos-infect revision keeps.
+      printf '%s\\n' etc/ssh/ssh_host_ed25519_key etc/ssh/ssh_host_ed25519_key.pub >> /etc/NIXOS_LUSTRATE
+      echo "pulumi-nixos: rebooting into NixOS"
+      reboot
+runcmd:
+  - [ /root/pulumi-nixos-infect.sh ]
+`;
+}
+
+test("the exact user data on a Nitro type: pinned nixos-infect verified by checksum, host key, /dev/nvme0n1", async () => {
+    registeredHost = makeHost("web-nitro");
+    assert.equal(await value(registeredHost.instance.userData), expectedUserData("/dev/nvme0n1", "web-nitro"));
+});
+
+test("the boot disk follows the instance family: Xen types boot from /dev/xvda", async () => {
+    const host = makeHost("web-xen", { instanceType: "t2.micro" });
+    assert.equal(await value(host.instance.userData), expectedUserData("/dev/xvda", "web-xen"));
+    assert.deepEqual(["t2.micro", "m4.large", "c4.xlarge", "i3.large", "i3.metal", "t3.micro", "m5.large", "c7g.large", "t3a.nano"].map(bootDeviceFor),
+        ["/dev/xvda", "/dev/xvda", "/dev/xvda", "/dev/xvda", "/dev/nvme0n1", "/dev/nvme0n1", "/dev/nvme0n1", "/dev/nvme0n1", "/dev/nvme0n1"]);
+});
+
+test("the user data is valid: YAML with the pinned key, a script bash accepts, a configuration Nix parses", async () => {
+    const data = yaml.load(await value(makeHost("web-parse").instance.userData)) as {
+        ssh_keys: Record<string, string>; write_files: { path: string; content: string }[]; runcmd: string[][];
+    };
+    assert.equal(data.ssh_keys.ed25519_private, HOST_KEY.privateKey);
+    assert.equal(data.ssh_keys.ed25519_public, HOST_KEY.publicKey);
+    assert.deepEqual(data.runcmd, [["/root/pulumi-nixos-infect.sh"]]);
+    const file = (p: string) => data.write_files.find((f) => f.path === p)!.content;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-userdata-"));
+    try {
+        fs.writeFileSync(path.join(dir, "infect.sh"), file("/root/pulumi-nixos-infect.sh"));
+        execFileSync("bash", ["-n", path.join(dir, "infect.sh")]);
+        fs.writeFileSync(path.join(dir, "configuration.nix"), file("/etc/nixos/configuration.nix"));
+        execFileSync("nix-instantiate", ["--parse", path.join(dir, "configuration.nix")], { stdio: ["ignore", "ignore", "pipe"] });
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+});
+
+test("the official NixOS AMI skips the infection: its user data only installs the pinned host key", async () => {
+    const host = makeHost("web-ami", { image: "nixos" });
+    const userData = await value(host.instance.userData);
+    assert.ok(amiLookups.some((lookup) => (lookup.owners as string[])[0] === "427812963091"));
+    assert.doesNotMatch(userData, /nixos-infect/);
+    assert.match(userData, /^#!\/bin\/sh\n/);
+    assert.ok(userData.includes(HOST_KEY.privateKey) && userData.includes(`echo '${HOST_KEY.publicKey}' > /etc/ssh/ssh_host_ed25519_key.pub`));
+});
+
+test("a fleet makes a host per entry, named after the fleet, with one existing machine beside them", async () => {
+    const fleet = new NixosFleet("edge", {
+        flake: FIXTURE_FLAKE,
+        sshPrivateKey: pulumi.secret(DEPLOYER.privateKey),
+        sshPublicKey: DEPLOYER.publicKey,
+        batchSize: 1,
+        hosts: {
+            a: { configuration: "v1", aws: { instanceType: "t3.micro" } },
+            b: { configuration: "v2", aws: { instanceType: "t3.micro", image: "debian" } },
+            c: { configuration: "v1", address: "192.0.2.7", hostPublicKey: HOST_KEY.publicKey },
+        },
+    });
+    const hosts = await value(fleet.hosts);
+    assert.deepEqual(Object.keys(hosts), ["a", "b", "c"]);
+    assert.equal(hosts.c.address, "192.0.2.7");
+    for (const name of ["edge-a", "edge-b"]) assert.equal(byName(name).type, "aws:ec2/instance:Instance");
+    assert.equal(byName("edge-c").type, "pulumi-nodejs:dynamic/nixos:System");
+    assert.ok(amiLookups.some((lookup) => (lookup.owners as string[])[0] === "136693071363"), "debian AMI lookup");
+    assert.throws(() => new NixosFleet("bad", { flake: FIXTURE_FLAKE, sshPrivateKey: "k", hosts: { x: {} } }), /needs either aws, or address and hostPublicKey/);
+});
