@@ -40,6 +40,20 @@ export interface TestHost {
     shell(command: string): string;
     /** Whether a store path exists in the host's own store. */
     hasStorePath(storePath: string): boolean;
+    /** Stops the host's processes by PID and removes its namespace, link and folder. */
+    stop(): void;
+}
+
+export interface TestHostOptions {
+    /** The folder the host's own folder is made in. */
+    baseDir: string;
+    name: string;
+    /** The public key authorized for root. */
+    authorizedKey: string;
+    /** The host's key pair; default a new one made by ssh-keygen. */
+    hostKey?: { privateKey: string; publicKey: string };
+    /** The process whose death makes the host abandoned (swept by the next run); default this one. */
+    ownerPid?: number;
 }
 
 export interface TestFleet {
@@ -114,14 +128,12 @@ export function sweepAbandonedHosts(): void {
             continue;
         }
         if (isAlive(owner.pid)) continue;
-        killNamespace(namespace);
-        fs.rmSync(owner.dir, { recursive: true, force: true });
-        fs.rmSync(path.join(OWNERS_DIR, file), { force: true });
+        removeTestHost(namespace, owner.dir);
     }
 }
 
 /** Claims a free slot: `ip netns add` is atomic, so two test processes never share one. */
-function claimSlot(dir: string): number {
+function claimSlot(dir: string, ownerPid: number): number {
     fs.mkdirSync(OWNERS_DIR, { recursive: true });
     for (let slot = 1; slot <= MAX_SLOTS; slot++) {
         const namespace = NAMESPACE_PREFIX + slot;
@@ -131,7 +143,7 @@ function claimSlot(dir: string): number {
         } catch {
             continue;
         }
-        const record: OwnerRecord = { pid: process.pid, dir };
+        const record: OwnerRecord = { pid: ownerPid, dir };
         fs.writeFileSync(path.join(OWNERS_DIR, namespace), JSON.stringify(record));
         return slot;
     }
@@ -180,22 +192,46 @@ substituters =
 build-users-group =
 `;
 
-async function startHost(baseDir: string, name: string, deployerPublicKey: string, stopList: (() => void)[]): Promise<TestHost> {
-    const dir = path.join(baseDir, name);
-    const slot = claimSlot(dir);
+/**
+ * Stops a test host's processes by PID and removes its namespace, link, folder and owner record:
+ * also from another process than the one that started it.
+ */
+export function removeTestHost(namespace: string, dir: string): void {
+    killNamespace(namespace);
+    tryRun("ip", ["link", "del", `pnxv${namespace.slice(NAMESPACE_PREFIX.length)}`]);
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(path.join(OWNERS_DIR, namespace), { force: true });
+}
+
+/** Starts one test host. It runs until stop() (or a later run's sweep, once its owner is gone). */
+export async function startTestHost(options: TestHostOptions): Promise<TestHost> {
+    const { name } = options;
+    const dir = path.join(options.baseDir, name);
+    const slot = claimSlot(dir, options.ownerPid ?? process.pid);
+    const stop = () => removeTestHost(NAMESPACE_PREFIX + slot, dir);
+    try {
+        return await launchHost(options, dir, slot, stop);
+    } catch (error) {
+        stop();
+        throw error;
+    }
+}
+
+async function launchHost(options: TestHostOptions, dir: string, slot: number, stop: () => void): Promise<TestHost> {
+    const { name } = options;
     const namespace = NAMESPACE_PREFIX + slot;
     const veth = `pnxv${slot}`;
-    stopList.push(() => {
-        killNamespace(namespace);
-        tryRun("ip", ["link", "del", veth]);
-        fs.rmSync(dir, { recursive: true, force: true });
-        fs.rmSync(path.join(OWNERS_DIR, namespace), { force: true });
-    });
     const address = `10.237.${slot}.2`;
     for (const sub of ["nix/var/nix/profiles", "run/sshd", "etc/nix", "ssh"]) fs.mkdirSync(path.join(dir, sub), { recursive: true });
     fs.writeFileSync(path.join(dir, "etc/nix/nix.conf"), HOST_NIX_CONF);
-    run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", path.join(dir, "ssh/ssh_host_ed25519_key")]);
-    fs.writeFileSync(path.join(dir, "ssh/authorized_keys"), deployerPublicKey, { mode: 0o600 });
+    const hostKeyFile = path.join(dir, "ssh/ssh_host_ed25519_key");
+    if (options.hostKey) {
+        fs.writeFileSync(hostKeyFile, options.hostKey.privateKey, { mode: 0o600 });
+        fs.writeFileSync(`${hostKeyFile}.pub`, `${options.hostKey.publicKey}\n`);
+    } else {
+        run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", hostKeyFile]);
+    }
+    fs.writeFileSync(path.join(dir, "ssh/authorized_keys"), options.authorizedKey, { mode: 0o600 });
     fs.writeFileSync(path.join(dir, "sshd_config"), SSHD_CONFIG(dir, address));
 
     run("ip", ["link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", namespace]);
@@ -251,6 +287,7 @@ async function startHost(baseDir: string, name: string, deployerPublicKey: strin
         hasStorePath(storePath: string) {
             return fs.existsSync(path.join(dir, storePath));
         },
+        stop,
     };
 }
 
@@ -259,12 +296,12 @@ export async function startTestHosts(options: TestFleetOptions): Promise<TestFle
     if (process.getuid?.() !== 0) throw new Error("test hosts need root (network namespaces, bind mounts)");
     sweepAbandonedHosts();
     const baseDir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-hosts-"));
-    const stopList: (() => void)[] = [];
+    const hosts: TestHost[] = [];
     let stopped = false;
     const stop = () => {
         if (stopped) return;
         stopped = true;
-        for (const stopOne of stopList.reverse()) stopOne();
+        for (const host of hosts) host.stop();
         fs.rmSync(baseDir, { recursive: true, force: true });
         process.removeListener("exit", stop);
         process.removeListener("SIGINT", onSignal);
@@ -283,8 +320,9 @@ export async function startTestHosts(options: TestFleetOptions): Promise<TestFle
         run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pulumi-nixos-deployer", "-f", deployerPrivateKeyPath]);
         const deployerPublicKey = fs.readFileSync(`${deployerPrivateKeyPath}.pub`, "utf8");
         const prefix = options.namePrefix ?? "host";
-        const hosts: TestHost[] = [];
-        for (let i = 0; i < options.count; i++) hosts.push(await startHost(baseDir, `${prefix}${i}`, deployerPublicKey, stopList));
+        for (let i = 0; i < options.count; i++) {
+            hosts.push(await startTestHost({ baseDir, name: `${prefix}${i}`, authorizedKey: deployerPublicKey }));
+        }
         return { hosts, deployerPrivateKey: fs.readFileSync(deployerPrivateKeyPath, "utf8"), deployerPrivateKeyPath, stop };
     } catch (error) {
         stop();

@@ -1,0 +1,80 @@
+// NixosFleet through the real engine: six hosts from one flake (one evaluation for all), rolled
+// out in batches of two; a failure in the second batch stops the rollout there; destroy removes
+// every resource and leaves the machines running their systems.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import * as pulumi from "@pulumi/pulumi";
+import { NixosFleet } from "../../components";
+import { evaluateConfigurations, evaluationProcesses, SystemEvaluation } from "../../components/deploy/evaluate";
+import { startTestHosts, TestFleet } from "../hosts/testHosts";
+import { createTestStack, TestStack, useTestEngine } from "./engine";
+import { FIXTURE_FLAKE, HEALTHY_CHECK } from "./systemStack";
+
+let hosts: TestFleet;
+let testStack: TestStack;
+let systems: Record<string, SystemEvaluation>;
+
+before(async () => {
+    useTestEngine();
+    systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "switch-fails"]);
+    hosts = await startTestHosts({ count: 6 });
+    testStack = await createTestStack("fleet", async () => {
+        const configurations = new pulumi.Config().requireObject<string[]>("configurations");
+        const evaluationsBefore = evaluationProcesses();
+        const fleet = new NixosFleet("edge", {
+            flake: FIXTURE_FLAKE,
+            sshPrivateKey: pulumi.secret(hosts.deployerPrivateKey),
+            batchSize: 2,
+            deploy: { healthChecks: { commands: [HEALTHY_CHECK] } },
+            hosts: Object.fromEntries(hosts.hosts.map((host, i) =>
+                [host.name, { address: host.address, hostPublicKey: host.hostPublicKey, configuration: configurations[i] }])),
+        });
+        return { hosts: fleet.hosts, evaluations: fleet.hosts.apply(() => evaluationProcesses() - evaluationsBefore) };
+    });
+});
+
+after(async () => {
+    await testStack?.remove();
+    hosts?.stop();
+});
+
+async function rollOut(configurations: string[]) {
+    await testStack.stack.setConfig("configurations", { value: JSON.stringify(configurations) });
+    return testStack.stack.up().then((result) => ({ result, error: undefined }), (error: Error) => ({ result: undefined, error }));
+}
+
+test("up: six hosts from one flake, evaluated by one nix process", async () => {
+    const { result } = await rollOut(Array(6).fill("v1"));
+    assert.ok(result, "up failed");
+    assert.equal(result.outputs.evaluations.value, 1);
+    for (const host of hosts.hosts) {
+        assert.equal(host.currentSystem(), systems.v1.closure, host.name);
+        assert.equal(result.outputs.hosts.value[host.name].closure, systems.v1.closure);
+        assert.equal(result.outputs.hosts.value[host.name].generation, 1);
+        assert.equal(result.outputs.hosts.value[host.name].address, host.address);
+    }
+});
+
+test("a rolling update with a failure in the second batch stops there", async () => {
+    const { error } = await rollOut(["v2", "v2", "switch-fails", "v2", "v2", "v2"]);
+    assert.ok(error, "the rollout succeeded although host2 failed");
+    assert.match(String(error), /deploying \S+switch-fails\S* to .* failed at activate/);
+    const expected = [systems.v2, systems.v2, systems.v1, systems.v2, systems.v1, systems.v1].map((s) => s.closure);
+    hosts.hosts.forEach((host, i) => assert.equal(host.currentSystem(), expected[i], `${host.name} after the failed rollout`));
+    const state = await testStack.stack.exportStack();
+    const recorded = Object.fromEntries(state.deployment.resources
+        .filter((r: { type: string }) => r.type.endsWith("nixos:System"))
+        .map((r: { urn: string; outputs: { closure: string } }) => [r.urn.split("::").pop(), r.outputs.closure]));
+    hosts.hosts.forEach((host, i) => assert.equal(recorded[`edge-${host.name}`], expected[i], `the state of ${host.name}`));
+
+    const { result } = await rollOut(Array(6).fill("v2"));
+    assert.ok(result, "the rollout did not converge after the fix");
+    for (const host of hosts.hosts) assert.equal(host.currentSystem(), systems.v2.closure, host.name);
+});
+
+test("destroy removes every resource; the machines keep running their systems", async () => {
+    await testStack.stack.destroy();
+    const state = await testStack.stack.exportStack();
+    assert.deepEqual(state.deployment.resources ?? [], []);
+    for (const host of hosts.hosts) assert.equal(host.currentSystem(), systems.v2.closure);
+});
