@@ -8,7 +8,7 @@ import { NixosFleet } from "../../components";
 import { evaluateConfigurations, evaluationProcesses, SystemEvaluation } from "../../components/deploy/evaluate";
 import { startTestHosts, TestFleet } from "../hosts/testHosts";
 import { createTestStack, TestStack, useTestEngine } from "./engine";
-import { FIXTURE_FLAKE, HEALTHY_CHECK } from "./systemStack";
+import { FIXTURE_FLAKE, HEALTHY_CHECK, recordedClosures } from "./systemStack";
 
 let hosts: TestFleet;
 let testStack: TestStack;
@@ -61,10 +61,7 @@ test("a rolling update with a failure in the second batch stops there", async ()
     assert.match(String(error), /deploying \S+switch-fails\S* to .* failed at activate/);
     const expected = [systems.v2, systems.v2, systems.v1, systems.v2, systems.v1, systems.v1].map((s) => s.closure);
     hosts.hosts.forEach((host, i) => assert.equal(host.currentSystem(), expected[i], `${host.name} after the failed rollout`));
-    const state = await testStack.stack.exportStack();
-    const recorded = Object.fromEntries(state.deployment.resources
-        .filter((r: { type: string }) => r.type.endsWith("nixos:System"))
-        .map((r: { urn: string; outputs: { closure: string } }) => [r.urn.split("::").pop(), r.outputs.closure]));
+    const recorded = await recordedClosures(testStack.stack);
     hosts.hosts.forEach((host, i) => assert.equal(recorded[`edge-${host.name}`], expected[i], `the state of ${host.name}`));
 
     const { result } = await rollOut(Array(6).fill("v2"));

@@ -7,7 +7,7 @@ import { NixosSystem } from "../../components";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
 import { startTestHosts, TestFleet } from "../hosts/testHosts";
 import { createTestStack, TestStack, useTestEngine } from "./engine";
-import { FIXTURE_FLAKE, HEALTHY_CHECK } from "./systemStack";
+import { FIXTURE_FLAKE, HEALTHY_CHECK, recordedClosures } from "./systemStack";
 
 const HOSTS = 10;
 const FAILING = 7;
@@ -42,13 +42,6 @@ after(async () => {
     fleet?.stop();
 });
 
-async function recordedClosures(): Promise<Record<string, string>> {
-    const state = await testStack.stack.exportStack();
-    return Object.fromEntries(state.deployment.resources
-        .filter((r: { type: string }) => r.type.endsWith("nixos:System"))
-        .map((r: { urn: string; outputs: { closure: string } }) => [r.urn.split("::").pop(), r.outputs.closure]));
-}
-
 test("ten hosts are deployed in one up", async () => {
     await testStack.stack.setConfig("configurations", { value: JSON.stringify(Array(HOSTS).fill("v1")) });
     const result = await testStack.stack.up();
@@ -63,7 +56,7 @@ test("one failing host of ten: nine on the new system, one rolled back, the stat
     const error = await testStack.stack.up({ continueOnError: true }).then(() => undefined, (e: Error) => e);
     assert.ok(error, "up succeeded although one host failed");
     assert.match(String(error), new RegExp(`host${FAILING}.*\\n?.*deploying ${systems["switch-fails"].closure}`));
-    const recorded = await recordedClosures();
+    const recorded = await recordedClosures(testStack.stack);
     fleet.hosts.forEach((host, i) => {
         const expected = i === FAILING ? systems.v1.closure : systems.v2.closure;
         assert.equal(host.currentSystem(), expected, `${host.name} runs the wrong system`);

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { ConfigMap, UpResult } from "@pulumi/pulumi/automation";
+import { ConfigMap, Stack, UpResult } from "@pulumi/pulumi/automation";
 import { NixosSystem, NixosSystemArgs } from "../../components";
 import { TestFleet, TestHost } from "../hosts/testHosts";
 import { createTestStack, REPO_ROOT, TestStack } from "./engine";
@@ -12,6 +12,14 @@ export const FIXTURE_FLAKE = `path:${path.join(REPO_ROOT, "nix/fixtures")}`;
 
 /** Healthy when the stand-in system's service says so. */
 export const HEALTHY_CHECK = { name: "app is healthy", command: 'test "$(cat /run/standin/health)" = ok', timeoutSeconds: 2 };
+
+/** The closure each NixosSystem of a stack's state records, by resource name. */
+export async function recordedClosures(stack: Stack): Promise<Record<string, string>> {
+    const state = await stack.exportStack();
+    return Object.fromEntries((state.deployment.resources ?? [])
+        .filter((r: { type: string }) => r.type.endsWith("nixos:System"))
+        .map((r: { urn: string; outputs: { closure: string } }) => [r.urn.split("::").pop(), r.outputs.closure]));
+}
 
 export interface DeployOptions {
     /** More stack config for the program. */
@@ -60,8 +68,7 @@ export async function createSystemStack(
             return String(error);
         },
         async recordedClosure() {
-            const state = await testStack.stack.exportStack();
-            return state.deployment.resources.find((r: { urn: string }) => r.urn.endsWith("::web")).outputs.closure;
+            return (await recordedClosures(testStack.stack)).web;
         },
     };
 }
