@@ -3,7 +3,7 @@ export { NixosSystem, NixosSystemArgs, HealthChecksArgs, CommandHealthCheck, Htt
 export { NixosBootstrap, NixosBootstrapArgs } from "./nixosBootstrap";
 export { NixosHost, NixosHostArgs, NixosHostImage, DeploySettings } from "./nixosHost";
 export { NixosFleet, NixosFleetArgs, NixosFleetHost, NixosFleetHostOutputs } from "./nixosFleet";
-export { SshHostKey } from "./bootstrap/sshHostKey";
+export { SshKeyPair } from "./bootstrap/sshKeyPair";
 export { WaitForNixos } from "./bootstrap/waitForNixos";
 export { DEFAULT_INFECT_PIN } from "./bootstrap/infect";
 export { evaluateConfigurations, SystemEvaluation } from "./deploy/evaluate";

@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
-import { NixosHost, NixosHostArgs, DeploySettings } from "./nixosHost";
+import { NixosBootstrap } from "./nixosBootstrap";
+import { DeploySettings, NixosHost, NixosHostArgs } from "./nixosHost";
 import { NixosSystem } from "./nixosSystem";
 
 /** One host of a fleet: an existing NixOS machine, or an EC2 machine made for it. */
@@ -11,6 +12,13 @@ export interface NixosFleetHost {
     /** …and its pinned SSH host key. */
     hostPublicKey?: pulumi.Input<string>;
     port?: pulumi.Input<number>;
+    /**
+     * Wait until the machine runs NixOS before deploying: for a machine another resource has
+     * just made (it may still be booting or converting); default false.
+     */
+    waitForBoot?: boolean;
+    /** With waitForBoot: seconds to wait; default 900. */
+    bootTimeoutSeconds?: pulumi.Input<number>;
     /** Or: make an EC2 machine for the host (see NixosHost). */
     aws?: Omit<NixosHostArgs, "flake" | "configuration" | "sshPrivateKey" | "sshPublicKey" | "deploy" | "deployAfter">;
 }
@@ -85,9 +93,12 @@ export class NixosFleet extends pulumi.ComponentResource {
         if (host.address === undefined || host.hostPublicKey === undefined) {
             throw new Error(`NixosFleet ${fleet}: host ${hostName} needs either aws, or address and hostPublicKey`);
         }
-        return new NixosSystem(resourceName, {
-            ...args.deploy, address: host.address, port: host.port, hostPublicKey: host.hostPublicKey, privateKey: args.sshPrivateKey,
-            flake: args.flake, configuration,
-        }, { parent: this, dependsOn: deployAfter });
+        const system = { ...args.deploy, port: host.port, flake: args.flake, configuration };
+        const connection = { address: host.address, hostPublicKey: host.hostPublicKey, privateKey: args.sshPrivateKey };
+        if (host.waitForBoot) {
+            return new NixosBootstrap(resourceName, { ...connection, system, bootTimeoutSeconds: host.bootTimeoutSeconds, deployAfter },
+                { parent: this }).system;
+        }
+        return new NixosSystem(resourceName, { ...system, ...connection }, { parent: this, dependsOn: deployAfter });
     }
 }

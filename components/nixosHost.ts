@@ -1,7 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { DEFAULT_INFECT_PIN, infectUserData, nixosImageUserData } from "./bootstrap/infect";
-import { SshHostKey } from "./bootstrap/sshHostKey";
+import { SshKeyPair } from "./bootstrap/sshKeyPair";
 import { NixosBootstrap } from "./nixosBootstrap";
 import { NixosSystemArgs } from "./nixosSystem";
 
@@ -72,7 +72,7 @@ export type DeploySettings = Pick<NixosSystemArgs, "action" | "healthChecks" | "
 export class NixosHost extends pulumi.ComponentResource {
     readonly instance: aws.ec2.Instance;
     readonly securityGroup: aws.ec2.SecurityGroup;
-    readonly hostKey: SshHostKey;
+    readonly hostKey: SshKeyPair;
     readonly bootstrap: NixosBootstrap;
     /** The address the deployer uses (public unless usePrivateAddress). */
     readonly address: pulumi.Output<string>;
@@ -87,7 +87,7 @@ export class NixosHost extends pulumi.ComponentResource {
         const instanceType = args.instanceType ?? "t3.small";
         const tags = pulumi.output(args.tags ?? {}).apply((user) => ({ ...user, Name: name, "pulumi-nixos:host": name }));
 
-        this.hostKey = new SshHostKey(`${name}-host-key`, { comment: name }, parent);
+        this.hostKey = new SshKeyPair(`${name}-host-key`, { comment: name }, parent);
 
         this.securityGroup = new aws.ec2.SecurityGroup(`${name}-sg`, {
             description: `pulumi-nixos host ${name}: SSH and its services`,

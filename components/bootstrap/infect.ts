@@ -88,12 +88,12 @@ function infectScript(settings: z.output<typeof infectSettingsSchema>): string {
 # Written by pulumi-nixos: converts this machine to NixOS with a pinned, verified nixos-infect.
 set -euo pipefail
 echo "pulumi-nixos: converting $(hostname) to NixOS (nixos-infect ${settings.revision})"
-root_source=$(findmnt -no SOURCE /)
-root_uuid=$(blkid -s UUID -o value "$root_source")
-root_type=$(findmnt -no FSTYPE /)
+# The root filesystem is labelled "nixos", so that any configuration (a flake cannot read this
+# machine's files) can name it: fileSystems."/".device = "/dev/disk/by-label/nixos".
+e2label "$(findmnt -no SOURCE /)" nixos
 cat > /etc/nixos/hardware-configuration.nix <<HARDWARE
 { ... }: {
-  fileSystems."/" = { device = "/dev/disk/by-uuid/$root_uuid"; fsType = "$root_type"; };
+  fileSystems."/" = { device = "/dev/disk/by-label/nixos"; fsType = "ext4"; };
 }
 HARDWARE
 curl -fsSL --retry 5 -o /root/nixos-infect https://raw.githubusercontent.com/elitak/nixos-infect/${settings.revision}/nixos-infect

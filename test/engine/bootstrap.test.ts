@@ -8,14 +8,12 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
-import { NixosBootstrap, SshHostKey } from "../../components";
+import { NixosBootstrap, SshKeyPair } from "../../components";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
-import { buildInstallable } from "../../components/transport/nix";
-import { toplevelInstallable } from "../../components/deploy/evaluate";
 import { startTestHosts, TestFleet } from "../hosts/testHosts";
 import { createTestStack, TestStack, useTestEngine } from "./engine";
 import { FIXTURE_FLAKE } from "./systemStack";
-import { TestMachine } from "./testMachine";
+import { TestMachine } from "../hosts/testMachine";
 
 let keys: TestFleet;
 let machines: string;
@@ -26,7 +24,6 @@ before(async () => {
     useTestEngine();
     process.env.PNX_TEST_OWNER_PID = String(process.pid);
     systems = await evaluateConfigurations(FIXTURE_FLAKE, ["first-boot", "v1"]);
-    await buildInstallable(toplevelInstallable(FIXTURE_FLAKE, "first-boot"));
     // No hosts: only the deployer key the harness makes.
     keys = await startTestHosts({ count: 0 });
     machines = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-machines-"));
@@ -38,13 +35,13 @@ after(async () => {
     fs.rmSync(machines, { recursive: true, force: true });
 });
 
-async function bootstrapStack(project: string, firstSystem: string, bootTimeoutSeconds: number): Promise<TestStack> {
+async function bootstrapStack(project: string, firstSystemConfiguration: string, bootTimeoutSeconds: number): Promise<TestStack> {
     const deployerPublicKey = fs.readFileSync(`${keys.deployerPrivateKeyPath}.pub`, "utf8");
     const stack = await createTestStack(project, async () => {
-        const hostKey = new SshHostKey("web-host-key", { comment: "web" });
+        const hostKey = new SshKeyPair("web-host-key", { comment: "web" });
         const machine = new TestMachine("web-machine", {
             hostPrivateKey: hostKey.privateKey, hostPublicKey: hostKey.publicKey, authorizedKey: deployerPublicKey,
-            firstSystem, infectAfterSeconds: 3, baseDir: machines,
+            firstSystemFlake: FIXTURE_FLAKE, firstSystemConfiguration, infectAfterSeconds: 3, baseDir: machines,
         });
         const nixos = new NixosBootstrap("web", {
             address: machine.address,
@@ -64,7 +61,7 @@ async function bootstrapStack(project: string, firstSystem: string, bootTimeoutS
 const namespaces = () => fs.existsSync("/run/netns") ? fs.readdirSync("/run/netns") : [];
 
 test("a machine that boots Debian-like is waited for until it runs NixOS, then gets its flake system", async () => {
-    const stack = await bootstrapStack("bootstrap", systems["first-boot"].closure, 120);
+    const stack = await bootstrapStack("bootstrap", "first-boot", 120);
     const result = await stack.stack.up();
     const outputs = result.outputs;
     assert.match(result.stdout, /runs NixOS \(\/nix\/store\/\S+-first-boot\) after \d+ s/);

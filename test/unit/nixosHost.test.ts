@@ -34,7 +34,7 @@ before(async () => {
             const state: Record<string, unknown> = { ...args.inputs };
             if (args.type === "aws:ec2/instance:Instance") Object.assign(state, { publicIp: "203.0.113.10", privateIp: "10.0.0.10" });
             if (args.type === "aws:ec2/keyPair:KeyPair") state.keyName = `${args.name}-keyname`;
-            if (args.type.endsWith("nixos:SshHostKey")) Object.assign(state, HOST_KEY);
+            if (args.type.endsWith("nixos:SshKeyPair")) Object.assign(state, HOST_KEY);
             if (args.type.endsWith("nixos:System")) state.generation = 1;
             return { id: `${args.name}-id`, state };
         },
@@ -76,7 +76,7 @@ test("the resource graph: one host key, security group, key pair, instance, wait
         host.bootstrap.system.urn]));
     const [hostUrn, ...children] = urns;
     assert.match(hostUrn, /::pulumi-nixos:aws:NixosHost::web$/);
-    assert.match(children[0], /NixosHost\$pulumi-nodejs:dynamic\/nixos:SshHostKey::web-host-key$/);
+    assert.match(children[0], /NixosHost\$pulumi-nodejs:dynamic\/nixos:SshKeyPair::web-host-key$/);
     assert.match(children[1], /NixosHost\$aws:ec2\/securityGroup:SecurityGroup::web-sg$/);
     assert.match(children[2], /NixosHost\$aws:ec2\/instance:Instance::web$/);
     assert.match(children[3], /NixosHost\$pulumi-nixos:index:NixosBootstrap::web-nixos$/);
@@ -88,7 +88,7 @@ test("the resource graph: one host key, security group, key pair, instance, wait
         "aws:ec2/securityGroup:SecurityGroup web-sg",
         "pulumi-nixos:aws:NixosHost web",
         "pulumi-nixos:index:NixosBootstrap web-nixos",
-        "pulumi-nodejs:dynamic/nixos:SshHostKey web-host-key",
+        "pulumi-nodejs:dynamic/nixos:SshKeyPair web-host-key",
         "pulumi-nodejs:dynamic/nixos:System web-nixos-system",
         "pulumi-nodejs:dynamic/nixos:WaitForNixos web-nixos-boot",
     ]);
@@ -168,12 +168,12 @@ write_files:
       # Written by pulumi-nixos: converts this machine to NixOS with a pinned, verified nixos-infect.
       set -euo pipefail
       echo "pulumi-nixos: converting $(hostname) to NixOS (nixos-infect ${DEFAULT_INFECT_PIN.revision})"
-      root_source=$(findmnt -no SOURCE /)
-      root_uuid=$(blkid -s UUID -o value "$root_source")
-      root_type=$(findmnt -no FSTYPE /)
+      # The root filesystem is labelled "nixos", so that any configuration (a flake cannot read this
+      # machine's files) can name it: fileSystems."/".device = "/dev/disk/by-label/nixos".
+      e2label "$(findmnt -no SOURCE /)" nixos
       cat > /etc/nixos/hardware-configuration.nix <<HARDWARE
       { ... }: {
-        fileSystems."/" = { device = "/dev/disk/by-uuid/$root_uuid"; fsType = "$root_type"; };
+        fileSystems."/" = { device = "/dev/disk/by-label/nixos"; fsType = "ext4"; };
       }
       HARDWARE
       curl -fsSL --retry 5 -o /root/nixos-infect https://raw.githubusercontent.com/elitak/nixos-infect/${DEFAULT_INFECT_PIN.revision}/nixos-infect

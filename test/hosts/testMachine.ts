@@ -1,4 +1,4 @@
-// A test-only "cloud machine": a test host that boots Debian-like (sshd with the host key the
+// A local "cloud machine" for the tests and the example's local mode: a test host that boots Debian-like (sshd with the host key the
 // program made, no NixOS system) and becomes NixOS-like when a stand-in nixos-infect runs on it a
 // few seconds later (the real one cannot run without the internet). Deleting it stops the host.
 import * as pulumi from "@pulumi/pulumi";
@@ -10,8 +10,10 @@ export interface TestMachineArgs {
     hostPublicKey: pulumi.Input<string>;
     /** The deployer's public key, authorized for root. */
     authorizedKey: pulumi.Input<string>;
-    /** The first NixOS system the stand-in infection installs; "" for a machine that never becomes NixOS. */
-    firstSystem: pulumi.Input<string>;
+    /** The flake and configuration of the first NixOS system the stand-in infection installs. */
+    firstSystemFlake: pulumi.Input<string>;
+    /** "" for a machine that never becomes NixOS. */
+    firstSystemConfiguration: pulumi.Input<string>;
     /** Seconds after boot at which the stand-in infection switches the machine to NixOS. */
     infectAfterSeconds: pulumi.Input<number>;
     /** Where the machine's folder is made. */

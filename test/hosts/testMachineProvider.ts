@@ -1,14 +1,16 @@
 import { spawn } from "node:child_process";
 import type * as pulumi from "@pulumi/pulumi";
-import { nix } from "../../components/transport/nix";
-import { removeTestHost, startTestHost } from "../hosts/testHosts";
+import { toplevelInstallable } from "../../components/deploy/evaluate";
+import { buildInstallable, nix } from "../../components/transport/nix";
+import { removeTestHost, startTestHost } from "./testHosts";
 
 interface TestMachineState {
     name: string;
     hostPrivateKey: string;
     hostPublicKey: string;
     authorizedKey: string;
-    firstSystem: string;
+    firstSystemFlake: string;
+    firstSystemConfiguration: string;
     infectAfterSeconds: number;
     baseDir: string;
     address?: string;
@@ -25,14 +27,16 @@ export async function create(inputs: TestMachineState): Promise<pulumi.dynamic.C
         name: inputs.name,
         authorizedKey: inputs.authorizedKey,
         hostKey: { privateKey: inputs.hostPrivateKey, publicKey: inputs.hostPublicKey },
-        // The test process owns the machine: this provider process ends after each operation.
-        ownerPid: Number(process.env.PNX_TEST_OWNER_PID ?? process.pid),
+        // In the tests, the test process owns the machine (this provider process ends after each
+        // operation); elsewhere (the example) it lives until the stack destroys it (PID 1 never dies).
+        ownerPid: Number(process.env.PNX_TEST_OWNER_PID ?? 1),
     });
-    if (inputs.firstSystem) {
-        // As if nixos-infect had downloaded it: the first system goes into the machine's own store.
-        await nix(["copy", "--no-check-sigs", "--to", `local?root=${host.dir}`, inputs.firstSystem]);
+    if (inputs.firstSystemConfiguration) {
+        // As if nixos-infect had built it: the first system goes into the machine's own store.
+        const firstSystem = await buildInstallable(toplevelInstallable(inputs.firstSystemFlake, inputs.firstSystemConfiguration));
+        await nix(["copy", "--no-check-sigs", "--to", `local?root=${host.dir}`, firstSystem]);
         spawn("nsenter", ["-t", String(host.pid), "-n", "-m", "-u", "--", "sh", "-c", STAND_IN_INFECTION, "infect",
-            String(inputs.infectAfterSeconds), inputs.firstSystem], { detached: true, stdio: "ignore" }).unref();
+            String(inputs.infectAfterSeconds), firstSystem], { detached: true, stdio: "ignore" }).unref();
     }
     return { id: host.namespace, outs: { ...inputs, address: host.address, namespace: host.namespace, dir: host.dir } };
 }

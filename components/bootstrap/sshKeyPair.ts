@@ -1,0 +1,24 @@
+import * as pulumi from "@pulumi/pulumi";
+import { moduleProvider } from "../provider/moduleProvider";
+
+export interface SshKeyPairArgs {
+    /** The key's comment, e.g. the host's name; changing it makes a new key. */
+    comment: pulumi.Input<string>;
+}
+
+/**
+ * An ed25519 SSH key pair made by the program and kept in the state, the private key a Pulumi
+ * secret. As a host key it is known (and pinned) before the host first boots: no trust on first
+ * use. It also serves as a deployer key where none is given.
+ */
+export class SshKeyPair extends pulumi.dynamic.Resource {
+    /** OpenSSH private key text (secret). */
+    declare readonly privateKey: pulumi.Output<string>;
+    /** "ssh-ed25519 AAAA…" */
+    declare readonly publicKey: pulumi.Output<string>;
+
+    constructor(name: string, args: SshKeyPairArgs, opts?: pulumi.CustomResourceOptions) {
+        super(moduleProvider(require.resolve("./sshKeyPairProvider")), name, { ...args, privateKey: undefined, publicKey: undefined },
+            { ...opts, additionalSecretOutputs: ["privateKey"] }, "nixos", "SshKeyPair");
+    }
+}

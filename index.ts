@@ -1,0 +1,76 @@
+// An example program: a small fleet of NixOS hosts from one flake.
+//
+//   mode "local" (the default): three machines made on this computer (network namespaces running
+//   a real OpenSSH server; needs root), which boot Debian-like and become NixOS when a stand-in
+//   nixos-infect runs, deployed from the stand-in flake in nix/fixtures. `npm run demo` tells the
+//   whole story with it.
+//
+//   mode "aws": EC2 instances converted by nixos-infect and deployed from your flake:
+//     pulumi config set mode aws
+//     pulumi config set aws:region eu-central-1
+//     pulumi config set flake github:you/infra/<rev>        # or ./nix/examples
+//     pulumi config set sshPublicKey "$(cat ~/.ssh/id_ed25519.pub)"
+//     pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519
+import * as os from "node:os";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { NixosFleet, NixosFleetHost, SshKeyPair } from "./components";
+import { TestMachine } from "./test/hosts/testMachine";
+
+const config = new pulumi.Config();
+const hostNames = ["web-1", "web-2", "web-3"];
+
+function localFleet(): NixosFleet {
+    const flake = config.get("flake") ?? `path:${path.resolve(__dirname, "..", "nix", "fixtures")}`;
+    // The stand-in configuration every host runs, and optionally one host given a broken system.
+    const version = config.get("version") ?? "v1";
+    const brokenHost = config.get("brokenHost");
+    const deployer = new SshKeyPair("deployer-key", { comment: "pulumi-nixos deployer" });
+    const hosts: Record<string, NixosFleetHost> = {};
+    for (const name of hostNames) {
+        const hostKey = new SshKeyPair(`${name}-host-key`, { comment: name });
+        const machine = new TestMachine(`${name}-machine`, {
+            hostPrivateKey: hostKey.privateKey,
+            hostPublicKey: hostKey.publicKey,
+            authorizedKey: deployer.publicKey,
+            firstSystemFlake: flake,
+            firstSystemConfiguration: "first-boot",
+            infectAfterSeconds: 2,
+            baseDir: path.join(os.tmpdir(), `pulumi-nixos-${pulumi.getStack()}`),
+        });
+        hosts[name] = {
+            address: machine.address,
+            hostPublicKey: hostKey.publicKey,
+            configuration: name === brokenHost ? "switch-fails" : version,
+            waitForBoot: true,
+            bootTimeoutSeconds: 60,
+        };
+    }
+    return new NixosFleet("fleet", {
+        flake,
+        sshPrivateKey: deployer.privateKey,
+        batchSize: config.getNumber("batchSize") ?? hostNames.length,
+        deploy: {
+            confirmTimeoutSeconds: 10,
+            healthChecks: { commands: [{ name: "app is healthy", command: 'test "$(cat /run/standin/health)" = ok', timeoutSeconds: 5 }] },
+        },
+        hosts,
+    });
+}
+
+function awsFleet(): NixosFleet {
+    return new NixosFleet("fleet", {
+        flake: config.require("flake"),
+        sshPrivateKey: config.requireSecret("sshPrivateKey"),
+        sshPublicKey: config.require("sshPublicKey"),
+        batchSize: config.getNumber("batchSize") ?? 1,
+        hosts: Object.fromEntries(hostNames.map((name) => [name, {
+            aws: { instanceType: config.get("instanceType") ?? "t3.small", openPorts: [80], tags: { project: "pulumi-nixos-example" } },
+        }])),
+    });
+}
+
+const fleet = config.get("mode") === "aws" ? awsFleet() : localFleet();
+
+/** Each host's address, closure and generation. */
+export const hosts = fleet.hosts;
