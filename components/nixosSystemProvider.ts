@@ -3,6 +3,7 @@
 // diff, which never contact the host; refresh (read) and up (create, update) do.
 import type * as pulumi from "@pulumi/pulumi";
 import * as log from "@pulumi/pulumi/log";
+import { unknownValue } from "@pulumi/pulumi/runtime/rpc";
 import { probeHost } from "./deploy/activate";
 import { SystemSource } from "./deploy/build";
 import { SshHost } from "./deploy/host";
@@ -78,12 +79,22 @@ async function withHost<T>(settings: SystemSettings, work: (host: SshHost) => Pr
     }
 }
 
-/** Validates every input before anything else happens; failures name the field, never its value. */
+function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
+    return path.reduce<unknown>((node, key) => (node !== null && typeof node === "object" ? (node as Record<PropertyKey, unknown>)[key] : undefined), value);
+}
+
+/**
+ * Validates every input before anything else happens; failures name the field, never its value.
+ * In a preview, inputs that come from resources not made yet are unknown: they are checked when
+ * they are known.
+ */
 export async function check(_olds: NixosSystemState, news: NixosSystemState): Promise<pulumi.dynamic.CheckResult> {
-    const result = systemSettingsSchema.safeParse(settingsInput(news));
-    if (result.success) return { inputs: news };
+    const input = settingsInput(news);
+    const result = systemSettingsSchema.safeParse(input);
+    const failures = result.success ? [] : result.error.issues.filter((issue) => valueAt(input, issue.path) !== unknownValue);
+    if (failures.length === 0) return { inputs: news };
     return {
-        failures: result.error.issues.map((issue) => ({
+        failures: failures.map((issue) => ({
             property: String(issue.path[issue.path.length - 1] ?? "inputs"),
             reason: `${issue.path.join(".")}: ${issue.message}`,
         })),

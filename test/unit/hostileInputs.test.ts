@@ -96,3 +96,11 @@ for (const hostile of CATALOGUE.filter((c) => !("flake" in c.args || "configurat
 test("the good inputs pass the provider's check", async () => {
     assert.deepEqual((await check(STATE, STATE)).failures, undefined);
 });
+
+test("inputs still unknown in a preview (outputs of resources not made yet) are checked later, not refused", async () => {
+    const { unknownValue } = await import("@pulumi/pulumi/runtime/rpc");
+    const pending = { ...STATE, privateKey: unknownValue, hostPublicKey: unknownValue, address: unknownValue };
+    assert.deepEqual((await check(STATE, pending)).failures, undefined);
+    const stillWrong = { ...pending, port: 0 };
+    assert.match((await check(STATE, stillWrong)).failures!.map((f) => f.reason).join(), /port/);
+});
