@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { engineBinDir, OFFLINE_NIX_CONFIG, REPO_ROOT } from "../test/engine/engine";
+import { removeTestHostsUnder } from "../test/hosts/testHosts";
 
 const STACK = "demo";
 const WORK = path.join(REPO_ROOT, ".work", "demo");
@@ -15,8 +16,9 @@ const MACHINES = path.join(os.tmpdir(), `pulumi-nixos-${STACK}`);
 const HOSTS = ["web-1", "web-2", "web-3"];
 
 function environment(): NodeJS.ProcessEnv {
-    // A fresh backend each run: nothing from an earlier, interrupted demo is in the way.
+    // A fresh backend and no machines: nothing from an earlier, interrupted demo is in the way.
     fs.rmSync(WORK, { recursive: true, force: true });
+    removeTestHostsUnder(MACHINES);
     for (const dir of ["state", "home"]) fs.mkdirSync(path.join(WORK, dir), { recursive: true });
     return {
         ...process.env,

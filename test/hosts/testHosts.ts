@@ -30,6 +30,8 @@ export interface TestHost {
     pid: number;
     /** Limits the link towards the host (e.g. "2mbit"), or lifts the limit (undefined). */
     throttle(rate: string | undefined): void;
+    /** Bytes the deployer has sent to the host over its link so far (the veth's counter). */
+    bytesSent(): number;
     /** The store path /run/current-system points at, or undefined when there is none. */
     currentSystem(): string | undefined;
     /** The generation numbers of the system profile, ascending. */
@@ -116,20 +118,28 @@ interface OwnerRecord {
     dir: string;
 }
 
-/** Removes hosts whose owning test process no longer exists (a run killed with SIGKILL). */
-export function sweepAbandonedHosts(): void {
+/** Removes the hosts for which `abandoned` says so, from their owner records. */
+function sweepHosts(abandoned: (owner: OwnerRecord) => boolean): void {
     if (!fs.existsSync(OWNERS_DIR)) return;
-    for (const file of fs.readdirSync(OWNERS_DIR)) {
-        const namespace = file;
+    for (const namespace of fs.readdirSync(OWNERS_DIR)) {
         let owner: OwnerRecord;
         try {
-            owner = JSON.parse(fs.readFileSync(path.join(OWNERS_DIR, file), "utf8"));
+            owner = JSON.parse(fs.readFileSync(path.join(OWNERS_DIR, namespace), "utf8"));
         } catch {
             continue;
         }
-        if (isAlive(owner.pid)) continue;
-        removeTestHost(namespace, owner.dir);
+        if (abandoned(owner)) removeTestHost(namespace, owner.dir);
     }
+}
+
+/** Removes hosts whose owning test process no longer exists (a run killed with SIGKILL). */
+export function sweepAbandonedHosts(): void {
+    sweepHosts((owner) => !isAlive(owner.pid));
+}
+
+/** Removes every host whose folder is under `baseDir` (the machines of an interrupted demo). */
+export function removeTestHostsUnder(baseDir: string): void {
+    sweepHosts((owner) => owner.dir.startsWith(`${baseDir}${path.sep}`));
 }
 
 /** Claims a free slot: `ip netns add` is atomic, so two test processes never share one. */
@@ -182,9 +192,11 @@ Subsystem sftp internal-sftp
 `;
 
 // Runs as the first process of the host: enters a private mount namespace, mounts the host's own
-// /nix, /run and /etc/nix over the machine's, and becomes sshd. Paths arrive as arguments.
+// /nix, /run, /etc/nix and /root over the machine's, and becomes sshd. Paths arrive as arguments.
+// (Its own /root because root's shell reads ~/.bashrc for every ssh command, and the machine's
+// may do slow things, such as a version manager's init, that no NixOS host does.)
 const HOST_INIT = 'hostname "$1" && mount --bind "$2/nix" /nix && mount --bind "$2/run" /run && ' +
-    'mount --bind "$2/etc/nix" /etc/nix && exec /usr/sbin/sshd -D -e -f "$2/sshd_config"';
+    'mount --bind "$2/etc/nix" /etc/nix && mount --bind "$2/root" /root && exec /usr/sbin/sshd -D -e -f "$2/sshd_config"';
 
 const HOST_NIX_CONF = `experimental-features = nix-command flakes
 sandbox = false
@@ -220,9 +232,11 @@ export async function startTestHost(options: TestHostOptions): Promise<TestHost>
 async function launchHost(options: TestHostOptions, dir: string, slot: number, stop: () => void): Promise<TestHost> {
     const { name } = options;
     const namespace = NAMESPACE_PREFIX + slot;
+    // The host's own /etc/nix is bind-mounted over the machine's, which Debian's nix-bin does not create.
+    fs.mkdirSync("/etc/nix", { recursive: true });
     const veth = `pnxv${slot}`;
     const address = `10.237.${slot}.2`;
-    for (const sub of ["nix/var/nix/profiles", "run/sshd", "etc/nix", "ssh"]) fs.mkdirSync(path.join(dir, sub), { recursive: true });
+    for (const sub of ["nix/var/nix/profiles", "run/sshd", "etc/nix", "ssh", "root"]) fs.mkdirSync(path.join(dir, sub), { recursive: true });
     fs.writeFileSync(path.join(dir, "etc/nix/nix.conf"), HOST_NIX_CONF);
     const hostKeyFile = path.join(dir, "ssh/ssh_host_ed25519_key");
     if (options.hostKey) {
@@ -260,6 +274,9 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
         throttle(rate) {
             tryRun("tc", ["qdisc", "del", "dev", veth, "root"]);
             if (rate) run("tc", ["qdisc", "add", "dev", veth, "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"]);
+        },
+        bytesSent() {
+            return Number(fs.readFileSync(`/sys/class/net/${veth}/statistics/tx_bytes`, "utf8"));
         },
         currentSystem() {
             try {
