@@ -64,9 +64,8 @@ export interface NixosSystemArgs {
 
 const PROVIDER_MODULE = require.resolve("./nixosSystemProvider");
 
-interface EvaluatedSource extends SystemEvaluation {
-    flake?: string;
-}
+/** A flake configuration's evaluation, or what is known of a given store path (no derivation). */
+type EvaluatedSource = Omit<SystemEvaluation, "derivation"> & { flake?: string; derivation?: string };
 
 /** Validates where the system comes from and evaluates its closure (no build: previews stay fast). */
 async function evaluateSource(name: string, flake?: string, configuration?: string, storePath?: string): Promise<EvaluatedSource> {
@@ -143,6 +142,7 @@ export class NixosSystem extends pulumi.dynamic.Resource {
                 if ("failure" in result) throw result.failure;
                 return result.closure;
             }),
+            derivation: evaluated.apply((result) => result?.derivation),
             packages: evaluated.apply((result) => result?.packages ?? {}),
             kernel: evaluated.apply((result) => result?.kernel),
             nixosRelease: evaluated.apply((result) => result?.nixosRelease),

@@ -26,6 +26,8 @@ export interface NixosSystemState {
     storePath?: string;
     /** The system's identity: the toplevel store path. */
     closure: string;
+    /** The toplevel's derivation, when the system comes from a flake: what a deploy builds. */
+    derivation?: string;
     packages: Record<string, string>;
     kernel?: string;
     nixosRelease?: string;
@@ -62,8 +64,7 @@ function settingsOf(state: NixosSystemState): SystemSettings {
 }
 
 function sourceOf(state: NixosSystemState): SystemSource {
-    if (state.flake && state.configuration) return { flake: state.flake, configuration: state.configuration };
-    return { storePath: state.storePath ?? state.closure };
+    return state.derivation ? { derivation: state.derivation } : { storePath: state.storePath ?? state.closure };
 }
 
 function sameValue(a: unknown, b: unknown): boolean {

@@ -1,6 +1,7 @@
-// Stage 1, at program time: the closure of each configuration, by evaluation only (a preview
-// never builds), with the package set that a preview shows beside it. Requests for one flake that
-// arrive together are answered by a single `nix eval` process.
+// Stage 1, at program time: the closure of each configuration and its derivation, by evaluation
+// only (a preview never builds), with the package set that a preview shows beside it. Requests
+// for one flake that arrive together are answered by a single `nix eval` process, the only
+// evaluation of a deploy.
 import * as path from "node:path";
 import { evalJson } from "../transport/nix";
 
@@ -8,6 +9,11 @@ import { evalJson } from "../transport/nix";
 export interface SystemEvaluation {
     /** The store path of config.system.build.toplevel. */
     closure: string;
+    /**
+     * The toplevel's derivation (written to the deployer's store by the evaluation): a deploy
+     * builds exactly this, so it deploys what the preview showed without evaluating again.
+     */
+    derivation: string;
     /** pname → version of config.environment.systemPackages (versions joined when a name repeats). */
     packages: Record<string, string>;
     /** config.boot.kernelPackages.kernel.version, when the configuration has one. */
@@ -34,11 +40,6 @@ export function resolveFlakeReference(flake: string, baseDir = process.cwd()): s
     return flake;
 }
 
-/** The installable of a configuration's toplevel, for `nix build`. */
-export function toplevelInstallable(flake: string, configuration: string): string {
-    return `${flake}#nixosConfigurations.${configuration}.config.system.build.toplevel`;
-}
-
 // Names are validated by configurationNameSchema (no quotes, no `$`), so they can stand inside a
 // Nix string literal as they are.
 function evaluationFunction(configurations: readonly string[]): string {
@@ -52,6 +53,7 @@ function evaluationFunction(configurations: readonly string[]): string {
       };
     in {
       closure = cfg.system.build.toplevel.outPath;
+      derivation = cfg.system.build.toplevel.drvPath;
       packages = map package (cfg.environment.systemPackages or [ ]);
       kernel = cfg.boot.kernelPackages.kernel.version or null;
       nixosRelease = cfg.system.nixos.release or null;
@@ -66,7 +68,7 @@ in {
 
 interface RawEvaluation {
     available: string[];
-    systems: Record<string, { closure: string; packages: { pname: string; version: string }[]; kernel: string | null; nixosRelease: string | null }>;
+    systems: Record<string, { closure: string; derivation: string; packages: { pname: string; version: string }[]; kernel: string | null; nixosRelease: string | null }>;
 }
 
 let processCount = 0;
@@ -93,6 +95,7 @@ async function evaluateFlake(flake: string, configurations: readonly string[]): 
         }
         systems[name] = {
             closure: system.closure,
+            derivation: system.derivation,
             packages,
             ...(system.kernel ? { kernel: system.kernel } : {}),
             ...(system.nixosRelease ? { nixosRelease: system.nixosRelease } : {}),

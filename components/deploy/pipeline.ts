@@ -81,7 +81,7 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
     const untouched = "the host was not changed";
 
     log(`building ${closure}`);
-    await inStage(request, "build", untouched, () => buildSystem(request.source, closure));
+    await inStage(request, "build", untouched, () => buildSystem(request.source));
     const closureInfo = await inStage(request, "build", untouched, () => listClosure(closure));
 
     const before = await inStage(request, "probe", untouched, () => probeHost(host, closureInfo.map((info) => info.path)));

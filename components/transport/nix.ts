@@ -38,15 +38,20 @@ function nixEnvironment(sshOpts?: string): NodeJS.ProcessEnv {
 }
 
 /** Runs `nix ARGS…` and returns its standard output, or throws a NixError. */
-export async function nix(args: readonly string[], options: NixRunOptions = {}): Promise<string> {
-    const result = await runProcess("nix", args, {
+export function nix(args: readonly string[], options: NixRunOptions = {}): Promise<string> {
+    return runNix("nix", args, options);
+}
+
+/** Runs one of the nix programs (`nix`, `nix-store`) in the common environment. */
+async function runNix(program: "nix" | "nix-store", args: readonly string[], options: NixRunOptions): Promise<string> {
+    const result = await runProcess(program, args, {
         env: nixEnvironment(options.sshOpts),
         timeoutMs: options.timeoutMs,
         onStderrLine: options.onStderrLine,
     });
     if (result.code !== 0) {
         const exit = result.timedOut ? "timed out" : result.signal ? `killed by ${result.signal}` : `exit code ${result.code}`;
-        throw new NixError(`nix ${args[0]}`, result.stderr, exit);
+        throw new NixError(`${program} ${args[0]}`, result.stderr, exit);
     }
     return result.stdout;
 }
@@ -56,12 +61,12 @@ export async function evalJson<T>(installable: string, apply: string, options: N
     return JSON.parse(await nix(["eval", "--json", installable, "--apply", apply], options)) as T;
 }
 
-/** Builds a flake attribute and returns its output path (Nix 2.8 has no --print-out-paths). */
-export async function buildInstallable(installable: string, options: NixRunOptions = {}): Promise<string> {
-    const built = JSON.parse(await nix(["build", "--no-link", "--json", installable], options)) as { outputs: { out: string } }[];
-    const out = built[0]?.outputs?.out;
-    if (!out) throw new NixError("nix build", `no output path for ${installable}`, "unexpected output");
-    return out;
+/**
+ * Builds a derivation's outputs and returns their paths. `nix-store --realise` means the same in
+ * every Nix version (`nix build` of a .drv path changed meaning in Nix 2.15).
+ */
+export async function realiseDerivation(derivation: string, options: NixRunOptions = {}): Promise<string[]> {
+    return (await runNix("nix-store", ["--realise", derivation], options)).split("\n").filter(Boolean);
 }
 
 /** Realises an existing store path locally (it must be valid, or buildable from its deriver). */

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import type * as pulumi from "@pulumi/pulumi";
-import { toplevelInstallable } from "../../components/deploy/evaluate";
-import { buildInstallable, nix } from "../../components/transport/nix";
+import { evaluateConfigurations } from "../../components/deploy/evaluate";
+import { nix, realiseDerivation } from "../../components/transport/nix";
 import { removeTestHost, startTestHost } from "./testHosts";
 
 interface TestMachineState {
@@ -33,7 +33,8 @@ export async function create(inputs: TestMachineState): Promise<pulumi.dynamic.C
     });
     if (inputs.firstSystemConfiguration) {
         // As if nixos-infect had built it: the first system goes into the machine's own store.
-        const firstSystem = await buildInstallable(toplevelInstallable(inputs.firstSystemFlake, inputs.firstSystemConfiguration));
+        const { [inputs.firstSystemConfiguration]: first } = await evaluateConfigurations(inputs.firstSystemFlake, [inputs.firstSystemConfiguration]);
+        const [firstSystem] = await realiseDerivation(first.derivation);
         await nix(["copy", "--no-check-sigs", "--to", `local?root=${host.dir}`, firstSystem]);
         spawn("nsenter", ["-t", String(host.pid), "-n", "-m", "-u", "--", "sh", "-c", STAND_IN_INFECTION, "infect",
             String(inputs.infectAfterSeconds), firstSystem], { detached: true, stdio: "ignore" }).unref();

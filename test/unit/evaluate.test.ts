@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { before, test } from "node:test";
 import { evaluateConfiguration, evaluateConfigurations, evaluationProcesses, resolveFlakeReference } from "../../components/deploy/evaluate";
@@ -8,9 +9,11 @@ const FLAKE = `path:${path.join(REPO_ROOT, "nix/fixtures")}`;
 
 before(() => useTestEngine());
 
-test("a configuration evaluates to its closure and package set without building", async () => {
+test("a configuration evaluates to its closure, derivation and package set without building", async () => {
     const { v2 } = await evaluateConfigurations(FLAKE, ["v2"]);
     assert.match(v2.closure, /^\/nix\/store\/[a-z0-9]{32}-nixos-system-v2-24\.11\.2$/);
+    assert.match(v2.derivation, /^\/nix\/store\/[a-z0-9]{32}-nixos-system-v2-24\.11\.2\.drv$/);
+    assert.ok(fs.existsSync(v2.derivation), "the evaluation wrote the derivation a deploy builds");
     assert.deepEqual(v2.packages, { app: "2.0", tool: "2.1", extra: "0.3" });
     assert.equal(v2.kernel, "6.6.64");
     assert.equal(v2.nixosRelease, "24.11");
