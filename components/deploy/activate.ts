@@ -88,8 +88,8 @@ if [ "$2" != test ]; then
 fi
 "$1/bin/switch-to-configuration" "$2" >> "$dir/switch.log" 2>&1
 echo $? > "$dir/switch-exit"
-waited=0
-while [ -e "$dir/canary" ] && [ ! -e "$dir/abort" ] && [ "$waited" -lt "$5" ]; do sleep 1; waited=$((waited + 1)); done
+steps=0
+while [ -e "$dir/canary" ] && [ ! -e "$dir/abort" ] && [ "$steps" -lt $(($5 * 5)) ]; do sleep 0.2; steps=$((steps + 1)); done
 if [ ! -e "$dir/canary" ] && [ ! -e "$dir/abort" ]; then finish confirmed; fi
 back=switch; [ "$2" = boot ] && back=boot
 if [ -n "$6" ]; then
@@ -117,7 +117,44 @@ else
 fi
 `;
 
-// Waits up to $2 seconds for the file $1, then prints it (empty when it is not there).
+// Waits up to $2 0.2 s steps for the agent in folder $1 to finish the switch, then prints its exit
+// code, the generation it made and the end of its log; nothing while it still runs.
+const WAIT_FOR_SWITCH = `
+i=0
+while [ ! -e "$1/switch-exit" ] && [ "$i" -lt "$2" ]; do sleep 0.2; i=$((i + 1)); done
+[ -e "$1/switch-exit" ] || exit 0
+printf 'exit %s\\n' "$(cat "$1/switch-exit")"
+printf 'generation %s\\n' "$(cat "$1/generation" 2> /dev/null)"
+tail -n 6 "$1/switch.log" 2> /dev/null | sed 's/^/log /'
+`;
+
+/** What WAIT_FOR_SWITCH reports of a finished switch. */
+export interface SwitchReport {
+    exit: number;
+    /** The generation the switch made, if it made one. */
+    generation?: number;
+    /** The last lines switch-to-configuration printed. */
+    log: string[];
+}
+
+/** Parses WAIT_FOR_SWITCH's output; undefined while the switch still runs. */
+export function parseSwitchReport(output: string): SwitchReport | undefined {
+    let report: SwitchReport | undefined;
+    const log: string[] = [];
+    for (const line of output.split("\n")) {
+        const [key, ...rest] = line.split(" ");
+        const value = rest.join(" ");
+        if (key === "exit" && /^\d+$/.test(value)) report = { exit: Number(value), log };
+        if (key === "generation") {
+            const match = /system-(\d+)-link$/.exec(value);
+            if (match && report) report.generation = Number(match[1]);
+        }
+        if (key === "log") log.push(value);
+    }
+    return report;
+}
+
+// Waits up to $2 0.2 s steps for the file $1, then prints it (empty when it is not there).
 const WAIT_FOR_FILE = `
 i=0
 while [ ! -e "$1" ] && [ "$i" -lt "$2" ]; do sleep 0.2; i=$((i + 1)); done
@@ -182,27 +219,19 @@ export class Activation {
         return new Activation(host, dir, target, confirmTimeoutSeconds);
     }
 
-    /** Runs the waiting script on the host and returns the file's content ("" when not there yet). */
-    private async waitForFile(file: string, seconds: number, fresh: boolean): Promise<string> {
-        const output = await this.host.check(`reading ${file}`, ["sh", "-c", WAIT_FOR_FILE, "wait", `${this.dir}/${file}`, String(seconds * 5)],
-            { fresh, timeoutMs: (seconds + 30) * 1000 });
-        return output.trim();
-    }
-
     /** Waits for switch-to-configuration to finish; throws an ActivationError when it failed. */
     async switched(timeoutSeconds = 1800): Promise<SwitchResult> {
-        let exit = "";
-        for (let waited = 0; !exit && waited < timeoutSeconds; waited += POLL_SECONDS) {
-            exit = await this.waitForFile("switch-exit", POLL_SECONDS, false);
+        let report: SwitchReport | undefined;
+        for (let waited = 0; !report && waited < timeoutSeconds; waited += POLL_SECONDS) {
+            report = parseSwitchReport(await this.host.check("waiting for the switch",
+                ["sh", "-c", WAIT_FOR_SWITCH, "wait", this.dir, String(POLL_SECONDS * 5)], { timeoutMs: (POLL_SECONDS + 30) * 1000 }));
         }
         this.switchedAt = Date.now();
-        const generation = /system-(\d+)-link/.exec(await this.waitForFile("generation", 0, false));
-        const code = Number(exit);
-        if (exit && (code === 0 || code === REBOOT_REQUIRED)) {
-            return { generation: generation ? Number(generation[1]) : undefined, rebootRequired: code === REBOOT_REQUIRED };
+        if (report && (report.exit === 0 || report.exit === REBOOT_REQUIRED)) {
+            return { generation: report.generation, rebootRequired: report.exit === REBOOT_REQUIRED };
         }
-        const log = (await this.host.run(["tail", "-n", "6", `${this.dir}/switch.log`])).stdout.trim().replace(/\n/g, "\n  ");
-        const why = !exit ? `did not finish within ${timeoutSeconds} s` : code === 4 ? "exit code 4: some units failed" : `exit code ${code}`;
+        const why = !report ? `did not finish within ${timeoutSeconds} s` : report.exit === 4 ? "exit code 4: some units failed" : `exit code ${report.exit}`;
+        const log = report?.log.filter(Boolean).join("\n  ");
         throw new ActivationError(this.host.name, `switch-to-configuration failed (${why})${log ? `:\n  ${log}` : ""}`);
     }
 

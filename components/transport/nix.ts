@@ -62,17 +62,33 @@ export async function evalJson<T>(installable: string, apply: string, options: N
 }
 
 /**
+ * Shares one answer per store path among the callers of this process: what a store path is and
+ * holds never changes, and the hosts of a fleet all ask about the same few paths at once.
+ */
+function oncePerStorePath<T>(answer: (storePath: string) => Promise<T>): (storePath: string) => Promise<T> {
+    const answers = new Map<string, Promise<T>>();
+    return (storePath) => {
+        let pending = answers.get(storePath);
+        if (!pending) {
+            pending = answer(storePath);
+            answers.set(storePath, pending);
+            pending.catch(() => answers.delete(storePath));
+        }
+        return pending;
+    };
+}
+
+/**
  * Builds a derivation's outputs and returns their paths. `nix-store --realise` means the same in
  * every Nix version (`nix build` of a .drv path changed meaning in Nix 2.15).
  */
-export async function realiseDerivation(derivation: string, options: NixRunOptions = {}): Promise<string[]> {
-    return (await runNix("nix-store", ["--realise", derivation], options)).split("\n").filter(Boolean);
-}
+export const realiseDerivation = oncePerStorePath(async (derivation) =>
+    (await runNix("nix-store", ["--realise", derivation], {})).split("\n").filter(Boolean));
 
 /** Realises an existing store path locally (it must be valid, or buildable from its deriver). */
-export async function realisePath(storePath: string, options: NixRunOptions = {}): Promise<void> {
-    await nix(["build", "--no-link", storePath], options);
-}
+export const realisePath = oncePerStorePath(async (storePath) => {
+    await nix(["build", "--no-link", storePath]);
+});
 
 export interface StorePathInfo {
     path: string;
@@ -80,10 +96,10 @@ export interface StorePathInfo {
 }
 
 /** Every path of a closure with its size (`nix path-info -r --json`). */
-export async function closurePaths(storePath: string, options: NixRunOptions = {}): Promise<StorePathInfo[]> {
-    const infos = JSON.parse(await nix(["path-info", "-r", "--json", storePath], options)) as StorePathInfo[];
+export const closurePaths = oncePerStorePath(async (storePath) => {
+    const infos = JSON.parse(await nix(["path-info", "-r", "--json", storePath])) as StorePathInfo[];
     return infos.map(({ path, narSize }) => ({ path, narSize }));
-}
+});
 
 /** Copies a closure to a store (only the paths it does not have). */
 export async function copyClosure(storePath: string, storeUri: string, options: NixRunOptions & { substituteOnDestination?: boolean }): Promise<void> {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseProbe } from "../../components/deploy/activate";
+import { parseProbe, parseSwitchReport } from "../../components/deploy/activate";
 import { planCopy } from "../../components/deploy/copy";
 import { alreadyDeployed } from "../../components/deploy/pipeline";
 
@@ -11,6 +11,13 @@ test("the probe's output gives the running system, the generation and the missin
     const state = parseProbe(`current ${A}\nprofile system-12-link\nclosure ${B}\nmissing ${B}\nmissing /nix/store/x\n`);
     assert.deepEqual(state, { current: A, generation: 12, generationClosure: B, missing: [B, "/nix/store/x"] });
     assert.deepEqual(parseProbe("current \nprofile \nclosure \n"), { missing: [] });
+});
+
+test("the switch report gives the exit code, the new generation and the end of the log; nothing while it runs", () => {
+    assert.equal(parseSwitchReport(""), undefined);
+    assert.deepEqual(parseSwitchReport("exit 4\ngeneration /nix/var/nix/profiles/system-7-link\nlog warning: app.service failed\n"),
+        { exit: 4, generation: 7, log: ["warning: app.service failed"] });
+    assert.deepEqual(parseSwitchReport("exit 0\ngeneration \n"), { exit: 0, log: [] });
 });
 
 test("a host counts as deployed only when what the action changes already matches", () => {

@@ -1,0 +1,81 @@
+// What the benchmark measures besides time, each read from the real thing: peak memory of the
+// program and provider processes (their kernel high-water mark), and every nix process started
+// (a logging shim in front of the real nix on PATH).
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+/** Pulumi's Node.js processes, by what they run. */
+const PROCESS_KINDS = {
+    program: "@pulumi/pulumi/cmd/run",
+    provider: "@pulumi/pulumi/cmd/dynamic-provider",
+} as const;
+
+export type ProcessKind = keyof typeof PROCESS_KINDS;
+
+function highWaterMarkKiB(pid: string): number {
+    const match = /^VmHWM:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+    return match ? Number(match[1]) : 0;
+}
+
+/**
+ * Samples /proc while `work` runs and returns the peak resident memory (MiB) of the program and
+ * the dynamic provider. VmHWM is the kernel's own peak, so a sample between two peaks misses nothing.
+ */
+export async function peakMemoryDuring<T>(work: () => Promise<T>): Promise<{ result: T; peakMiB: Record<ProcessKind, number> }> {
+    const peakKiB: Record<ProcessKind, number> = { program: 0, provider: 0 };
+    const sample = () => {
+        for (const pid of fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry))) {
+            try {
+                const commandLine = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
+                for (const [kind, marker] of Object.entries(PROCESS_KINDS) as [ProcessKind, string][]) {
+                    if (commandLine.includes(marker)) peakKiB[kind] = Math.max(peakKiB[kind], highWaterMarkKiB(pid));
+                }
+            } catch {
+                // The process ended while we looked.
+            }
+        }
+    };
+    const timer = setInterval(sample, 50);
+    try {
+        const result = await work();
+        return { result, peakMiB: { program: peakKiB.program / 1024, provider: peakKiB.provider / 1024 } };
+    } finally {
+        clearInterval(timer);
+    }
+}
+
+/** Counts nix invocations by subcommand through a shim that logs, then runs the real nix. */
+export class NixInvocations {
+    private readonly log: string;
+    readonly binDir: string;
+
+    constructor() {
+        this.binDir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-bench-nix-"));
+        this.log = path.join(this.binDir, "invocations");
+        const realNix = process.env.PATH!.split(":").map((dir) => path.join(dir, "nix")).find((file) => fs.existsSync(file));
+        if (!realNix) throw new Error("bench: nix is not on PATH");
+        fs.writeFileSync(this.log, "");
+        fs.writeFileSync(path.join(this.binDir, "nix"), `#!/bin/sh\necho "$1" >> ${this.log}\nexec ${realNix} "$@"\n`, { mode: 0o755 });
+    }
+
+    /** Puts the shim first on this process's PATH, which the engine and its plugins inherit. */
+    install(): void {
+        process.env.PATH = `${this.binDir}:${process.env.PATH}`;
+    }
+
+    /** How many `nix SUBCOMMAND` processes `work` started. */
+    async countDuring<T>(subcommand: string, work: () => Promise<T>): Promise<{ result: T; count: number }> {
+        const before = this.count(subcommand);
+        const result = await work();
+        return { result, count: this.count(subcommand) - before };
+    }
+
+    private count(subcommand: string): number {
+        return fs.readFileSync(this.log, "utf8").split("\n").filter((line) => line === subcommand).length;
+    }
+
+    remove(): void {
+        fs.rmSync(this.binDir, { recursive: true, force: true });
+    }
+}

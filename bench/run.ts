@@ -1,0 +1,213 @@
+// `npm run bench`: a NixosFleet of 1, 5 and 10 test hosts through the real engine, timed and
+// measured against the project's goals, with a plain hand-written deploy loop on the same kind of
+// hosts as the yardstick. Writes bench/results/<time>.json (and latest.json) and exits non-zero
+// when a goal is missed. Not part of the tests: it needs a quiet machine.
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { closurePaths, nix, realiseDerivation } from "../components/transport/nix";
+import { evaluateConfigurations } from "../components/deploy/evaluate";
+import { createTestStack, REPO_ROOT, TestStack, useTestEngine } from "../test/engine/engine";
+import { FIXTURE_FLAKE, HEALTHY_CHECK } from "../test/engine/systemStack";
+import { startTestHosts, switchByHand, TestFleet } from "../test/hosts/testHosts";
+import { NixInvocations, peakMemoryDuring, ProcessKind } from "./probes";
+
+const FLEET_SIZES = [1, 5, 10];
+/** The system every host starts on, the change (a new package and 3 MiB of new paths), the broken change. */
+const FIRST = "v1";
+const CHANGE = "large";
+const BROKEN = "switch-fails";
+const NO_OP_ROUNDS = 3;
+
+/** A fleet program as a user writes it, run by the language host in its own process. */
+const PROGRAM = `
+const pulumi = require("@pulumi/pulumi");
+const { NixosFleet } = require(LIBRARY);
+const config = new pulumi.Config();
+const version = config.require("version");
+const fleet = new NixosFleet("bench", {
+    flake: config.require("flake"),
+    sshPrivateKey: config.requireSecret("privateKey"),
+    deploy: { healthChecks: { commands: [config.requireObject("healthCheck")] } },
+    hosts: Object.fromEntries(config.requireObject("hosts").map((host) =>
+        [host.name, { address: host.address, hostPublicKey: host.hostPublicKey, configuration: version }])),
+});
+exports.hosts = fleet.hosts;
+`;
+
+interface FleetResult {
+    hosts: number;
+    firstUpSeconds: number;
+    previewSeconds: number;
+    nixEvaluationsPerPreview: number;
+    noOpUpSeconds: number;
+    changeUpSeconds: number;
+    rollbackUpSeconds: number;
+    /** Bytes the deployer sent to all hosts during the change, on their links. */
+    changeBytesSent: number;
+    /** The NAR size of the change's paths the hosts lacked, times the hosts. */
+    changeMissingBytes: number;
+    /** The same change by hand: `nix copy` and `ssh … switch-to-configuration`, host after host. */
+    handLoopSeconds: number;
+    peakMemoryMiB: Record<ProcessKind, number>;
+}
+
+const seconds = (startedAt: number) => (Date.now() - startedAt) / 1000;
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+async function timed(work: () => Promise<unknown>): Promise<number> {
+    const startedAt = Date.now();
+    await work();
+    return seconds(startedAt);
+}
+
+/** The NAR bytes of `to`'s closure that a host running `from` lacks. */
+async function missingBytes(from: string, to: string): Promise<number> {
+    const present = new Set((await closurePaths(from)).map((info) => info.path));
+    return (await closurePaths(to)).filter((info) => !present.has(info.path)).reduce((sum, info) => sum + info.narSize, 0);
+}
+
+function log(message: string): void {
+    console.log(`[bench] ${message}`);
+}
+
+async function measureFleet(size: number, closures: Record<string, string>, nixCalls: NixInvocations): Promise<FleetResult> {
+    let hosts: TestFleet | undefined;
+    let handHosts: TestFleet | undefined;
+    let testStack: TestStack | undefined;
+    try {
+        hosts = await startTestHosts({ count: size, namePrefix: "bench" });
+        testStack = await createTestStack(`bench-${size}`, { source: PROGRAM }, {
+            flake: { value: FIXTURE_FLAKE },
+            privateKey: { value: hosts.deployerPrivateKey, secret: true },
+            healthCheck: { value: JSON.stringify(HEALTHY_CHECK) },
+            hosts: { value: JSON.stringify(hosts.hosts.map(({ name, address, hostPublicKey }) => ({ name, address, hostPublicKey }))) },
+        });
+        const { stack } = testStack;
+        const setVersion = (version: string) => stack.setConfig("version", { value: version });
+        const up = async (version: string) => {
+            await setVersion(version);
+            return stack.up();
+        };
+
+        log(`${size} host(s): first up`);
+        const { result: firstUpSeconds, peakMiB: firstUpPeak } = await peakMemoryDuring(() => timed(() => up(FIRST)));
+
+        log(`${size} host(s): preview of the change`);
+        await setVersion(CHANGE);
+        const preview = await nixCalls.countDuring("eval", () => timed(() => stack.preview()));
+
+        log(`${size} host(s): no-op up x${NO_OP_ROUNDS}`);
+        const noOpRounds: number[] = [];
+        for (let round = 0; round < NO_OP_ROUNDS; round++) noOpRounds.push(await timed(() => up(FIRST)));
+
+        log(`${size} host(s): the change`);
+        const sentBefore = hosts.hosts.map((host) => host.bytesSent());
+        const { result: changeUpSeconds, peakMiB: changePeak } = await peakMemoryDuring(() => timed(() => up(CHANGE)));
+        const changeBytesSent = hosts.hosts.reduce((sum, host, i) => sum + host.bytesSent() - sentBefore[i], 0);
+        for (const host of hosts.hosts) if (host.currentSystem() !== closures[CHANGE]) throw new Error(`bench: ${host.name} does not run the change`);
+
+        log(`${size} host(s): a broken change, rolled back`);
+        const rollbackUpSeconds = await timed(() => up(BROKEN).then(
+            () => Promise.reject(new Error("bench: the broken change was deployed")),
+            () => undefined));
+        for (const host of hosts.hosts) if (host.currentSystem() !== closures[CHANGE]) throw new Error(`bench: ${host.name} was not rolled back`);
+
+        log(`${size} host(s): the same change by hand, host after host`);
+        handHosts = await startTestHosts({ count: size, namePrefix: "hand" });
+        for (const host of handHosts.hosts) switchByHand(handHosts, host, closures[FIRST]);
+        const handFleet = handHosts;
+        const handLoopSeconds = await timed(async () => {
+            for (const host of handFleet.hosts) switchByHand(handFleet, host, closures[CHANGE]);
+        });
+
+        return {
+            hosts: size,
+            firstUpSeconds,
+            previewSeconds: preview.result,
+            nixEvaluationsPerPreview: preview.count,
+            noOpUpSeconds: median(noOpRounds),
+            changeUpSeconds,
+            rollbackUpSeconds,
+            changeBytesSent,
+            changeMissingBytes: size * await missingBytes(closures[FIRST], closures[CHANGE]),
+            handLoopSeconds,
+            peakMemoryMiB: {
+                program: Math.max(firstUpPeak.program, changePeak.program),
+                provider: Math.max(firstUpPeak.provider, changePeak.provider),
+            },
+        };
+    } finally {
+        await testStack?.remove();
+        hosts?.stop();
+        handHosts?.stop();
+    }
+}
+
+interface Goal {
+    goal: string;
+    value: number;
+    limit: number;
+    met: boolean;
+}
+
+function atMost(goal: string, value: number, limit: number): Goal {
+    return { goal, value: Number(value.toFixed(3)), limit, met: value <= limit };
+}
+
+function goals(results: FleetResult[]): Goal[] {
+    const one = results.find((r) => r.hosts === 1)!;
+    const ten = results.find((r) => r.hosts === 10)!;
+    return [
+        atMost("no-op up on 10 hosts / on 1 host", ten.noOpUpSeconds / one.noOpUpSeconds, 1.5),
+        atMost("change on 10 hosts / on 1 host", ten.changeUpSeconds / one.changeUpSeconds, 1.5),
+        ...results.map((r) => atMost(`bytes sent / missing paths, ${r.hosts} host(s)`, r.changeBytesSent / r.changeMissingBytes, 1.1)),
+        ...results.map((r) => atMost(`nix evaluation processes per preview (one flake), ${r.hosts} host(s)`, r.nixEvaluationsPerPreview, 1)),
+    ];
+}
+
+async function main(): Promise<void> {
+    const engineBin = useTestEngine();
+    const nixCalls = new NixInvocations();
+    nixCalls.install();
+    try {
+        log("building the fixture systems once, so that every measurement deploys, not builds");
+        const systems = await evaluateConfigurations(FIXTURE_FLAKE, [FIRST, CHANGE, BROKEN]);
+        const closures = Object.fromEntries(Object.entries(systems).map(([name, system]) => [name, system.closure]));
+        for (const system of Object.values(systems)) await realiseDerivation(system.derivation);
+
+        const results: FleetResult[] = [];
+        for (const size of FLEET_SIZES) results.push(await measureFleet(size, closures, nixCalls));
+        const report = {
+            date: new Date().toISOString(),
+            machine: { cpus: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
+            engine: engineBin,
+            nix: (await nix(["--version"])).trim(),
+            change: `${FIRST} -> ${CHANGE}`,
+            fleets: results.map((r) => ({ ...r, handLoopRatio: Number((r.changeUpSeconds / r.handLoopSeconds).toFixed(3)) })),
+            goals: goals(results),
+        };
+        const dir = path.join(REPO_ROOT, "bench/results");
+        fs.mkdirSync(dir, { recursive: true });
+        const file = path.join(dir, `${report.date.replace(/[:.]/g, "-")}.json`);
+        fs.writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+        fs.copyFileSync(file, path.join(dir, "latest.json"));
+
+        console.table(report.fleets.map((r) => ({
+            hosts: r.hosts, "no-op up s": r.noOpUpSeconds, "change s": r.changeUpSeconds, "rollback s": r.rollbackUpSeconds,
+            "by hand s": r.handLoopSeconds, "change / by hand": r.handLoopRatio, "evals/preview": r.nixEvaluationsPerPreview,
+            "sent/missing": Number((r.changeBytesSent / r.changeMissingBytes).toFixed(3)),
+            "program MiB": Math.round(r.peakMemoryMiB.program), "provider MiB": Math.round(r.peakMemoryMiB.provider),
+        })));
+        for (const goal of report.goals) console.log(`${goal.met ? "met   " : "MISSED"} ${goal.goal}: ${goal.value} (at most ${goal.limit})`);
+        console.log(`[bench] wrote ${path.relative(REPO_ROOT, file)}`);
+        if (report.goals.some((goal) => !goal.met)) process.exitCode = 1;
+    } finally {
+        nixCalls.remove();
+    }
+}
+
+main().catch((error) => {
+    console.error(error);
+    process.exitCode = 1;
+});
