@@ -133,10 +133,14 @@ export async function update(_id: string, _olds: NixosSystemState, news: NixosSy
     return { outs: await deploy(news) };
 }
 
-/** Refresh: what the host runs now. A host switched by hand shows up as a different closure. */
+/**
+ * Refresh: what the host runs now, or with the `boot` action what it boots next. A host switched
+ * by hand shows up as a different closure.
+ */
 export async function read(id: string, props: NixosSystemState): Promise<pulumi.dynamic.ReadResult> {
-    const running = await withHost(settingsOf(props), (host) => probeHost(host));
-    return { id, props: { ...props, closure: running.current ?? "", generation: running.generation } };
+    const host = await withHost(settingsOf(props), (connected) => probeHost(connected));
+    const closure = props.action === "boot" ? host.generationClosure : host.current;
+    return { id, props: { ...props, closure: closure ?? "", generation: host.generation } };
 }
 
 /**
