@@ -45,10 +45,13 @@ export async function peakMemoryDuring<T>(work: () => Promise<T>): Promise<{ res
     }
 }
 
-/** Counts nix invocations by subcommand through a shim that logs, then runs the real nix. */
+/**
+ * Counts nix invocations by subcommand through a shim that logs, then runs the real nix. The shim
+ * is on PATH only while it counts, so nothing else pays for it.
+ */
 export class NixInvocations {
     private readonly log: string;
-    readonly binDir: string;
+    private readonly binDir: string;
 
     constructor() {
         this.binDir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-bench-nix-"));
@@ -56,19 +59,23 @@ export class NixInvocations {
         const realNix = process.env.PATH!.split(":").map((dir) => path.join(dir, "nix")).find((file) => fs.existsSync(file));
         if (!realNix) throw new Error("bench: nix is not on PATH");
         fs.writeFileSync(this.log, "");
-        fs.writeFileSync(path.join(this.binDir, "nix"), `#!/bin/sh\necho "$1" >> ${this.log}\nexec ${realNix} "$@"\n`, { mode: 0o755 });
+        fs.writeFileSync(path.join(this.binDir, "nix"), `#!/bin/sh\necho "$1" >> '${this.log}'\nexec '${realNix}' "$@"\n`, { mode: 0o755 });
     }
 
-    /** Puts the shim first on this process's PATH, which the engine and its plugins inherit. */
-    install(): void {
-        process.env.PATH = `${this.binDir}:${process.env.PATH}`;
-    }
-
-    /** How many `nix SUBCOMMAND` processes `work` started. */
+    /**
+     * How many `nix SUBCOMMAND` processes `work` started, with the shim first on this process's
+     * PATH meanwhile (the engine, the program and the provider inherit it).
+     */
     async countDuring<T>(subcommand: string, work: () => Promise<T>): Promise<{ result: T; count: number }> {
         const before = this.count(subcommand);
-        const result = await work();
-        return { result, count: this.count(subcommand) - before };
+        const searchPath = process.env.PATH;
+        process.env.PATH = `${this.binDir}:${searchPath}`;
+        try {
+            const result = await work();
+            return { result, count: this.count(subcommand) - before };
+        } finally {
+            process.env.PATH = searchPath;
+        }
     }
 
     private count(subcommand: string): number {

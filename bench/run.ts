@@ -2,6 +2,7 @@
 // measured against the project's goals, with a plain hand-written deploy loop on the same kind of
 // hosts as the yardstick. Writes bench/results/<time>.json (and latest.json) and exits non-zero
 // when a goal is missed. Not part of the tests: it needs a quiet machine.
+import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -85,13 +86,14 @@ async function measureFleet(size: number, closures: Record<string, string>, nixC
         });
         const { stack } = testStack;
         const setVersion = (version: string) => stack.setConfig("version", { value: version });
-        const up = async (version: string) => {
+        /** Sets the version, then times `up` alone. */
+        const timedUp = async (version: string) => {
             await setVersion(version);
-            return stack.up();
+            return timed(() => stack.up());
         };
 
         log(`${size} host(s): first up`);
-        const { result: firstUpSeconds, peakMiB: firstUpPeak } = await peakMemoryDuring(() => timed(() => up(FIRST)));
+        const { result: firstUpSeconds, peakMiB: firstUpPeak } = await peakMemoryDuring(() => timedUp(FIRST));
 
         log(`${size} host(s): preview of the change`);
         await setVersion(CHANGE);
@@ -99,19 +101,25 @@ async function measureFleet(size: number, closures: Record<string, string>, nixC
 
         log(`${size} host(s): no-op up x${NO_OP_ROUNDS}`);
         const noOpRounds: number[] = [];
-        for (let round = 0; round < NO_OP_ROUNDS; round++) noOpRounds.push(await timed(() => up(FIRST)));
+        for (let round = 0; round < NO_OP_ROUNDS; round++) noOpRounds.push(await timedUp(FIRST));
 
         log(`${size} host(s): the change`);
         const sentBefore = hosts.hosts.map((host) => host.bytesSent());
-        const { result: changeUpSeconds, peakMiB: changePeak } = await peakMemoryDuring(() => timed(() => up(CHANGE)));
+        const { result: changeUpSeconds, peakMiB: changePeak } = await peakMemoryDuring(() => timedUp(CHANGE));
         const changeBytesSent = hosts.hosts.reduce((sum, host, i) => sum + host.bytesSent() - sentBefore[i], 0);
         for (const host of hosts.hosts) if (host.currentSystem() !== closures[CHANGE]) throw new Error(`bench: ${host.name} does not run the change`);
 
         log(`${size} host(s): a broken change, rolled back`);
-        const rollbackUpSeconds = await timed(() => up(BROKEN).then(
+        const generations = hosts.hosts.map((host) => host.currentGeneration());
+        await setVersion(BROKEN);
+        let rollbackError = "";
+        const rollbackUpSeconds = await timed(() => stack.up().then(
             () => Promise.reject(new Error("bench: the broken change was deployed")),
-            () => undefined));
-        for (const host of hosts.hosts) if (host.currentSystem() !== closures[CHANGE]) throw new Error(`bench: ${host.name} was not rolled back`);
+            (error: Error) => void (rollbackError = String(error))));
+        if (!/failed at activate[\s\S]*rolled back to generation/.test(rollbackError)) throw new Error(`bench: the broken change failed otherwise:\n${rollbackError}`);
+        hosts.hosts.forEach((host, i) => {
+            if (host.currentSystem() !== closures[CHANGE] || host.currentGeneration() !== generations[i]) throw new Error(`bench: ${host.name} was not rolled back`);
+        });
 
         log(`${size} host(s): the same change by hand, host after host`);
         handHosts = await startTestHosts({ count: size, namePrefix: "hand" });
@@ -169,7 +177,6 @@ function goals(results: FleetResult[]): Goal[] {
 async function main(): Promise<void> {
     const engineBin = useTestEngine();
     const nixCalls = new NixInvocations();
-    nixCalls.install();
     try {
         log("building the fixture systems once, so that every measurement deploys, not builds");
         const systems = await evaluateConfigurations(FIXTURE_FLAKE, [FIRST, CHANGE, BROKEN]);
@@ -178,8 +185,11 @@ async function main(): Promise<void> {
 
         const results: FleetResult[] = [];
         for (const size of FLEET_SIZES) results.push(await measureFleet(size, closures, nixCalls));
+        const git = (...args: string[]) => execFileSync("git", args, { cwd: REPO_ROOT, encoding: "utf8" }).trim();
         const report = {
             date: new Date().toISOString(),
+            commit: git("rev-parse", "HEAD"),
+            uncommittedChanges: git("status", "--porcelain", "--untracked-files=no") !== "",
             machine: { cpus: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
             engine: engineBin,
             nix: (await nix(["--version"])).trim(),

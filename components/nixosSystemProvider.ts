@@ -8,8 +8,9 @@ import { probeHost } from "./deploy/activate";
 import { SystemSource } from "./deploy/build";
 import { SshHost } from "./deploy/host";
 import { deploySystem } from "./deploy/pipeline";
-import { parseInput, systemSettingsSchema, SystemSettings } from "./schema";
+import { derivationSchema, parseInput, storePathSchema, systemSettingsSchema, SystemSettings } from "./schema";
 import { SshConnection } from "./transport/ssh";
+import { z } from "zod";
 
 /** The resource's inputs, and (with generation) its outputs. */
 export interface NixosSystemState {
@@ -45,8 +46,15 @@ const DEPLOY_INPUTS = ["closure", "address", "port"] as const;
 const SETTING_INPUTS = ["user", "privateKey", "hostPublicKey", "connectTimeoutSeconds", "flake", "configuration", "storePath",
     "action", "healthChecks", "substituteOnDestination", "confirmTimeoutSeconds"] as const;
 
+/** What the provider passes to Nix: the evaluated closure and derivation, or a given store path. */
+const sourceSchema = z.object({
+    closure: storePathSchema,
+    derivation: derivationSchema.optional(),
+    storePath: storePathSchema.optional(),
+});
+
 /** The deploy settings of a state, in the shape systemSettingsSchema validates. */
-function settingsInput(state: NixosSystemState): unknown {
+function settingsInput(state: NixosSystemState): Record<string, unknown> {
     return {
         connection: {
             address: state.address, port: state.port, user: state.user, privateKey: state.privateKey,
@@ -90,8 +98,8 @@ function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
  * they are known.
  */
 export async function check(_olds: NixosSystemState, news: NixosSystemState): Promise<pulumi.dynamic.CheckResult> {
-    const input = settingsInput(news);
-    const result = systemSettingsSchema.safeParse(input);
+    const input = { ...settingsInput(news), source: { closure: news.closure, derivation: news.derivation, storePath: news.storePath } };
+    const result = systemSettingsSchema.extend({ source: sourceSchema }).safeParse(input);
     const failures = result.success ? [] : result.error.issues.filter((issue) => valueAt(input, issue.path) !== unknownValue);
     if (failures.length === 0) return { inputs: news };
     return {

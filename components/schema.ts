@@ -58,6 +58,9 @@ export const configurationNameSchema = z.string().min(1, "must not be empty").ma
 export const storePathSchema = z.string().max(512)
     .regex(/^\/nix\/store\/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\-._?=]+$/, "must be a Nix store path such as /nix/store/…-nixos-system-…");
 
+/** A derivation in the store, such as a system's toplevel written by `nix eval`. */
+export const derivationSchema = storePathSchema.refine((path) => path.endsWith(".drv"), "must be a derivation (a store path ending in .drv)");
+
 /** What the switch does, as in nixos-rebuild: activate now and at boot, at boot only, or now only. */
 export const actionSchema = z.enum(["switch", "boot", "test"]);
 

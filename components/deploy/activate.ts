@@ -81,13 +81,14 @@ export const AGENT_DIR = "/run/pulumi-nixos";
 // $6 generation to return to (may be empty), $7 closure to return to (may be empty).
 const AGENT = `
 dir="$4"
-finish() { echo "$1" > "$dir/result.new" && mv "$dir/result.new" "$dir/result"; exit 0; }
+publish() { echo "$2" > "$dir/$1.new" && mv "$dir/$1.new" "$dir/$1"; }
+finish() { publish result "$1"; exit 0; }
 if [ "$2" != test ]; then
-  if ! nix-env -p "$3" --set "$1" > "$dir/switch.log" 2>&1; then echo 1 > "$dir/switch-exit"; finish unchanged; fi
+  nix-env -p "$3" --set "$1" > "$dir/switch.log" 2>&1 || { publish switch-exit "profile $?"; finish unchanged; }
   readlink "$3" > "$dir/generation"
 fi
 "$1/bin/switch-to-configuration" "$2" >> "$dir/switch.log" 2>&1
-echo $? > "$dir/switch-exit"
+publish switch-exit "switch $?"
 steps=0
 while [ -e "$dir/canary" ] && [ ! -e "$dir/abort" ] && [ "$steps" -lt $(($5 * 5)) ]; do sleep 0.2; steps=$((steps + 1)); done
 if [ ! -e "$dir/canary" ] && [ ! -e "$dir/abort" ]; then finish confirmed; fi
@@ -117,8 +118,9 @@ else
 fi
 `;
 
-// Waits up to $2 0.2 s steps for the agent in folder $1 to finish the switch, then prints its exit
-// code, the generation it made and the end of its log; nothing while it still runs.
+// Waits up to $2 0.2 s steps for the agent in folder $1 to finish the switch, then prints the step
+// that ended it with its exit code, the generation it made and the end of its log; nothing while
+// it still runs. (The agent publishes switch-exit by rename, so it is never seen half-written.)
 const WAIT_FOR_SWITCH = `
 i=0
 while [ ! -e "$1/switch-exit" ] && [ "$i" -lt "$2" ]; do sleep 0.2; i=$((i + 1)); done
@@ -130,10 +132,12 @@ tail -n 6 "$1/switch.log" 2> /dev/null | sed 's/^/log /'
 
 /** What WAIT_FOR_SWITCH reports of a finished switch. */
 export interface SwitchReport {
+    /** The step that ended it: setting the system profile (failed), or switch-to-configuration. */
+    step: "profile" | "switch";
     exit: number;
     /** The generation the switch made, if it made one. */
     generation?: number;
-    /** The last lines switch-to-configuration printed. */
+    /** The last lines of the switch's log (nix-env's and switch-to-configuration's output). */
     log: string[];
 }
 
@@ -144,7 +148,8 @@ export function parseSwitchReport(output: string): SwitchReport | undefined {
     for (const line of output.split("\n")) {
         const [key, ...rest] = line.split(" ");
         const value = rest.join(" ");
-        if (key === "exit" && /^\d+$/.test(value)) report = { exit: Number(value), log };
+        const ended = /^(profile|switch) (\d+)$/.exec(value);
+        if (key === "exit" && ended) report = { step: ended[1] as SwitchReport["step"], exit: Number(ended[2]), log };
         if (key === "generation") {
             const match = /system-(\d+)-link$/.exec(value);
             if (match && report) report.generation = Number(match[1]);
@@ -227,12 +232,13 @@ export class Activation {
                 ["sh", "-c", WAIT_FOR_SWITCH, "wait", this.dir, String(POLL_SECONDS * 5)], { timeoutMs: (POLL_SECONDS + 30) * 1000 }));
         }
         this.switchedAt = Date.now();
-        if (report && (report.exit === 0 || report.exit === REBOOT_REQUIRED)) {
+        if (report?.step === "switch" && (report.exit === 0 || report.exit === REBOOT_REQUIRED)) {
             return { generation: report.generation, rebootRequired: report.exit === REBOOT_REQUIRED };
         }
+        const what = report?.step === "profile" ? "setting the system profile" : "switch-to-configuration";
         const why = !report ? `did not finish within ${timeoutSeconds} s` : report.exit === 4 ? "exit code 4: some units failed" : `exit code ${report.exit}`;
         const log = report?.log.filter(Boolean).join("\n  ");
-        throw new ActivationError(this.host.name, `switch-to-configuration failed (${why})${log ? `:\n  ${log}` : ""}`);
+        throw new ActivationError(this.host.name, `${what} failed (${why})${log ? `:\n  ${log}` : ""}`);
     }
 
     /**

@@ -85,7 +85,16 @@ const STATE: NixosSystemState = {
     healthChecks: { commands: [], http: [] }, substituteOnDestination: false, confirmTimeoutSeconds: 60,
 };
 
-for (const hostile of CATALOGUE.filter((c) => !("flake" in c.args || "configuration" in c.args || "storePath" in c.args))) {
+/** What only the provider sees: the evaluation's results, which it hands to Nix. */
+const EVALUATED_CATALOGUE: { what: string; args: Partial<Record<keyof NixosSystemState, unknown>>; field: RegExp }[] = [
+    { what: "an evaluated closure outside the store", args: { closure: "/etc" }, field: /closure/ },
+    { what: "a derivation that is not a .drv", args: { derivation: STATE.closure }, field: /derivation/ },
+    { what: "shell characters in the derivation", args: { derivation: "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-x;id.drv" }, field: /derivation/ },
+];
+
+// The flake and configuration are evaluated in the program, which refuses them; the provider
+// sees only what the evaluation made of them.
+for (const hostile of [...CATALOGUE.filter((c) => c.args.flake === undefined && c.args.configuration === undefined), ...EVALUATED_CATALOGUE]) {
     test(`refused by the provider's check: ${hostile.what}`, async () => {
         const result = await check(STATE, { ...STATE, ...hostile.args } as NixosSystemState);
         assert.ok(result.failures && result.failures.length > 0, "check accepted it");
