@@ -18,7 +18,8 @@ const FLEET_SIZES = [1, 5, 10];
 const FIRST = "v1";
 const CHANGE = "large";
 const BROKEN = "switch-fails";
-const NO_OP_ROUNDS = 3;
+/** Each fleet size is measured this often, on fresh hosts each time; the report gives medians. */
+const ROUNDS = 3;
 
 /** A fleet program as a user writes it, run by the language host in its own process. */
 const PROGRAM = `
@@ -72,7 +73,8 @@ function log(message: string): void {
     console.log(`[bench] ${message}`);
 }
 
-async function measureFleet(size: number, closures: Record<string, string>, nixCalls: NixInvocations): Promise<FleetResult> {
+/** One round on fresh hosts: every measurement of one fleet size. */
+async function measureRound(size: number, closures: Record<string, string>, nixCalls: NixInvocations): Promise<FleetResult> {
     let hosts: TestFleet | undefined;
     let handHosts: TestFleet | undefined;
     let testStack: TestStack | undefined;
@@ -99,9 +101,8 @@ async function measureFleet(size: number, closures: Record<string, string>, nixC
         await setVersion(CHANGE);
         const preview = await nixCalls.countDuring("eval", () => timed(() => stack.preview()));
 
-        log(`${size} host(s): no-op up x${NO_OP_ROUNDS}`);
-        const noOpRounds: number[] = [];
-        for (let round = 0; round < NO_OP_ROUNDS; round++) noOpRounds.push(await timedUp(FIRST));
+        log(`${size} host(s): no-op up`);
+        const noOpUpSeconds = await timedUp(FIRST);
 
         log(`${size} host(s): the change`);
         const sentBefore = hosts.hosts.map((host) => host.bytesSent());
@@ -134,7 +135,7 @@ async function measureFleet(size: number, closures: Record<string, string>, nixC
             firstUpSeconds,
             previewSeconds: preview.result,
             nixEvaluationsPerPreview: preview.count,
-            noOpUpSeconds: median(noOpRounds),
+            noOpUpSeconds,
             changeUpSeconds,
             rollbackUpSeconds,
             changeBytesSent,
@@ -150,6 +151,27 @@ async function measureFleet(size: number, closures: Record<string, string>, nixC
         hosts?.stop();
         handHosts?.stop();
     }
+}
+
+type Measurement = Exclude<keyof FleetResult, "hosts" | "peakMemoryMiB">;
+
+/** ROUNDS rounds of one fleet size: the median of each measurement, the peak of the memory. */
+async function measureFleet(size: number, closures: Record<string, string>, nixCalls: NixInvocations): Promise<FleetResult & { rounds: FleetResult[] }> {
+    const rounds: FleetResult[] = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+        log(`${size} host(s): round ${round} of ${ROUNDS}`);
+        rounds.push(await measureRound(size, closures, nixCalls));
+    }
+    const measurements = Object.keys(rounds[0]).filter((key): key is Measurement => key !== "hosts" && key !== "peakMemoryMiB");
+    return {
+        ...Object.fromEntries(measurements.map((key) => [key, median(rounds.map((round) => round[key]))])) as Record<Measurement, number>,
+        hosts: size,
+        peakMemoryMiB: {
+            program: Math.max(...rounds.map((round) => round.peakMemoryMiB.program)),
+            provider: Math.max(...rounds.map((round) => round.peakMemoryMiB.provider)),
+        },
+        rounds,
+    };
 }
 
 interface Goal {
@@ -183,7 +205,7 @@ async function main(): Promise<void> {
         const closures = Object.fromEntries(Object.entries(systems).map(([name, system]) => [name, system.closure]));
         for (const system of Object.values(systems)) await realiseDerivation(system.derivation);
 
-        const results: FleetResult[] = [];
+        const results: (FleetResult & { rounds: FleetResult[] })[] = [];
         for (const size of FLEET_SIZES) results.push(await measureFleet(size, closures, nixCalls));
         const git = (...args: string[]) => execFileSync("git", args, { cwd: REPO_ROOT, encoding: "utf8" }).trim();
         const report = {
