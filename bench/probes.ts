@@ -4,6 +4,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { readEachProcess } from "../test/engine/engine";
 
 /** Pulumi's Node.js processes, by what they run. */
 const PROCESS_KINDS = {
@@ -13,9 +14,14 @@ const PROCESS_KINDS = {
 
 export type ProcessKind = keyof typeof PROCESS_KINDS;
 
-function highWaterMarkKiB(pid: string): number {
-    const match = /^VmHWM:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
-    return match ? Number(match[1]) : 0;
+/** The process's peak resident memory; 0 when it has ended meanwhile. */
+function highWaterMarkKiB(pid: number): number {
+    try {
+        const match = /^VmHWM:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+        return match ? Number(match[1]) : 0;
+    } catch {
+        return 0;
+    }
 }
 
 /**
@@ -25,14 +31,9 @@ function highWaterMarkKiB(pid: string): number {
 export async function peakMemoryDuring<T>(work: () => Promise<T>): Promise<{ result: T; peakMiB: Record<ProcessKind, number> }> {
     const peakKiB: Record<ProcessKind, number> = { program: 0, provider: 0 };
     const sample = () => {
-        for (const pid of fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry))) {
-            try {
-                const commandLine = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
-                for (const [kind, marker] of Object.entries(PROCESS_KINDS) as [ProcessKind, string][]) {
-                    if (commandLine.includes(marker)) peakKiB[kind] = Math.max(peakKiB[kind], highWaterMarkKiB(pid));
-                }
-            } catch {
-                // The process ended while we looked.
+        for (const [pid, commandLine] of readEachProcess("cmdline")) {
+            for (const [kind, marker] of Object.entries(PROCESS_KINDS) as [ProcessKind, string][]) {
+                if (commandLine.includes(marker)) peakKiB[kind] = Math.max(peakKiB[kind], highWaterMarkKiB(pid));
             }
         }
     };

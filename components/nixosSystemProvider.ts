@@ -46,11 +46,16 @@ const DEPLOY_INPUTS = ["closure", "address", "port"] as const;
 const SETTING_INPUTS = ["user", "privateKey", "hostPublicKey", "connectTimeoutSeconds", "flake", "configuration", "storePath",
     "action", "healthChecks", "substituteOnDestination", "confirmTimeoutSeconds"] as const;
 
-/** What the provider passes to Nix: the evaluated closure and derivation, or a given store path. */
-const sourceSchema = z.object({
-    closure: storePathSchema,
-    derivation: derivationSchema.optional(),
-    storePath: storePathSchema.optional(),
+/**
+ * What check validates: the deploy settings, and what the provider passes to Nix (the evaluated
+ * closure and derivation, or a given store path).
+ */
+const checkedInputsSchema = systemSettingsSchema.extend({
+    source: z.object({
+        closure: storePathSchema,
+        derivation: derivationSchema.optional(),
+        storePath: storePathSchema.optional(),
+    }),
 });
 
 /** The deploy settings of a state, in the shape systemSettingsSchema validates. */
@@ -99,7 +104,7 @@ function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
  */
 export async function check(_olds: NixosSystemState, news: NixosSystemState): Promise<pulumi.dynamic.CheckResult> {
     const input = { ...settingsInput(news), source: { closure: news.closure, derivation: news.derivation, storePath: news.storePath } };
-    const result = systemSettingsSchema.extend({ source: sourceSchema }).safeParse(input);
+    const result = checkedInputsSchema.safeParse(input);
     const failures = result.success ? [] : result.error.issues.filter((issue) => valueAt(input, issue.path) !== unknownValue);
     if (failures.length === 0) return { inputs: news };
     return {

@@ -97,17 +97,25 @@ export async function createTestStack(projectName: string, program: PulumiFn | P
     };
 }
 
-function childrenOf(): Map<number, number[]> {
-    const children = new Map<number, number[]>();
+/** One file of /proc/PID/ for every running process, by PID ("cmdline": its arguments, NUL-separated). */
+export function readEachProcess(file: "cmdline" | "stat"): Map<number, string> {
+    const contents = new Map<number, string>();
     for (const entry of fs.readdirSync("/proc")) {
         if (!/^\d+$/.test(entry)) continue;
         try {
-            const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
-            const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-            children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
+            contents.set(Number(entry), fs.readFileSync(`/proc/${entry}/${file}`, "utf8"));
         } catch {
             // The process ended while we looked.
         }
+    }
+    return contents;
+}
+
+function childrenOf(): Map<number, number[]> {
+    const children = new Map<number, number[]>();
+    for (const [pid, stat] of readEachProcess("stat")) {
+        const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+        children.set(parent, [...(children.get(parent) ?? []), pid]);
     }
     return children;
 }
@@ -118,13 +126,8 @@ function childrenOf(): Map<number, number[]> {
  */
 export function killEngine(): number {
     const children = childrenOf();
-    const engine = (children.get(process.pid) ?? []).filter((pid) => {
-        try {
-            return path.basename(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0]) === "pulumi";
-        } catch {
-            return false;
-        }
-    });
+    const commandLines = readEachProcess("cmdline");
+    const engine = (children.get(process.pid) ?? []).filter((pid) => path.basename((commandLines.get(pid) ?? "").split("\0")[0]) === "pulumi");
     const doomed: number[] = [];
     const collect = (pid: number) => {
         doomed.push(pid);

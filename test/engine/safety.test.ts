@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
 import { startTestHosts, TestFleet, TestHost } from "../hosts/testHosts";
-import { killEngine, useTestEngine } from "./engine";
+import { killEngine, readEachProcess, useTestEngine } from "./engine";
 import { createSystemStack, FIXTURE_FLAKE, HEALTHY_CHECK, SystemStack } from "./systemStack";
 
 const CONFIRM_TIMEOUT = 5;
@@ -132,13 +132,7 @@ async function watchProcesses<T>(work: () => Promise<T>) {
     const keyFiles = new Map<string, number>();
     let sampling = true;
     const sample = () => {
-        for (const pid of fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry))) {
-            try {
-                argumentLists.add(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8"));
-            } catch {
-                // The process ended while we looked.
-            }
-        }
+        for (const argv of readEachProcess("cmdline").values()) argumentLists.add(argv);
         for (const dir of fs.readdirSync(os.tmpdir()).filter((entry) => entry.startsWith("pnx-ssh-"))) {
             try {
                 keyFiles.set(path.join(os.tmpdir(), dir, "id"), fs.statSync(path.join(os.tmpdir(), dir, "id")).mode & 0o777);
