@@ -4,7 +4,6 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { readEachProcess } from "../test/engine/engine";
 
 /** Pulumi's Node.js processes, by what they run. */
 const PROCESS_KINDS = {
@@ -24,19 +23,41 @@ function highWaterMarkKiB(pid: number): number {
     }
 }
 
+function readProcessFile(pid: number, file: string): string {
+    try {
+        return fs.readFileSync(`/proc/${pid}/${file}`, "utf8");
+    } catch {
+        return ""; // The process ended while we looked.
+    }
+}
+
+/** The processes `pid` started (from any of its threads). */
+function childProcesses(pid: number): number[] {
+    let tasks: string[];
+    try {
+        tasks = fs.readdirSync(`/proc/${pid}/task`);
+    } catch {
+        return [];
+    }
+    return tasks.flatMap((task) => readProcessFile(pid, `task/${task}/children`).split(" ").filter(Boolean).map(Number));
+}
+
 /**
- * Samples /proc while `work` runs and returns the peak resident memory (MiB) of the program and
- * the dynamic provider. VmHWM is the kernel's own peak, so a sample between two peaks misses nothing.
+ * Samples the Pulumi processes under this one while `work` runs and returns the peak resident
+ * memory (MiB) of the program and the dynamic provider. VmHWM is the kernel's own peak, so a sample
+ * between two peaks misses nothing. The walk follows only Pulumi's own processes (CLI, language
+ * host, plugins, also when a plugin is a script): scanning every process would cost CPU in proportion to the fleet and so skew the
+ * timings it runs beside.
  */
 export async function peakMemoryDuring<T>(work: () => Promise<T>): Promise<{ result: T; peakMiB: Record<ProcessKind, number> }> {
     const peakKiB: Record<ProcessKind, number> = { program: 0, provider: 0 };
-    const sample = () => {
-        for (const [pid, commandLine] of readEachProcess("cmdline")) {
-            for (const [kind, marker] of Object.entries(PROCESS_KINDS) as [ProcessKind, string][]) {
-                if (commandLine.includes(marker)) peakKiB[kind] = Math.max(peakKiB[kind], highWaterMarkKiB(pid));
-            }
-        }
+    const visit = (pid: number) => {
+        const commandLine = readProcessFile(pid, "cmdline");
+        const kind = (Object.keys(PROCESS_KINDS) as ProcessKind[]).find((candidate) => commandLine.includes(PROCESS_KINDS[candidate]));
+        if (kind) peakKiB[kind] = Math.max(peakKiB[kind], highWaterMarkKiB(pid));
+        else if (commandLine.split("\0").slice(0, 2).some((word) => path.basename(word).startsWith("pulumi"))) childProcesses(pid).forEach(visit);
     };
+    const sample = () => childProcesses(process.pid).forEach(visit);
     const timer = setInterval(sample, 50);
     try {
         const result = await work();

@@ -4,16 +4,18 @@
 //
 // Activation is a magic rollback. The deployer starts an agent on the host, detached from the SSH
 // session (systemd-run where there is systemd, setsid elsewhere), so that the switch finishes even
-// if the connection drops. After the switch the agent waits for the deployer to remove a canary
-// file over a *fresh* SSH connection, which the deployer does only after the health checks pass.
-// If the canary is still there when the confirm timeout runs out, or the deployer asks it to
-// abort, the agent returns the host to the recorded generation itself.
+// if the connection drops. After the switch, a file "pending" waits to be claimed, by an atomic
+// rename that only one party can win: the deployer renames it to "confirmed" over a *fresh* SSH
+// connection once the health checks pass (or to "aborted" to roll back now), and the agent renames
+// it to "expired" when the confirm timeout runs out. Unless the deployer's confirmation won, the
+// agent returns the host to the recorded generation itself. A confirmation is settled the moment
+// its rename succeeds, so the deployer never waits for the agent to notice it.
 //
 // The scripts below are constants; every value reaches them as a positional argument, which the
 // SSH transport quotes. Nothing is interpolated into script text.
 import { randomBytes } from "node:crypto";
 import { Action } from "../schema";
-import { SshConnectionError } from "../transport/ssh";
+import { RemoteCommandError, SshConnectionError } from "../transport/ssh";
 import { Host } from "./host";
 
 export const SYSTEM_PROFILE = "/nix/var/nix/profiles/system";
@@ -90,8 +92,8 @@ fi
 "$1/bin/switch-to-configuration" "$2" >> "$dir/switch.log" 2>&1
 publish switch-exit "switch $?"
 steps=0
-while [ -e "$dir/canary" ] && [ ! -e "$dir/abort" ] && [ "$steps" -lt $(($5 * 5)) ]; do sleep 0.2; steps=$((steps + 1)); done
-if [ ! -e "$dir/canary" ] && [ ! -e "$dir/abort" ]; then finish confirmed; fi
+while [ -e "$dir/pending" ] && [ "$steps" -lt $(($5 * 2)) ]; do sleep 0.5; steps=$((steps + 1)); done
+if ! mv "$dir/pending" "$dir/expired" 2> /dev/null && [ -e "$dir/confirmed" ]; then finish confirmed; fi
 back=switch; [ "$2" = boot ] && back=boot
 if [ -n "$6" ]; then
   nix-env -p "$3" --switch-generation "$6" >> "$dir/rollback.log" 2>&1 &&
@@ -104,31 +106,41 @@ fi
 finish rollback-failed
 `;
 
-// Starts the agent detached. $1 the agent's script, then the agent's own arguments.
-const START_AGENT = `
-set -e
-agent="$1"; shift
-dir="$4"
-mkdir -p "$dir"
-: > "$dir/canary"
-if command -v systemd-run > /dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  systemd-run --quiet --collect --unit="pulumi-nixos-$(basename "$dir")" sh -c "$agent" agent "$@"
-else
-  setsid sh -c "$agent" agent "$@" < /dev/null > "$dir/agent.log" 2>&1 &
-fi
+// Waits up to $2 0.2 s steps for the file $1 to appear.
+const AWAIT_FILE = `
+i=0
+while [ ! -e "$1" ] && [ "$i" -lt "$2" ]; do sleep 0.2; i=$((i + 1)); done
 `;
 
 // Waits up to $2 0.2 s steps for the agent in folder $1 to finish the switch, then prints the step
-// that ended it with its exit code, the generation it made and the end of its log; nothing while
-// it still runs. (The agent publishes switch-exit by rename, so it is never seen half-written.)
+// that ended it with its exit code, the generation it made and the end of its log; "absent" when
+// there is no agent; nothing while it still runs. (The agent publishes switch-exit by rename, so it
+// is never seen half-written.)
 const WAIT_FOR_SWITCH = `
-i=0
-while [ ! -e "$1/switch-exit" ] && [ "$i" -lt "$2" ]; do sleep 0.2; i=$((i + 1)); done
-[ -e "$1/switch-exit" ] || exit 0
-printf 'exit %s\\n' "$(cat "$1/switch-exit")"
-printf 'generation %s\\n' "$(cat "$1/generation" 2> /dev/null)"
-tail -n 6 "$1/switch.log" 2> /dev/null | sed 's/^/log /'
+[ -d "$1" ] || { echo absent; exit 0; }
+dir="$1"
+set -- "$dir/switch-exit" "$2"
+${AWAIT_FILE}
+[ -e "$dir/switch-exit" ] || exit 0
+printf 'exit %s\\n' "$(cat "$dir/switch-exit")"
+printf 'generation %s\\n' "$(cat "$dir/generation" 2> /dev/null)"
+tail -n 6 "$dir/switch.log" 2> /dev/null | sed 's/^/log /'
 `;
+
+// Starts the agent detached, then waits for its switch in the same session: a dropped connection
+// ends only the waiting. Exits non-zero only when the agent did not start. $1 how many 0.2 s steps
+// to wait, $2 the agent's script, then the agent's own arguments.
+const START_AGENT = `
+steps="$1"; agent="$2"; shift 2
+dir="$4"
+mkdir -p "$dir" && : > "$dir/pending" || exit 1
+if command -v systemd-run > /dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  systemd-run --quiet --collect --unit="pulumi-nixos-$(basename "$dir")" sh -c "$agent" agent "$@" || exit 1
+else
+  setsid sh -c "$agent" agent "$@" < /dev/null > "$dir/agent.log" 2>&1 &
+fi
+set -- "$dir" "$steps"
+${WAIT_FOR_SWITCH}`;
 
 /** What WAIT_FOR_SWITCH reports of a finished switch. */
 export interface SwitchReport {
@@ -159,16 +171,21 @@ export function parseSwitchReport(output: string): SwitchReport | undefined {
     return report;
 }
 
-// Waits up to $2 0.2 s steps for the file $1, then prints it (empty when it is not there).
-const WAIT_FOR_FILE = `
-i=0
-while [ ! -e "$1" ] && [ "$i" -lt "$2" ]; do sleep 0.2; i=$((i + 1)); done
+// Prints the result of the agent in folder $1, waiting up to $2 0.2 s steps for it (empty when it
+// did not come; "absent" when there is no agent).
+const READ_RESULT = `
+[ -d "$1" ] || { echo absent; exit 0; }
+set -- "$1/result" "$2"
+${AWAIT_FILE}
 cat "$1" 2> /dev/null || true
 `;
 
-// $1 the agent's folder, $2 how many 0.2 s steps to wait for its result.
-const CONFIRM = `rm -f "$1/canary" && set -- "$1/result" "$2" && ${WAIT_FOR_FILE}`;
-const ABORT = `touch "$1/abort" && set -- "$1/result" "$2" && ${WAIT_FOR_FILE}`;
+// Claims "pending" for the deployer: $1 the agent's folder, $2 how many 0.2 s steps to wait for the
+// agent's result when the agent claimed it first.
+const CONFIRM = `mv "$1/pending" "$1/confirmed" 2> /dev/null && { echo confirmed; exit 0; }
+${READ_RESULT}`;
+const ABORT = `mv "$1/pending" "$1/aborted" 2> /dev/null
+${READ_RESULT}`;
 
 /** switch-to-configuration's exit code when it worked but the host wants a reboot. */
 const REBOOT_REQUIRED = 100;
@@ -179,6 +196,14 @@ export class ActivationError extends Error {
     constructor(readonly host: string, message: string) {
         super(message);
         this.name = "ActivationError";
+    }
+}
+
+/** The host refused to start the activation agent: nothing was changed. */
+export class ActivationNotStartedError extends ActivationError {
+    constructor(host: string, cause: Error) {
+        super(host, `the activation agent did not start: ${cause.message}`);
+        this.name = "ActivationNotStartedError";
     }
 }
 
@@ -200,36 +225,49 @@ function describeResult(result: string, target: RollbackTarget): string {
             ? `the host rolled back to generation ${target.generation}${target.closure ? ` (${target.closure})` : ""}`
             : `the host returned to ${target.closure}`;
     }
-    if (result === "unchanged") return "the host was not changed";
+    if (result === "unchanged" || result === "absent") return "the host was not changed";
+    if (result === "confirmed") return "the host had taken the confirmation and runs the new system";
     if (result === "no-previous") return "the host had no earlier generation to return to; it stays on the failed system";
     return "the rollback failed: the host may be on the new system (see /run/pulumi-nixos on the host)";
 }
 
 /** One magic-rollback activation on one host. */
 export class Activation {
+    private readonly dir = `${AGENT_DIR}/${Date.now()}-${randomBytes(4).toString("hex")}`;
+    /** What the start command saw of the switch, when it finished while it waited. */
+    private startReport?: SwitchReport;
     private switchedAt = 0;
 
-    private constructor(
+    constructor(
         private readonly host: Host,
-        private readonly dir: string,
         private readonly target: RollbackTarget,
         private readonly confirmTimeoutSeconds: number,
     ) {}
 
-    /** Arms the host's own rollback to `target` and starts the switch, detached from this connection. */
-    static async start(host: Host, closure: string, action: Action, target: RollbackTarget, confirmTimeoutSeconds: number): Promise<Activation> {
-        const dir = `${AGENT_DIR}/${Date.now()}-${randomBytes(4).toString("hex")}`;
-        await host.check("starting the activation", ["sh", "-c", START_AGENT, "start", AGENT, closure, action, SYSTEM_PROFILE, dir,
-            String(confirmTimeoutSeconds), target.generation === undefined ? "" : String(target.generation), target.closure ?? ""]);
-        return new Activation(host, dir, target, confirmTimeoutSeconds);
+    /**
+     * Arms the host's own rollback to the target and starts the switch, detached from this
+     * connection, then waits a while for the switch in the same round trip. Throws an
+     * ActivationNotStartedError when the host refused; any other error leaves it open whether the
+     * agent runs, which only a rollback settles.
+     */
+    async start(closure: string, action: Action): Promise<void> {
+        const result = await this.host.run(["sh", "-c", START_AGENT, "start", String(POLL_SECONDS * 5), AGENT, closure, action, SYSTEM_PROFILE, this.dir,
+            String(this.confirmTimeoutSeconds), this.target.generation === undefined ? "" : String(this.target.generation), this.target.closure ?? ""],
+        { timeoutMs: (POLL_SECONDS + 30) * 1000 });
+        if (result.code !== 0 && !result.timedOut) {
+            throw new ActivationNotStartedError(this.host.name, new RemoteCommandError(this.host.name, "starting the activation", result));
+        }
+        this.startReport = parseSwitchReport(result.stdout);
     }
 
     /** Waits for switch-to-configuration to finish; throws an ActivationError when it failed. */
     async switched(timeoutSeconds = 1800): Promise<SwitchResult> {
-        let report: SwitchReport | undefined;
-        for (let waited = 0; !report && waited < timeoutSeconds; waited += POLL_SECONDS) {
-            report = parseSwitchReport(await this.host.check("waiting for the switch",
-                ["sh", "-c", WAIT_FOR_SWITCH, "wait", this.dir, String(POLL_SECONDS * 5)], { timeoutMs: (POLL_SECONDS + 30) * 1000 }));
+        let report = this.startReport;
+        for (let waited = POLL_SECONDS; !report && waited < timeoutSeconds; waited += POLL_SECONDS) {
+            const output = await this.host.check("waiting for the switch",
+                ["sh", "-c", WAIT_FOR_SWITCH, "wait", this.dir, String(POLL_SECONDS * 5)], { timeoutMs: (POLL_SECONDS + 30) * 1000 });
+            if (output.trim() === "absent") throw new ActivationError(this.host.name, `the activation agent's folder ${this.dir} is gone from the host`);
+            report = parseSwitchReport(output);
         }
         this.switchedAt = Date.now();
         if (report?.step === "switch" && (report.exit === 0 || report.exit === REBOOT_REQUIRED)) {
@@ -242,8 +280,8 @@ export class Activation {
     }
 
     /**
-     * Confirms over a fresh SSH connection (proving a new connection can still be made), and
-     * checks that the agent took the confirmation before its timeout.
+     * Confirms over a fresh SSH connection (proving a new connection can still be made) by claiming
+     * "pending"; when the agent's timeout claimed it first, says what the agent did instead.
      */
     async confirm(): Promise<void> {
         const output = await this.host.check("confirming the activation", ["sh", "-c", CONFIRM, "confirm", this.dir, "50"], { fresh: true, timeoutMs: 60_000 });

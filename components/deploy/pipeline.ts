@@ -2,7 +2,7 @@
 // after the host was touched, roll back to the generation recorded by the probe. Plain inputs,
 // plain outputs: no Pulumi here, so the pipeline runs (and is tested) on its own.
 import { Action, HealthChecks } from "../schema";
-import { Activation, activatesNow, HostSystemState, probeHost, setsProfile } from "./activate";
+import { Activation, ActivationNotStartedError, activatesNow, HostSystemState, probeHost, setsProfile } from "./activate";
 import { buildSystem, SystemSource } from "./build";
 import { copyMissing, formatBytes, listClosure, planCopy } from "./copy";
 import { Host } from "./host";
@@ -95,12 +95,12 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
     await inStage(request, "copy", untouched, () => copyMissing(host, closure, plan, request.substituteOnDestination));
 
     const previous = { generation: before.generation, closure: setsProfile(action) ? before.generationClosure : before.current };
-    const activation = await inStage(request, "activate", untouched,
-        () => Activation.start(host, closure, action, previous, request.confirmTimeoutSeconds));
+    const activation = new Activation(host, previous, request.confirmTimeoutSeconds);
     log(`switching ${host.name} to ${closure} (${action}); it returns to ` +
         `${previous.generation !== undefined ? `generation ${previous.generation}` : "its previous system"} by itself unless confirmed within ${request.confirmTimeoutSeconds} s`);
     let stage: Stage = "activate";
-    const switchConfirmed = async () => {
+    const switchVerifyConfirm = async () => {
+        await activation.start(closure, action);
         const switched = await activation.switched();
         if (switched.rebootRequired) log(`${host.name} needs a reboot to finish the switch`);
         stage = "verify";
@@ -109,7 +109,8 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
         await activation.confirm();
         return switched;
     };
-    const activationResult = await switchConfirmed().catch(async (error) => {
+    const activationResult = await switchVerifyConfirm().catch(async (error) => {
+        if (error instanceof ActivationNotStartedError) throw new DeployError(host.name, stage, closure, error, untouched);
         log(`${stage} failed on ${host.name}; rolling back`);
         const { outcome, returnedTo } = await activation.rollBack();
         throw new DeployError(host.name, stage, closure, asError(error), outcome, returnedTo);

@@ -1,0 +1,96 @@
+// The magic-rollback activation on its own, against a real test host, without Pulumi: who wins the
+// claim on "pending" (the deployer's confirmation or abort, or the host's own timeout) decides
+// which generation the host ends on, and a host that cannot start the agent is left as it was.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { Activation, ActivationError, ActivationNotStartedError, AGENT_DIR } from "../../components/deploy/activate";
+import { evaluateConfigurations } from "../../components/deploy/evaluate";
+import { SshHost } from "../../components/deploy/host";
+import { realiseDerivation } from "../../components/transport/nix";
+import { SshConnection } from "../../components/transport/ssh";
+import { useTestEngine } from "../engine/engine";
+import { FIXTURE_FLAKE } from "../engine/systemStack";
+import { startTestHosts, switchByHand, TestFleet, TestHost } from "../hosts/testHosts";
+
+let fleet: TestFleet;
+let host: TestHost;
+let connection: SshConnection;
+let sshHost: SshHost;
+let v1: string;
+let v2: string;
+
+before(async () => {
+    useTestEngine();
+    const systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2"]);
+    for (const system of Object.values(systems)) await realiseDerivation(system.derivation);
+    [v1, v2] = [systems.v1.closure, systems.v2.closure];
+    fleet = await startTestHosts({ count: 1, namePrefix: "agent" });
+    host = fleet.hosts[0];
+    switchByHand(fleet, host, v1);
+    connection = SshConnection.open({ address: host.address, port: host.port, user: "root", privateKey: fleet.deployerPrivateKey, hostPublicKey: host.hostPublicKey });
+    sshHost = new SshHost(connection);
+    await sshHost.copyClosure(v2, { substituteOnDestination: false });
+});
+
+after(async () => {
+    await connection?.close();
+    fleet?.stop();
+});
+
+/** What the newest agent on the host ended with (empty while it runs). */
+const agentResult = () => host.shell(`cat "$(ls -d ${AGENT_DIR}/* | sort | tail -n 1)/result" 2> /dev/null || true`).trim();
+
+async function eventually(what: string, condition: () => boolean, seconds: number): Promise<void> {
+    const deadline = Date.now() + seconds * 1000;
+    while (!condition()) {
+        if (Date.now() > deadline) throw new Error(`not within ${seconds} s: ${what}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+}
+
+test("a confirmation in time is settled at once; the agent then ends confirmed and the new generation stays", async () => {
+    const activation = new Activation(sshHost, { generation: 1, closure: v1 }, 30);
+    await activation.start(v2, "switch");
+    assert.deepEqual(await activation.switched(), { generation: 2, rebootRequired: false });
+    await activation.confirm();
+    await eventually("the agent ends", () => agentResult() !== "", 5);
+    assert.equal(agentResult(), "confirmed");
+    assert.equal(host.currentSystem(), v2);
+    assert.equal(host.currentGeneration(), 2);
+});
+
+test("a confirmation after the host's own timeout is refused, and the host is back on the generation it ran", async () => {
+    const activation = new Activation(sshHost, { generation: 2, closure: v2 }, 1);
+    await activation.start(v1, "switch");
+    assert.equal((await activation.switched()).generation, 3);
+    await eventually("the host rolls itself back", () => agentResult() !== "", 10);
+    await assert.rejects(activation.confirm(), (error: Error) =>
+        error instanceof ActivationError && /the confirmation came too late: the host rolled back to generation 2/.test(error.message));
+    assert.equal(host.currentSystem(), v2);
+    assert.equal(host.currentGeneration(), 2);
+});
+
+test("an abort returns the host to the recorded generation at once, long before the timeout", async () => {
+    const activation = new Activation(sshHost, { generation: 2, closure: v2 }, 600);
+    await activation.start(v1, "switch");
+    await activation.switched();
+    assert.equal(host.currentSystem(), v1);
+    const { outcome, returnedTo } = await activation.rollBack();
+    assert.equal(returnedTo, 2);
+    assert.match(outcome, /rolled back to generation 2/);
+    assert.equal(host.currentSystem(), v2);
+    assert.equal(host.currentGeneration(), 2);
+});
+
+test("a host that cannot start the agent says so, and is left as it was", async () => {
+    host.shell(`rm -rf ${AGENT_DIR} && touch ${AGENT_DIR}`);
+    try {
+        const activation = new Activation(sshHost, { generation: 2, closure: v2 }, 30);
+        await assert.rejects(activation.start(v1, "switch"), (error: Error) =>
+            error instanceof ActivationNotStartedError && /the activation agent did not start/.test(error.message));
+    } finally {
+        host.shell(`rm -f ${AGENT_DIR}`);
+    }
+    assert.equal(host.currentSystem(), v2);
+    assert.equal(host.currentGeneration(), 2);
+});
