@@ -67,6 +67,15 @@ export async function peakMemoryDuring<T>(work: () => Promise<T>): Promise<{ res
     }
 }
 
+/** The unit of /proc/stat's times (USER_HZ, 100 on Linux whatever the kernel's own tick). */
+const TICKS_PER_SECOND = 100;
+
+/** CPU seconds the whole machine has spent busy since boot, all CPUs together (/proc/stat). */
+export function machineCpuSeconds(): number {
+    const [user, nice, system, , , irq, softirq, steal] = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].split(/\s+/).slice(1).map(Number);
+    return (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND;
+}
+
 /**
  * Counts nix invocations by subcommand through a shim that logs, then runs the real nix. The shim
  * is on PATH only while it counts, so nothing else pays for it.

@@ -11,7 +11,7 @@ import { evaluateConfigurations } from "../components/deploy/evaluate";
 import { createTestStack, REPO_ROOT, TestStack, useTestEngine } from "../test/engine/engine";
 import { FIXTURE_FLAKE, HEALTHY_CHECK } from "../test/engine/systemStack";
 import { startTestHosts, switchByHand, TestFleet } from "../test/hosts/testHosts";
-import { NixInvocations, peakMemoryDuring, ProcessKind } from "./probes";
+import { machineCpuSeconds, NixInvocations, peakMemoryDuring, ProcessKind } from "./probes";
 
 const FLEET_SIZES = [1, 5, 10];
 /** The system every host starts on, the change (a new package and 3 MiB of new paths), the broken change. */
@@ -49,6 +49,10 @@ interface FleetResult {
     changeBytesSent: number;
     /** The NAR size of the change's paths the hosts lacked, times the hosts. */
     changeMissingBytes: number;
+    /** CPU seconds the whole machine spent during the change, all CPUs together. */
+    changeMachineCpuSeconds: number;
+    /** Of those, the test hosts' own processes (sshd, nix-store, the switch); null without control groups. */
+    changeHostCpuSeconds: number;
     /** The same change by hand: `nix copy` and `ssh … switch-to-configuration`, host after host. */
     handLoopSeconds: number;
     peakMemoryMiB: Record<ProcessKind, number>;
@@ -106,7 +110,11 @@ async function measureRound(size: number, closures: Record<string, string>, nixC
 
         log(`${size} host(s): the change`);
         const sentBefore = hosts.hosts.map((host) => host.bytesSent());
+        const fleetHosts = hosts.hosts;
+        const hostCpu = () => fleetHosts.reduce((sum, host) => sum + (host.cpuSeconds() ?? NaN), 0);
+        const [hostCpuBefore, machineCpuBefore] = [hostCpu(), machineCpuSeconds()];
         const { result: changeUpSeconds, peakMiB: changePeak } = await peakMemoryDuring(() => timedUp(CHANGE));
+        const [changeHostCpuSeconds, changeMachineCpuSeconds] = [hostCpu() - hostCpuBefore, machineCpuSeconds() - machineCpuBefore];
         const changeBytesSent = hosts.hosts.reduce((sum, host, i) => sum + host.bytesSent() - sentBefore[i], 0);
         for (const host of hosts.hosts) if (host.currentSystem() !== closures[CHANGE]) throw new Error(`bench: ${host.name} does not run the change`);
 
@@ -140,6 +148,8 @@ async function measureRound(size: number, closures: Record<string, string>, nixC
             rollbackUpSeconds,
             changeBytesSent,
             changeMissingBytes: size * await missingBytes(closures[FIRST], closures[CHANGE]),
+            changeMachineCpuSeconds,
+            changeHostCpuSeconds,
             handLoopSeconds,
             peakMemoryMiB: {
                 program: Math.max(firstUpPeak.program, changePeak.program),
@@ -229,6 +239,7 @@ async function main(): Promise<void> {
             hosts: r.hosts, "no-op up s": r.noOpUpSeconds, "change s": r.changeUpSeconds, "rollback s": r.rollbackUpSeconds,
             "by hand s": r.handLoopSeconds, "change / by hand": r.handLoopRatio, "evals/preview": r.nixEvaluationsPerPreview,
             "sent/missing": Number((r.changeBytesSent / r.changeMissingBytes).toFixed(3)),
+            "change CPU s: all, hosts'": `${r.changeMachineCpuSeconds.toFixed(1)}, ${r.changeHostCpuSeconds.toFixed(1)}`,
             "program MiB": Math.round(r.peakMemoryMiB.program), "provider MiB": Math.round(r.peakMemoryMiB.provider),
         })));
         for (const goal of report.goals) console.log(`${goal.met ? "met   " : "MISSED"} ${goal.goal}: ${goal.value} (at most ${goal.limit})`);

@@ -10,6 +10,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { openCpuAccount, removeCpuAccount } from "./cpuAccount";
 
 const NAMESPACE_PREFIX = "pnx-";
 const OWNERS_DIR = "/run/pulumi-nixos-test-hosts";
@@ -40,6 +41,8 @@ export interface TestHost {
     currentGeneration(): number | undefined;
     /** Runs a shell command inside the host (its network and mount namespaces) and returns stdout. */
     shell(command: string): string;
+    /** CPU seconds the host's processes have used; undefined where control groups cannot be written. */
+    cpuSeconds(): number | undefined;
     /** Whether a store path exists in the host's own store. */
     hasStorePath(storePath: string): boolean;
     /** Stops the host's processes by PID and removes its namespace, link and folder. */
@@ -210,6 +213,7 @@ build-users-group =
  */
 export function removeTestHost(namespace: string, dir: string): void {
     killNamespace(namespace);
+    removeCpuAccount(namespace);
     tryRun("ip", ["link", "del", `pnxv${namespace.slice(NAMESPACE_PREFIX.length)}`]);
     fs.rmSync(dir, { recursive: true, force: true });
     fs.rmSync(path.join(OWNERS_DIR, namespace), { force: true });
@@ -262,6 +266,7 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
     child.unref();
     const pid = child.pid;
     if (pid === undefined) throw new Error(`test host ${name}: could not start sshd`);
+    const cpu = openCpuAccount(namespace, pid);
     await waitForPort(address, 22, 10_000).catch((error: Error) => {
         throw new Error(`${error.message}\n${fs.readFileSync(path.join(dir, "sshd.log"), "utf8")}`);
     });
@@ -301,6 +306,7 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
             }
         },
         shell,
+        cpuSeconds: () => cpu?.seconds(),
         hasStorePath(storePath: string) {
             return fs.existsSync(path.join(dir, storePath));
         },

@@ -1,0 +1,67 @@
+// The CPU time a test host's processes use, counted by a control group of the host's own. On this
+// machine the test hosts share the deployer's CPUs; the benchmark reports their share apart from
+// the deployer's, since real hosts do that work on their own machines.
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+interface Hierarchy {
+    root: string;
+    /** A file only this kind of hierarchy has at its root. */
+    marker: string;
+    usageSeconds(group: string): number;
+}
+
+const HIERARCHIES: Hierarchy[] = [
+    {
+        root: "/sys/fs/cgroup/cpuacct",
+        marker: "cpuacct.usage",
+        usageSeconds: (group) => Number(fs.readFileSync(path.join(group, "cpuacct.usage"), "utf8")) / 1e9,
+    },
+    {
+        root: "/sys/fs/cgroup",
+        marker: "cgroup.controllers",
+        usageSeconds: (group) => Number(/^usage_usec (\d+)$/m.exec(fs.readFileSync(path.join(group, "cpu.stat"), "utf8"))?.[1]) / 1e6,
+    },
+];
+
+const hierarchy = HIERARCHIES.find((candidate) => fs.existsSync(path.join(candidate.root, candidate.marker)));
+
+const groupOf = (name: string) => hierarchy && path.join(hierarchy.root, `pulumi-nixos-${name}`);
+
+/** The CPU account of one host. */
+export interface CpuAccount {
+    /** CPU seconds the host's processes have used since it joined. */
+    seconds(): number;
+}
+
+/**
+ * Puts process `pid` (and so everything it starts from now on) into a group named after `name`.
+ * Undefined where control groups cannot be written: the account is for reports, never required.
+ */
+export function openCpuAccount(name: string, pid: number): CpuAccount | undefined {
+    const group = groupOf(name);
+    if (!hierarchy || !group) return undefined;
+    try {
+        fs.mkdirSync(group, { recursive: true });
+        fs.writeFileSync(path.join(group, "cgroup.procs"), String(pid));
+    } catch {
+        return undefined;
+    }
+    const { usageSeconds } = hierarchy;
+    return { seconds: () => usageSeconds(group) };
+}
+
+/** Removes the group named after `name` once its processes are gone (a no-op where there is none). */
+export function removeCpuAccount(name: string): void {
+    const group = groupOf(name);
+    if (!group || !fs.existsSync(group)) return;
+    for (let attempt = 0; attempt < 20; attempt++) {
+        try {
+            fs.rmdirSync(group);
+            return;
+        } catch {
+            // Killed processes leave the group a moment later.
+            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+        }
+    }
+}
