@@ -2,6 +2,9 @@
 // flakes enabled through NIX_CONFIG (the user's /etc/nix/nix.conf stays as it is, plus whatever
 // PULUMI_NIXOS_NIX_CONFIG adds, e.g. offline settings), and NIX_SSHOPTS pointing at the deploy's
 // ssh config so that Nix's own ssh uses the pinned host key and the shared connection.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { makeOwnedFolder } from "./ownedFolder";
 import { runProcess } from "./process";
 
 const BASE_NIX_CONFIG = "experimental-features = nix-command flakes";
@@ -78,16 +81,40 @@ function oncePerStorePath<T>(answer: (storePath: string) => Promise<T>): (storeP
     };
 }
 
-/**
- * Builds a derivation's outputs and returns their paths. `nix-store --realise` means the same in
- * every Nix version (`nix build` of a .drv path changed meaning in Nix 2.15).
- */
-export const realiseDerivation = oncePerStorePath(async (derivation) =>
-    (await runNix("nix-store", ["--realise", derivation], {})).split("\n").filter(Boolean));
+/** Prefix of the folders holding a deployer's GC roots, under the temporary directory. */
+export const ROOTS_FOLDER_PREFIX = "pnx-gcroots-";
 
-/** Realises an existing store path locally (it must be valid, or buildable from its deriver). */
+let rootsFolder: string | undefined;
+
+/**
+ * A garbage-collector root for what this process builds, until it exits: a collection on the
+ * deployer (by hand, or Nix's automatic one when the disk fills) while a rollout still copies a
+ * system must not delete it. The engine ends its provider processes with SIGKILL, so their roots
+ * stay until the next deploy removes the folders of dead deployers: the systems last deployed
+ * stay on the deployer until then, as nixos-rebuild's `result` link keeps its last build.
+ */
+function gcRoot(storePath: string): string {
+    if (!rootsFolder) {
+        const folder = makeOwnedFolder(ROOTS_FOLDER_PREFIX);
+        process.once("exit", () => fs.rmSync(folder, { recursive: true, force: true }));
+        rootsFolder = folder;
+    }
+    return path.join(rootsFolder, path.basename(storePath));
+}
+
+/**
+ * Builds a derivation's outputs, roots them for this process's lifetime, and returns their paths.
+ * `nix-store --realise` means the same in every Nix version (`nix build` of a .drv path changed
+ * meaning in Nix 2.15); with --add-root it prints the roots, which point at the outputs.
+ */
+export const realiseDerivation = oncePerStorePath(async (derivation) => {
+    const roots = await runNix("nix-store", ["--realise", derivation, "--add-root", gcRoot(derivation.replace(/\.drv$/, ""))], {});
+    return roots.split("\n").filter(Boolean).map((root) => fs.readlinkSync(root));
+});
+
+/** Realises an existing store path locally (it must be valid, or buildable from its deriver), rooted like a build. */
 export const realisePath = oncePerStorePath(async (storePath) => {
-    await nix(["build", "--no-link", storePath]);
+    await nix(["build", "--out-link", gcRoot(storePath), storePath]);
 });
 
 export interface StorePathInfo {

@@ -6,8 +6,8 @@
 // option here can turn it off. One master connection is shared by all steps; a "fresh" command
 // bypasses it, to prove that a new connection can still be made (magic rollback).
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { makeOwnedFolder } from "./ownedFolder";
 import { ProcessResult, runProcess } from "./process";
 
 /** How to reach a host. Values are validated by the schema before they get here. */
@@ -27,32 +27,6 @@ export interface SshTarget {
 const HOST_ALIAS = "pulumi-nixos-target";
 /** Prefix of the private folders under the temporary directory. */
 const FOLDER_PREFIX = "pnx-ssh-";
-
-function processIsAlive(pid: number): boolean {
-    try {
-        process.kill(pid, 0);
-        return true;
-    } catch (error) {
-        return (error as NodeJS.ErrnoException).code === "EPERM";
-    }
-}
-
-/**
- * Removes the folders (and so the key files) of deployers that were killed before they could
- * clean up: each folder names its owner's PID.
- */
-function sweepAbandonedFolders(): void {
-    for (const entry of fs.readdirSync(os.tmpdir())) {
-        if (!entry.startsWith(FOLDER_PREFIX)) continue;
-        const dir = path.join(os.tmpdir(), entry);
-        try {
-            const owner = Number(fs.readFileSync(path.join(dir, "owner"), "utf8"));
-            if (owner && !processIsAlive(owner)) fs.rmSync(dir, { recursive: true, force: true });
-        } catch {
-            // Not ours, or being written right now.
-        }
-    }
-}
 
 /** Quotes one argument for a POSIX shell: the only quoting of remote commands in the project. */
 export function quoteShellArgument(argument: string): string {
@@ -144,10 +118,7 @@ export class SshConnection {
 
     /** Writes the key, the pinned known_hosts and the config; connects lazily on first use. */
     static open(target: SshTarget): SshConnection {
-        sweepAbandonedFolders();
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), FOLDER_PREFIX));
-        fs.chmodSync(dir, 0o700);
-        fs.writeFileSync(path.join(dir, "owner"), String(process.pid));
+        const dir = makeOwnedFolder(FOLDER_PREFIX);
         const keyFile = path.join(dir, "id");
         const knownHosts = path.join(dir, "known_hosts");
         const privateKey = target.privateKey.endsWith("\n") ? target.privateKey : `${target.privateKey}\n`;
