@@ -14,6 +14,8 @@ import { openCpuAccount, removeCpuAccount } from "./cpuAccount";
 
 const NAMESPACE_PREFIX = "pnx-";
 const OWNERS_DIR = "/run/pulumi-nixos-test-hosts";
+/** Prefix of a fleet's folder (its hosts and the deployer key) under the temporary directory. */
+const FLEET_FOLDER_PREFIX = "pnx-hosts-";
 const MAX_SLOTS = 250;
 
 export interface TestHost {
@@ -131,8 +133,21 @@ function sweepHosts(abandoned: (owner: OwnerRecord) => boolean): void {
         } catch {
             continue;
         }
-        if (abandoned(owner)) removeTestHost(namespace, owner.dir);
+        if (!abandoned(owner)) continue;
+        removeTestHost(namespace, owner.dir);
+        removeEmptyFleetFolder(path.dirname(owner.dir));
     }
+}
+
+/** Removes a fleet's folder (its deployer key) once none of its hosts is left in it. */
+function removeEmptyFleetFolder(baseDir: string): void {
+    if (!path.basename(baseDir).startsWith(FLEET_FOLDER_PREFIX)) return;
+    try {
+        if (fs.readdirSync(baseDir, { withFileTypes: true }).some((entry) => entry.isDirectory())) return;
+    } catch {
+        return;
+    }
+    fs.rmSync(baseDir, { recursive: true, force: true });
 }
 
 /** Removes hosts whose owning test process no longer exists (a run killed with SIGKILL). */
@@ -318,7 +333,7 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
 export async function startTestHosts(options: TestFleetOptions): Promise<TestFleet> {
     if (process.getuid?.() !== 0) throw new Error("test hosts need root (network namespaces, bind mounts)");
     sweepAbandonedHosts();
-    const baseDir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-hosts-"));
+    const baseDir = fs.mkdtempSync(path.join(os.tmpdir(), FLEET_FOLDER_PREFIX));
     const hosts: TestHost[] = [];
     let stopped = false;
     const stop = () => {
