@@ -239,7 +239,7 @@ async function main(): Promise<void> {
             hosts: r.hosts, "no-op up s": r.noOpUpSeconds, "change s": r.changeUpSeconds, "rollback s": r.rollbackUpSeconds,
             "by hand s": r.handLoopSeconds, "change / by hand": r.handLoopRatio, "evals/preview": r.nixEvaluationsPerPreview,
             "sent/missing": Number((r.changeBytesSent / r.changeMissingBytes).toFixed(3)),
-            "change CPU s: all, hosts'": `${r.changeMachineCpuSeconds.toFixed(1)}, ${r.changeHostCpuSeconds.toFixed(1)}`,
+            "change CPU s: all, hosts'": `${r.changeMachineCpuSeconds.toFixed(1)}, ${Number.isNaN(r.changeHostCpuSeconds) ? "n/a" : r.changeHostCpuSeconds.toFixed(1)}`,
             "program MiB": Math.round(r.peakMemoryMiB.program), "provider MiB": Math.round(r.peakMemoryMiB.provider),
         })));
         for (const goal of report.goals) console.log(`${goal.met ? "met   " : "MISSED"} ${goal.goal}: ${goal.value} (at most ${goal.limit})`);

@@ -219,23 +219,13 @@ export interface SwitchResult {
     rebootRequired: boolean;
 }
 
-function describeResult(result: string, target: RollbackTarget): string {
-    if (result.startsWith("rolled-back")) {
-        return target.generation !== undefined
-            ? `the host rolled back to generation ${target.generation}${target.closure ? ` (${target.closure})` : ""}`
-            : `the host returned to ${target.closure}`;
-    }
-    if (result === "unchanged" || result === "absent") return "the host was not changed";
-    if (result === "confirmed") return "the host had taken the confirmation and runs the new system";
-    if (result === "no-previous") return "the host had no earlier generation to return to; it stays on the failed system";
-    return "the rollback failed: the host may be on the new system (see /run/pulumi-nixos on the host)";
-}
-
 /** One magic-rollback activation on one host. */
 export class Activation {
     private readonly dir = `${AGENT_DIR}/${Date.now()}-${randomBytes(4).toString("hex")}`;
     /** What the start command saw of the switch, when it finished while it waited. */
     private startReport?: SwitchReport;
+    /** Whether the host said the agent runs: its folder missing later is then a lost trace, not "never started". */
+    private agentStarted = false;
     private switchedAt = 0;
 
     constructor(
@@ -254,9 +244,10 @@ export class Activation {
         const result = await this.host.run(["sh", "-c", START_AGENT, "start", String(POLL_SECONDS * 5), AGENT, closure, action, SYSTEM_PROFILE, this.dir,
             String(this.confirmTimeoutSeconds), this.target.generation === undefined ? "" : String(this.target.generation), this.target.closure ?? ""],
         { timeoutMs: (POLL_SECONDS + 30) * 1000 });
-        if (result.code !== 0 && !result.timedOut) {
+        if (result.code !== null && result.code !== 0 && !result.timedOut) {
             throw new ActivationNotStartedError(this.host.name, new RemoteCommandError(this.host.name, "starting the activation", result));
         }
+        this.agentStarted = result.code === 0;
         this.startReport = parseSwitchReport(result.stdout);
     }
 
@@ -279,6 +270,24 @@ export class Activation {
         throw new ActivationError(this.host.name, `${what} failed (${why})${log ? `:\n  ${log}` : ""}`);
     }
 
+    /** Where the host is, from what its agent wrote (or "absent", or nothing yet). */
+    private describe(result: string): string {
+        const { generation, closure } = this.target;
+        if (result.startsWith("rolled-back")) {
+            return generation !== undefined ? `the host rolled back to generation ${generation}${closure ? ` (${closure})` : ""}` : `the host returned to ${closure}`;
+        }
+        if (result === "unchanged") return "the host was not changed";
+        if (result === "absent") {
+            return this.agentStarted
+                ? `the activation's files are gone from ${AGENT_DIR} on the host (a reboot?): it may run the new system unconfirmed`
+                : "the host was not changed";
+        }
+        if (result === "confirmed") return "the host had taken the confirmation and runs the new system";
+        if (result === "no-previous") return "the host had no earlier generation to return to; it stays on the failed system";
+        if (result === "rollback-failed") return `the rollback failed: the host may be on the new system (see ${AGENT_DIR} on the host)`;
+        return `the host's own rollback has not finished yet (see ${AGENT_DIR} on the host)`;
+    }
+
     /**
      * Confirms over a fresh SSH connection (proving a new connection can still be made) by claiming
      * "pending"; when the agent's timeout claimed it first, says what the agent did instead.
@@ -287,7 +296,7 @@ export class Activation {
         const output = await this.host.check("confirming the activation", ["sh", "-c", CONFIRM, "confirm", this.dir, "50"], { fresh: true, timeoutMs: 60_000 });
         const result = output.trim();
         if (result !== "confirmed") {
-            throw new ActivationError(this.host.name, `the confirmation came too late: ${describeResult(result, this.target)}`);
+            throw new ActivationError(this.host.name, `the confirmation came too late: ${this.describe(result)}`);
         }
     }
 
@@ -303,7 +312,7 @@ export class Activation {
                 const output = await this.host.check("rolling back", ["sh", "-c", ABORT, "abort", this.dir, String(POLL_SECONDS * 5)], { fresh: true, timeoutMs: (POLL_SECONDS + 30) * 1000 });
                 const result = output.trim();
                 if (!result) continue;
-                return { outcome: describeResult(result, this.target), returnedTo: result.startsWith("rolled-back") ? this.target.generation : undefined };
+                return { outcome: this.describe(result), returnedTo: result.startsWith("rolled-back") ? this.target.generation : undefined };
             } catch (error) {
                 if (!(error instanceof SshConnectionError)) throw error;
                 lastError = error;

@@ -109,7 +109,8 @@ function gcRoot(storePath: string): string {
  */
 export const realiseDerivation = oncePerStorePath(async (derivation) => {
     const roots = await runNix("nix-store", ["--realise", derivation, "--add-root", gcRoot(derivation.replace(/\.drv$/, ""))], {});
-    return roots.split("\n").filter(Boolean).map((root) => fs.readlinkSync(root));
+    // A store that is not local prints the outputs themselves.
+    return roots.split("\n").filter(Boolean).map((root) => (fs.lstatSync(root, { throwIfNoEntry: false })?.isSymbolicLink() ? fs.readlinkSync(root) : root));
 });
 
 /** Realises an existing store path locally (it must be valid, or buildable from its deriver), rooted like a build. */

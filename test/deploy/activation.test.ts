@@ -75,7 +75,9 @@ test("an abort returns the host to the recorded generation at once, long before 
     await activation.start(v1, "switch");
     await activation.switched();
     assert.equal(host.currentSystem(), v1);
+    const startedAt = Date.now();
     const { outcome, returnedTo } = await activation.rollBack();
+    assert.ok(Date.now() - startedAt < 60_000, "the abort was not taken; the host's timeout rolled it back");
     assert.equal(returnedTo, 2);
     assert.match(outcome, /rolled back to generation 2/);
     assert.equal(host.currentSystem(), v2);

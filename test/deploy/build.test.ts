@@ -57,6 +57,7 @@ test("a store path built elsewhere is rooted the same way", () => {
 test("the roots of a killed deployer are removed by the next deploy", async () => {
     const [abandoned] = buildInAnotherProcess({ derivation: v1.derivation }, v1.closure, "SIGKILL");
     assert.ok(deployerRootsOf(v1.closure).includes(abandoned));
+    // This process's first build: that is when a deployer sweeps the folders of dead ones.
     await buildSystem({ derivation: v1.derivation });
     assert.ok(!deployerRootsOf(v1.closure).includes(abandoned));
 });
