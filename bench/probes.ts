@@ -13,22 +13,18 @@ const PROCESS_KINDS = {
 
 export type ProcessKind = keyof typeof PROCESS_KINDS;
 
-/** The process's peak resident memory; 0 when it has ended meanwhile. */
-function highWaterMarkKiB(pid: number): number {
-    try {
-        const match = /^VmHWM:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
-        return match ? Number(match[1]) : 0;
-    } catch {
-        return 0;
-    }
-}
-
 function readProcessFile(pid: number, file: string): string {
     try {
         return fs.readFileSync(`/proc/${pid}/${file}`, "utf8");
     } catch {
         return ""; // The process ended while we looked.
     }
+}
+
+/** The process's peak resident memory; 0 when it has ended meanwhile. */
+function highWaterMarkKiB(pid: number): number {
+    const match = /^VmHWM:\s+(\d+) kB$/m.exec(readProcessFile(pid, "status"));
+    return match ? Number(match[1]) : 0;
 }
 
 /** The processes `pid` started (from any of its threads). */
@@ -46,8 +42,8 @@ function childProcesses(pid: number): number[] {
  * Samples the Pulumi processes under this one while `work` runs and returns the peak resident
  * memory (MiB) of the program and the dynamic provider. VmHWM is the kernel's own peak, so a sample
  * between two peaks misses nothing. The walk follows only Pulumi's own processes (CLI, language
- * host, plugins, also when a plugin is a script): scanning every process would cost CPU in proportion to the fleet and so skew the
- * timings it runs beside.
+ * host, plugins, also when a plugin is a script): scanning every process would cost CPU in
+ * proportion to the fleet and so skew the timings it runs beside.
  */
 export async function peakMemoryDuring<T>(work: () => Promise<T>): Promise<{ result: T; peakMiB: Record<ProcessKind, number> }> {
     const peakKiB: Record<ProcessKind, number> = { program: 0, provider: 0 };

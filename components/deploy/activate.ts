@@ -189,8 +189,12 @@ ${READ_RESULT}`;
 
 /** switch-to-configuration's exit code when it worked but the host wants a reboot. */
 const REBOOT_REQUIRED = 100;
-/** How long the deployer waits for an answer on a fresh connection before trying again. */
+/** How long one waiting command on the host waits before it answers (and the deployer asks again). */
 const POLL_SECONDS = 5;
+/** The same, in the scripts' 0.2 s steps. */
+const POLL_STEPS = String(POLL_SECONDS * 5);
+/** How long the deployer gives one waiting command, including the connection. */
+const POLL_TIMEOUT_MS = (POLL_SECONDS + 30) * 1000;
 
 export class ActivationError extends Error {
     constructor(readonly host: string, message: string) {
@@ -241,9 +245,9 @@ export class Activation {
      * agent runs, which only a rollback settles.
      */
     async start(closure: string, action: Action): Promise<void> {
-        const result = await this.host.run(["sh", "-c", START_AGENT, "start", String(POLL_SECONDS * 5), AGENT, closure, action, SYSTEM_PROFILE, this.dir,
+        const result = await this.host.run(["sh", "-c", START_AGENT, "start", POLL_STEPS, AGENT, closure, action, SYSTEM_PROFILE, this.dir,
             String(this.confirmTimeoutSeconds), this.target.generation === undefined ? "" : String(this.target.generation), this.target.closure ?? ""],
-        { timeoutMs: (POLL_SECONDS + 30) * 1000 });
+        { timeoutMs: POLL_TIMEOUT_MS });
         if (result.code !== null && result.code !== 0 && !result.timedOut) {
             throw new ActivationNotStartedError(this.host.name, new RemoteCommandError(this.host.name, "starting the activation", result));
         }
@@ -256,7 +260,7 @@ export class Activation {
         let report = this.startReport;
         for (let waited = POLL_SECONDS; !report && waited < timeoutSeconds; waited += POLL_SECONDS) {
             const output = await this.host.check("waiting for the switch",
-                ["sh", "-c", WAIT_FOR_SWITCH, "wait", this.dir, String(POLL_SECONDS * 5)], { timeoutMs: (POLL_SECONDS + 30) * 1000 });
+                ["sh", "-c", WAIT_FOR_SWITCH, "wait", this.dir, POLL_STEPS], { timeoutMs: POLL_TIMEOUT_MS });
             if (output.trim() === "absent") throw new ActivationError(this.host.name, `the activation agent's folder ${this.dir} is gone from the host`);
             report = parseSwitchReport(output);
         }
@@ -309,7 +313,7 @@ export class Activation {
         let lastError: Error | undefined;
         while (Date.now() < deadline) {
             try {
-                const output = await this.host.check("rolling back", ["sh", "-c", ABORT, "abort", this.dir, String(POLL_SECONDS * 5)], { fresh: true, timeoutMs: (POLL_SECONDS + 30) * 1000 });
+                const output = await this.host.check("rolling back", ["sh", "-c", ABORT, "abort", this.dir, POLL_STEPS], { fresh: true, timeoutMs: POLL_TIMEOUT_MS });
                 const result = output.trim();
                 if (!result) continue;
                 return { outcome: this.describe(result), returnedTo: result.startsWith("rolled-back") ? this.target.generation : undefined };

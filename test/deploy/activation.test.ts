@@ -10,7 +10,7 @@ import { realiseDerivation } from "../../components/transport/nix";
 import { SshConnection } from "../../components/transport/ssh";
 import { useTestEngine } from "../engine/engine";
 import { FIXTURE_FLAKE } from "../engine/systemStack";
-import { startTestHosts, switchByHand, TestFleet, TestHost } from "../hosts/testHosts";
+import { startTestHosts, switchByHand, TestFleet, TestHost, waitFor } from "../hosts/testHosts";
 
 let fleet: TestFleet;
 let host: TestHost;
@@ -40,20 +40,12 @@ after(async () => {
 /** What the newest agent on the host ended with (empty while it runs). */
 const agentResult = () => host.shell(`cat "$(ls -d ${AGENT_DIR}/* | sort | tail -n 1)/result" 2> /dev/null || true`).trim();
 
-async function eventually(what: string, condition: () => boolean, seconds: number): Promise<void> {
-    const deadline = Date.now() + seconds * 1000;
-    while (!condition()) {
-        if (Date.now() > deadline) throw new Error(`not within ${seconds} s: ${what}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-}
-
 test("a confirmation in time is settled at once; the agent then ends confirmed and the new generation stays", async () => {
     const activation = new Activation(sshHost, { generation: 1, closure: v1 }, 30);
     await activation.start(v2, "switch");
     assert.deepEqual(await activation.switched(), { generation: 2, rebootRequired: false });
     await activation.confirm();
-    await eventually("the agent ends", () => agentResult() !== "", 5);
+    await waitFor("the agent ends", () => agentResult() !== "", 5);
     assert.equal(agentResult(), "confirmed");
     assert.equal(host.currentSystem(), v2);
     assert.equal(host.currentGeneration(), 2);
@@ -63,7 +55,7 @@ test("a confirmation after the host's own timeout is refused, and the host is ba
     const activation = new Activation(sshHost, { generation: 2, closure: v2 }, 1);
     await activation.start(v1, "switch");
     assert.equal((await activation.switched()).generation, 3);
-    await eventually("the host rolls itself back", () => agentResult() !== "", 10);
+    await waitFor("the host rolls itself back", () => agentResult() !== "", 10);
     await assert.rejects(activation.confirm(), (error: Error) =>
         error instanceof ActivationError && /the confirmation came too late: the host rolled back to generation 2/.test(error.message));
     assert.equal(host.currentSystem(), v2);

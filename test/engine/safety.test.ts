@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
-import { startTestHosts, TestFleet, TestHost } from "../hosts/testHosts";
+import { startTestHosts, TestFleet, TestHost, waitFor } from "../hosts/testHosts";
 import { killEngine, readEachProcess, useTestEngine } from "./engine";
 import { createSystemStack, FIXTURE_FLAKE, HEALTHY_CHECK, SystemStack } from "./systemStack";
 
@@ -46,14 +46,6 @@ const up = (configuration: string, options: { hangingCheck?: boolean; onOutput?:
 const failedUp = (configuration: string, options: { hangingCheck?: boolean } = {}) =>
     testStack.failedDeploy(configuration, { config: { hangingCheck: { value: String(options.hangingCheck ?? false) } } });
 const recordedClosure = () => testStack.recordedClosure();
-
-async function waitFor(what: string, condition: () => boolean, seconds: number): Promise<void> {
-    const deadline = Date.now() + seconds * 1000;
-    while (!condition()) {
-        if (Date.now() > deadline) assert.fail(`${what}: not within ${seconds} s`);
-        await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-}
 
 const linkIsUp = () => /state UP/.test(host.shell("ip link show dev eth0"));
 

@@ -329,6 +329,15 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
     };
 }
 
+/** Polls `condition` (host state, read from this machine) until it holds, or fails after `seconds`. */
+export async function waitFor(what: string, condition: () => boolean, seconds: number): Promise<void> {
+    const deadline = Date.now() + seconds * 1000;
+    while (!condition()) {
+        if (Date.now() > deadline) throw new Error(`${what}: not within ${seconds} s`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+}
+
 /** Starts `count` test hosts and a deployer key authorized on all of them. */
 export async function startTestHosts(options: TestFleetOptions): Promise<TestFleet> {
     if (process.getuid?.() !== 0) throw new Error("test hosts need root (network namespaces, bind mounts)");
