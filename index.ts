@@ -15,7 +15,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { NixosFleet, NixosFleetHost, SshKeyPair } from "./components";
-import { TestMachine } from "./test/hosts/testMachine";
+import { TestMachine } from "./testbed/testMachine";
 
 const config = new pulumi.Config();
 const hostNames = ["web-1", "web-2", "web-3"];

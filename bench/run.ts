@@ -10,7 +10,7 @@ import { closurePaths, nix, realiseDerivation } from "../components/transport/ni
 import { evaluateConfigurations } from "../components/deploy/evaluate";
 import { createTestStack, REPO_ROOT, TestStack, useTestEngine } from "../test/engine/engine";
 import { FIXTURE_FLAKE, HEALTHY_CHECK } from "../test/engine/systemStack";
-import { startTestHosts, switchByHand, TestFleet } from "../test/hosts/testHosts";
+import { startTestHosts, switchByHand, TestFleet } from "../testbed/testHosts";
 import { machineCpuSeconds, NixInvocations, peakMemoryDuring, ProcessKind } from "./probes";
 
 const FLEET_SIZES = [1, 5, 10];

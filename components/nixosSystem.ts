@@ -35,7 +35,10 @@ export interface NixosSystemArgs {
     address: pulumi.Input<string>;
     /** SSH port; default 22. */
     port?: pulumi.Input<number>;
-    /** SSH user; default "root" (activation needs root). */
+    /**
+     * SSH user; default "root". Another user must be able to run sudo without a password and be a
+     * trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback run as root through sudo.
+     */
     user?: pulumi.Input<string>;
     /** The deployer's private key, as text. Always stored as a Pulumi secret. */
     privateKey: pulumi.Input<string>;
@@ -60,6 +63,16 @@ export interface NixosSystemArgs {
     substituteOnDestination?: pulumi.Input<boolean>;
     /** Seconds the host waits for the deployer's confirmation before it rolls itself back; default 60. */
     confirmTimeoutSeconds?: pulumi.Input<number>;
+    /**
+     * Reboot the host when activating the system needs it: after a `boot` deploy, or when
+     * switch-to-configuration exits 100 (the init interface changed). The deploy waits until the
+     * host is back, checks that it runs the new closure and runs the health checks; a failure
+     * reboots it into the previous generation. Without it such a switch fails, and the host stays
+     * on its previous generation. Default false.
+     */
+    reboot?: pulumi.Input<boolean>;
+    /** Seconds a rebooting host may take to answer again; default 600. */
+    rebootTimeoutSeconds?: pulumi.Input<number>;
 }
 
 const PROVIDER_MODULE = require.resolve("./nixosSystemProvider");
@@ -150,6 +163,8 @@ export class NixosSystem extends pulumi.dynamic.Resource {
             healthChecks: args.healthChecks ?? {},
             substituteOnDestination: args.substituteOnDestination ?? false,
             confirmTimeoutSeconds: args.confirmTimeoutSeconds ?? 60,
+            reboot: args.reboot ?? false,
+            rebootTimeoutSeconds: args.rebootTimeoutSeconds ?? 600,
             generation: undefined,
         }, { ...opts, additionalSecretOutputs: ["privateKey"] }, "nixos", "System");
     }

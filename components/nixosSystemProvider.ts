@@ -36,6 +36,8 @@ export interface NixosSystemState {
     healthChecks: SystemSettings["healthChecks"];
     substituteOnDestination: boolean;
     confirmTimeoutSeconds: number;
+    reboot: boolean;
+    rebootTimeoutSeconds: number;
     /** Output: the system profile generation the host runs. */
     generation?: number;
 }
@@ -44,7 +46,7 @@ export interface NixosSystemState {
 const DEPLOY_INPUTS = ["closure", "address", "port"] as const;
 /** Inputs that change how the deploy is done; a change is recorded by a no-op deploy. */
 const SETTING_INPUTS = ["user", "privateKey", "hostPublicKey", "connectTimeoutSeconds", "flake", "configuration", "storePath",
-    "action", "healthChecks", "substituteOnDestination", "confirmTimeoutSeconds"] as const;
+    "action", "healthChecks", "substituteOnDestination", "confirmTimeoutSeconds", "reboot", "rebootTimeoutSeconds"] as const;
 
 /**
  * What check validates: the deploy settings, and what the provider passes to Nix (the evaluated
@@ -69,6 +71,8 @@ function settingsInput(state: NixosSystemState): Record<string, unknown> {
         healthChecks: state.healthChecks,
         substituteOnDestination: state.substituteOnDestination,
         confirmTimeoutSeconds: state.confirmTimeoutSeconds,
+        reboot: state.reboot,
+        rebootTimeoutSeconds: state.rebootTimeoutSeconds,
     };
 }
 
@@ -132,6 +136,7 @@ async function deploy(state: NixosSystemState): Promise<NixosSystemState> {
         healthChecks: settings.healthChecks,
         substituteOnDestination: settings.substituteOnDestination,
         confirmTimeoutSeconds: settings.confirmTimeoutSeconds,
+        reboot: { enabled: settings.reboot, timeoutSeconds: settings.rebootTimeoutSeconds },
         log: (message) => log.info(`[${state.name}] ${message}`),
     }));
     return { ...state, generation: result.generation };

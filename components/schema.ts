@@ -96,6 +96,10 @@ export const systemSettingsSchema = z.object({
     substituteOnDestination: z.boolean().default(false),
     /** Seconds the host waits for the deployer's confirmation before it rolls itself back. */
     confirmTimeoutSeconds: z.number().int().min(5).max(3600).default(60),
+    /** Reboot the host when activating the new system needs it (a `boot` deploy, a switch that exits 100). */
+    reboot: z.boolean().default(false),
+    /** Seconds a rebooting host may take to answer again. */
+    rebootTimeoutSeconds: z.number().int().min(10).max(3600).default(600),
 });
 
 export type Connection = z.output<typeof connectionSchema>;

@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { engineBinDir, OFFLINE_NIX_CONFIG, REPO_ROOT } from "../test/engine/engine";
-import { removeTestHostsUnder } from "../test/hosts/testHosts";
+import { removeTestHostsUnder } from "../testbed/testHosts";
 
 const STACK = "demo";
 const WORK = path.join(REPO_ROOT, ".work", "demo");

@@ -30,6 +30,10 @@ export interface HostSystemState {
     generationClosure?: string;
     /** Paths of the queried closure that are not valid in the host's store. */
     missing: string[];
+    /** The host's boot id: it changes with every boot. */
+    bootId?: string;
+    /** For a deploy user other than root: what it may do (it needs both to deploy). */
+    userRights?: { user: string; sudo: boolean; trustedNixUser: boolean };
 }
 
 const PROBE = `
@@ -37,6 +41,19 @@ current=$(readlink -f /run/current-system 2>/dev/null) || current=
 link=$(readlink "$1" 2>/dev/null) || link=
 closure=$(readlink -f "$1" 2>/dev/null) || closure=
 printf 'current %s\\nprofile %s\\nclosure %s\\n' "$current" "$link" "$closure"
+printf 'boot %s\\n' "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
+if [ "$(id -u)" != 0 ]; then
+  me=$(id -un)
+  sudo -n true 2>/dev/null && sudo=yes || sudo=no
+  trusted=no
+  for entry in $(nix --extra-experimental-features nix-command show-config 2>/dev/null | sed -n 's/^trusted-users = //p'); do
+    case "$entry" in
+      "$me"|"*") trusted=yes ;;
+      @*) id -Gn | tr ' ' '\\n' | grep -qx "\${entry#@}" && trusted=yes ;;
+    esac
+  done
+  printf 'user %s %s %s\\n' "$me" "$sudo" "$trusted"
+fi
 xargs -r nix-store --check-validity --print-invalid | sed 's/^/missing /'
 `;
 
@@ -49,6 +66,11 @@ export function parseProbe(output: string): HostSystemState {
         if (key === "current") state.current = value;
         if (key === "closure") state.generationClosure = value;
         if (key === "missing") state.missing.push(value);
+        if (key === "boot") state.bootId = value;
+        if (key === "user") {
+            const [user, sudo, trusted] = value.split(" ");
+            state.userRights = { user, sudo: sudo === "yes", trustedNixUser: trusted === "yes" };
+        }
         if (key === "profile") {
             const match = /system-(\d+)-link$/.exec(value);
             if (match) state.generation = Number(match[1]);
@@ -96,14 +118,14 @@ while [ -e "$dir/pending" ] && [ "$steps" -lt $(($5 * 2)) ]; do sleep 0.5; steps
 if ! mv "$dir/pending" "$dir/expired" 2> /dev/null && [ -e "$dir/confirmed" ]; then finish confirmed; fi
 back=switch; [ "$2" = boot ] && back=boot
 if [ -n "$6" ]; then
-  nix-env -p "$3" --switch-generation "$6" >> "$dir/rollback.log" 2>&1 &&
-    "$3/bin/switch-to-configuration" "$back" >> "$dir/rollback.log" 2>&1 && finish "rolled-back $6"
+  nix-env -p "$3" --switch-generation "$6" >> "$dir/rollback.log" 2>&1 || finish "rollback-failed profile $?"
+  "$3/bin/switch-to-configuration" "$back" >> "$dir/rollback.log" 2>&1
+  finish "rolled-back $6 $?"
 elif [ -n "$7" ]; then
-  "$7/bin/switch-to-configuration" test >> "$dir/rollback.log" 2>&1 && finish "rolled-back"
-else
-  finish no-previous
+  "$7/bin/switch-to-configuration" test >> "$dir/rollback.log" 2>&1
+  finish "rolled-back - $?"
 fi
-finish rollback-failed
+finish no-previous
 `;
 
 // Waits up to $2 0.2 s steps for the file $1 to appear.
@@ -130,14 +152,26 @@ tail -n 6 "$dir/switch.log" 2> /dev/null | sed 's/^/log /'
 // Starts the agent detached, then waits for its switch in the same session: a dropped connection
 // ends only the waiting. Exits non-zero only when the agent did not start. $1 how many 0.2 s steps
 // to wait, $2 the agent's script, then the agent's own arguments.
+//
+// The agent gets its tools by their store paths, found from this session's PATH: on NixOS a
+// transient unit's PATH holds only systemd's own bin/, and the switch replaces
+// /run/current-system (and so the session's PATH) under the running agent.
 const START_AGENT = `
 steps="$1"; agent="$2"; shift 2
 dir="$4"
+tools=
+for tool in nix-env readlink mv sleep; do
+  found=$(command -v "$tool") || { echo "$tool is not on the host's PATH" >&2; exit 1; }
+  bin=$(dirname "$(readlink -f "$found")")
+  case ":$tools:" in *":$bin:"*) ;; *) tools="$tools\${tools:+:}$bin" ;; esac
+done
+shell=$(readlink -f "$(command -v sh)")
 mkdir -p "$dir" && : > "$dir/pending" || exit 1
 if command -v systemd-run > /dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  systemd-run --quiet --collect --unit="pulumi-nixos-$(basename "$dir")" sh -c "$agent" agent "$@" || exit 1
+  systemd-run --quiet --collect --unit="pulumi-nixos-$(basename "$dir")" --setenv=PATH="$tools" \\
+    \${LOCALE_ARCHIVE:+--setenv=LOCALE_ARCHIVE="$LOCALE_ARCHIVE"} "$shell" -c "$agent" agent "$@" || exit 1
 else
-  setsid sh -c "$agent" agent "$@" < /dev/null > "$dir/agent.log" 2>&1 &
+  setsid env PATH="$tools" "$shell" -c "$agent" agent "$@" < /dev/null > "$dir/agent.log" 2>&1 &
 fi
 set -- "$dir" "$steps"
 ${WAIT_FOR_SWITCH}`;
@@ -220,6 +254,10 @@ export interface RollbackTarget {
 export interface SwitchResult {
     /** The new generation number, when the action made one. */
     generation?: number;
+    /**
+     * switch-to-configuration exited 100: the new system changes the init interface, nothing of
+     * it was activated, and the host runs it only after a reboot.
+     */
     rebootRequired: boolean;
 }
 
@@ -231,6 +269,7 @@ export class Activation {
     /** Whether the host said the agent runs: its folder missing later is then a lost trace, not "never started". */
     private agentStarted = false;
     private switchedAt = 0;
+    private action: Action = "switch";
 
     constructor(
         private readonly host: Host,
@@ -245,9 +284,10 @@ export class Activation {
      * agent runs, which only a rollback settles.
      */
     async start(closure: string, action: Action): Promise<void> {
+        this.action = action;
         const result = await this.host.run(["sh", "-c", START_AGENT, "start", POLL_STEPS, AGENT, closure, action, SYSTEM_PROFILE, this.dir,
             String(this.confirmTimeoutSeconds), this.target.generation === undefined ? "" : String(this.target.generation), this.target.closure ?? ""],
-        { timeoutMs: POLL_TIMEOUT_MS });
+        { timeoutMs: POLL_TIMEOUT_MS, privileged: true });
         if (result.code !== null && result.code !== 0 && !result.timedOut) {
             throw new ActivationNotStartedError(this.host.name, new RemoteCommandError(this.host.name, "starting the activation", result));
         }
@@ -260,26 +300,21 @@ export class Activation {
         let report = this.startReport;
         for (let waited = POLL_SECONDS; !report && waited < timeoutSeconds; waited += POLL_SECONDS) {
             const output = await this.host.check("waiting for the switch",
-                ["sh", "-c", WAIT_FOR_SWITCH, "wait", this.dir, POLL_STEPS], { timeoutMs: POLL_TIMEOUT_MS });
+                ["sh", "-c", WAIT_FOR_SWITCH, "wait", this.dir, POLL_STEPS], { timeoutMs: POLL_TIMEOUT_MS, privileged: true });
             if (output.trim() === "absent") throw new ActivationError(this.host.name, `the activation agent's folder ${this.dir} is gone from the host`);
             report = parseSwitchReport(output);
         }
         this.switchedAt = Date.now();
-        if (report?.step === "switch" && (report.exit === 0 || report.exit === REBOOT_REQUIRED)) {
-            return { generation: report.generation, rebootRequired: report.exit === REBOOT_REQUIRED };
-        }
+        if (report?.step === "switch" && report.exit === 0) return { generation: report.generation, rebootRequired: false };
+        if (report?.step === "switch" && report.exit === REBOOT_REQUIRED) return { generation: report.generation, rebootRequired: true };
         const what = report?.step === "profile" ? "setting the system profile" : "switch-to-configuration";
         const why = !report ? `did not finish within ${timeoutSeconds} s` : report.exit === 4 ? "exit code 4: some units failed" : `exit code ${report.exit}`;
         const log = report?.log.filter(Boolean).join("\n  ");
         throw new ActivationError(this.host.name, `${what} failed (${why})${log ? `:\n  ${log}` : ""}`);
     }
 
-    /** Where the host is, from what its agent wrote (or "absent", or nothing yet). */
+    /** What the agent says happened, for results other than a rollback (or "absent", or nothing yet). */
     private describe(result: string): string {
-        const { generation, closure } = this.target;
-        if (result.startsWith("rolled-back")) {
-            return generation !== undefined ? `the host rolled back to generation ${generation}${closure ? ` (${closure})` : ""}` : `the host returned to ${closure}`;
-        }
         if (result === "unchanged") return "the host was not changed";
         if (result === "absent") {
             return this.agentStarted
@@ -288,8 +323,28 @@ export class Activation {
         }
         if (result === "confirmed") return "the host had taken the confirmation and runs the new system";
         if (result === "no-previous") return "the host had no earlier generation to return to; it stays on the failed system";
-        if (result === "rollback-failed") return `the rollback failed: the host may be on the new system (see ${AGENT_DIR} on the host)`;
+        if (result.startsWith("rollback-failed")) return `returning to the previous generation failed (${result}; see ${AGENT_DIR} on the host)`;
         return `the host's own rollback has not finished yet (see ${AGENT_DIR} on the host)`;
+    }
+
+    /**
+     * Where the host is after its agent rolled back, read from the host itself: the exit code of the
+     * old generation's switch does not say it (switch-to-configuration exits 4 when a unit that
+     * failed in the new system is still failed, although the host runs the old generation).
+     */
+    private async whereAfterRollback(agentResult: string): Promise<{ outcome: string; returnedTo?: number }> {
+        const switchExit = /^rolled-back \S+ (\d+)$/.exec(agentResult)?.[1];
+        const exitNote = switchExit && switchExit !== "0"
+            ? ` (its switch-to-configuration exited ${switchExit}${switchExit === "4" ? ": a unit that failed in the new system is still failed" : ""})` : "";
+        const state = await probeHost(this.host);
+        const { generation, closure } = this.target;
+        const running = activatesNow(this.action) ? state.current : state.generationClosure;
+        const back = running === closure && (generation === undefined || state.generation === generation);
+        const now = `the host runs ${running ?? "no system"}${state.generation !== undefined ? ` (system profile generation ${state.generation})` : ""}`;
+        if (back) {
+            return { outcome: `the host is back on ${generation !== undefined ? `generation ${generation} (${closure})` : closure}, as read from the host${exitNote}`, returnedTo: generation };
+        }
+        return { outcome: `the rollback did not bring the host back to ${generation !== undefined ? `generation ${generation}` : closure}${exitNote}: ${now}` };
     }
 
     /**
@@ -297,7 +352,8 @@ export class Activation {
      * "pending"; when the agent's timeout claimed it first, says what the agent did instead.
      */
     async confirm(): Promise<void> {
-        const output = await this.host.check("confirming the activation", ["sh", "-c", CONFIRM, "confirm", this.dir, "50"], { fresh: true, timeoutMs: 60_000 });
+        const output = await this.host.check("confirming the activation", ["sh", "-c", CONFIRM, "confirm", this.dir, "50"],
+            { fresh: true, timeoutMs: 60_000, privileged: true });
         const result = output.trim();
         if (result !== "confirmed") {
             throw new ActivationError(this.host.name, `the confirmation came too late: ${this.describe(result)}`);
@@ -313,10 +369,11 @@ export class Activation {
         let lastError: Error | undefined;
         while (Date.now() < deadline) {
             try {
-                const output = await this.host.check("rolling back", ["sh", "-c", ABORT, "abort", this.dir, POLL_STEPS], { fresh: true, timeoutMs: POLL_TIMEOUT_MS });
+                const output = await this.host.check("rolling back", ["sh", "-c", ABORT, "abort", this.dir, POLL_STEPS],
+                    { fresh: true, timeoutMs: POLL_TIMEOUT_MS, privileged: true });
                 const result = output.trim();
                 if (!result) continue;
-                return { outcome: this.describe(result), returnedTo: result.startsWith("rolled-back") ? this.target.generation : undefined };
+                return result.startsWith("rolled-back") ? await this.whereAfterRollback(result) : { outcome: this.describe(result) };
             } catch (error) {
                 if (!(error instanceof SshConnectionError)) throw error;
                 lastError = error;

@@ -1,14 +1,28 @@
-// A deploy as a pipeline of stages: build → probe → copy → activate → verify, and on any failure
-// after the host was touched, roll back to the generation recorded by the probe. Plain inputs,
-// plain outputs: no Pulumi here, so the pipeline runs (and is tested) on its own.
+// A deploy as a pipeline of stages: build → probe → copy → activate → (reboot) → verify, and on
+// any failure after the host was touched, roll back to the generation recorded by the probe. Plain
+// inputs, plain outputs: no Pulumi here, so the pipeline runs (and is tested) on its own.
 import { Action, HealthChecks } from "../schema";
-import { Activation, ActivationNotStartedError, activatesNow, HostSystemState, probeHost, setsProfile } from "./activate";
+import {
+    Activation, ActivationError, ActivationNotStartedError, activatesNow, HostSystemState, probeHost, RollbackTarget, setsProfile, SYSTEM_PROFILE,
+} from "./activate";
 import { buildSystem, SystemSource } from "./build";
 import { copyMissing, formatBytes, listClosure, planCopy } from "./copy";
 import { Host } from "./host";
+import { rebootHost } from "./reboot";
 import { runHealthChecks } from "./verify";
 
-export type Stage = "build" | "probe" | "copy" | "activate" | "verify" | "confirm";
+export type Stage = "build" | "probe" | "copy" | "activate" | "reboot" | "verify" | "confirm";
+
+/** Whether and how the deploy reboots the host to activate the new system. */
+export interface RebootSettings {
+    /**
+     * Reboot after a `boot` deploy, or when the switch needs one (exit 100), then check that the
+     * host runs the new system and run the health checks. Without it such a deploy fails.
+     */
+    enabled: boolean;
+    /** How long the host may take to come back. */
+    timeoutSeconds: number;
+}
 
 export interface DeployRequest {
     /** The resource's name, for messages. */
@@ -22,6 +36,7 @@ export interface DeployRequest {
     substituteOnDestination: boolean;
     /** Seconds the host waits for the confirmation before it rolls itself back. */
     confirmTimeoutSeconds: number;
+    reboot: RebootSettings;
     log: (message: string) => void;
 }
 
@@ -35,7 +50,8 @@ export interface DeployResult {
     copiedBytes: number;
     /** True when the host already ran the closure and nothing was done. */
     unchanged: boolean;
-    rebootRequired: boolean;
+    /** True when the deploy rebooted the host into the new system. */
+    rebooted: boolean;
 }
 
 /** A failed deploy: names the host, the stage, the closure and where the host is now. */
@@ -76,6 +92,38 @@ export function alreadyDeployed(state: HostSystemState, closure: string, action:
     return running && booting;
 }
 
+/** A deploy user other than root must be able to use sudo and copy to the store (a trusted Nix user). */
+function checkUserRights(state: HostSystemState): void {
+    const rights = state.userRights;
+    if (!rights || (rights.sudo && rights.trustedNixUser)) return;
+    const missing = [
+        ...(rights.sudo ? [] : ["run sudo without a password (security.sudo.wheelNeedsPassword = false and the user in wheel)"]),
+        ...(rights.trustedNixUser ? [] : [`be a trusted Nix user (nix.settings.trusted-users = [ "${rights.user}" ])`]),
+    ];
+    throw new Error(`the deploy user ${rights.user} cannot activate a system: it must ${missing.join(" and ")}; or deploy as root`);
+}
+
+const NEEDS_REBOOT = "switch-to-configuration exited 100: the new system changes the init interface and runs only after a reboot; " +
+    "nothing of it was activated. Set `reboot: true` to let the deploy reboot the host, or deploy with `action: \"boot\"` and reboot it yourself";
+
+/**
+ * After a failure past the reboot, the agent is gone with the old boot: make the recorded
+ * generation the one that boots, reboot into it, and say where the host is, read from the host.
+ */
+async function rollBackByReboot(request: DeployRequest, previous: RollbackTarget, bootId: string): Promise<{ outcome: string; returnedTo?: number }> {
+    const { host, log } = request;
+    if (previous.generation === undefined) return { outcome: "the host had no earlier generation to return to; it stays on the failed system" };
+    log(`rolling ${host.name} back to generation ${previous.generation} by rebooting into it`);
+    await host.check("making the previous generation the one that boots",
+        ["sh", "-c", 'nix-env -p "$1" --switch-generation "$2" && "$1/bin/switch-to-configuration" boot', "rollback", SYSTEM_PROFILE, String(previous.generation)],
+        { privileged: true, fresh: true, timeoutMs: 600_000 });
+    await rebootHost(host, bootId, request.reboot.timeoutSeconds, log);
+    const state = await probeHost(host);
+    return state.current === previous.closure
+        ? { outcome: `the host rebooted back into generation ${previous.generation} (${previous.closure}), as read from the host`, returnedTo: previous.generation }
+        : { outcome: `the host rebooted, but runs ${state.current ?? "no system"}, not generation ${previous.generation} (${previous.closure})` };
+}
+
 export async function deploySystem(request: DeployRequest): Promise<DeployResult> {
     const { host, closure, action, log } = request;
     const untouched = "the host was not changed";
@@ -84,10 +132,14 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
     await inStage(request, "build", untouched, () => buildSystem(request.source));
     const closureInfo = await inStage(request, "build", untouched, () => listClosure(closure));
 
-    const before = await inStage(request, "probe", untouched, () => probeHost(host, closureInfo.map((info) => info.path)));
+    const before = await inStage(request, "probe", untouched, async () => {
+        const state = await probeHost(host, closureInfo.map((info) => info.path));
+        checkUserRights(state);
+        return state;
+    });
     if (alreadyDeployed(before, closure, action)) {
         log(`${host.name} already runs ${closure}`);
-        return { closure, generation: before.generation, previousGeneration: before.generation, copiedPaths: 0, copiedBytes: 0, unchanged: true, rebootRequired: false };
+        return { closure, generation: before.generation, previousGeneration: before.generation, copiedPaths: 0, copiedBytes: 0, unchanged: true, rebooted: false };
     }
 
     const plan = planCopy(closureInfo, before.missing);
@@ -102,12 +154,16 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
     const switchVerifyConfirm = async () => {
         await activation.start(closure, action);
         const switched = await activation.switched();
-        if (switched.rebootRequired) log(`${host.name} needs a reboot to finish the switch`);
-        stage = "verify";
-        if (activatesNow(action)) await runHealthChecks(host, request.healthChecks, log);
+        if (switched.rebootRequired && !request.reboot.enabled) throw new ActivationError(host.name, NEEDS_REBOOT);
+        const rebootNext = switched.rebootRequired || (action === "boot" && request.reboot.enabled);
+        if (!rebootNext) {
+            stage = "verify";
+            if (activatesNow(action)) await runHealthChecks(host, request.healthChecks, log);
+        }
+        // Before a reboot there is nothing to verify yet, and the agent would not outlive it.
         stage = "confirm";
         await activation.confirm();
-        return switched;
+        return { ...switched, rebootNext };
     };
     const activationResult = await switchVerifyConfirm().catch(async (error) => {
         if (error instanceof ActivationNotStartedError) throw new DeployError(host.name, stage, closure, error, untouched);
@@ -115,6 +171,22 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
         const { outcome, returnedTo } = await activation.rollBack();
         throw new DeployError(host.name, stage, closure, asError(error), outcome, returnedTo);
     });
+    if (activationResult.rebootNext) {
+        stage = "reboot";
+        await (async () => {
+            await rebootHost(host, before.bootId ?? "", request.reboot.timeoutSeconds, log);
+            const after = await probeHost(host);
+            if (after.current !== closure) throw new Error(`after the reboot the host runs ${after.current ?? "no system"}, not ${closure}`);
+            stage = "verify";
+            await runHealthChecks(host, request.healthChecks, log);
+        })().catch(async (error) => {
+            log(`${stage} failed on ${host.name}; rolling back`);
+            const bootId = await probeHost(host).then((state) => state.bootId ?? "", () => "");
+            const { outcome, returnedTo } = await rollBackByReboot(request, previous, bootId)
+                .catch((rollbackError: Error) => ({ outcome: `the rollback failed: ${rollbackError.message}`, returnedTo: undefined }));
+            throw new DeployError(host.name, stage, closure, asError(error), outcome, returnedTo);
+        });
+    }
     log(`${host.name} runs ${closure}${activationResult.generation !== undefined ? ` as generation ${activationResult.generation}` : ""}`);
     return {
         closure,
@@ -123,6 +195,6 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
         copiedPaths: plan.missing.length,
         copiedBytes: plan.missingBytes,
         unchanged: false,
-        rebootRequired: activationResult.rebootRequired,
+        rebooted: activationResult.rebootNext,
     };
 }

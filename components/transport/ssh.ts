@@ -101,6 +101,8 @@ export interface RemoteRunOptions {
     input?: string;
     /** Open a new connection instead of reusing the shared one. */
     fresh?: boolean;
+    /** Run as root: through `sudo -n` when the connection's user is not root. */
+    privileged?: boolean;
 }
 
 /** A prepared ssh configuration for one host, with a shared master connection once used. */
@@ -111,8 +113,12 @@ export class SshConnection {
     readonly storeUri = `ssh://${HOST_ALIAS}`;
     private readonly configFile: string;
 
+    /** The user the connection logs in as. */
+    readonly user: string;
+
     private constructor(private readonly dir: string, target: SshTarget) {
         this.host = `${target.address}:${target.port}`;
+        this.user = target.user;
         this.configFile = path.join(dir, "config");
     }
 
@@ -156,7 +162,9 @@ export class SshConnection {
     /** Runs an argument vector on the host, quoted here; resolves with the result whatever the exit. */
     async run(argv: readonly string[], options: RemoteRunOptions = {}): Promise<ProcessResult> {
         const connection = options.fresh ? ["-o", "ControlMaster=no", "-o", "ControlPath=none"] : [];
-        const result = await runProcess("ssh", ["-F", this.configFile, ...connection, HOST_ALIAS, "--", remoteCommandLine(argv)], {
+        // NixOS's sudo keeps the session's PATH (it sets no secure_path), so tools resolve alike.
+        const command = options.privileged && this.user !== "root" ? ["sudo", "-n", "--", ...argv] : argv;
+        const result = await runProcess("ssh", ["-F", this.configFile, ...connection, HOST_ALIAS, "--", remoteCommandLine(command)], {
             timeoutMs: options.timeoutMs,
             input: options.input,
         });

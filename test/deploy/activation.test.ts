@@ -10,7 +10,7 @@ import { realiseDerivation } from "../../components/transport/nix";
 import { SshConnection } from "../../components/transport/ssh";
 import { useTestEngine } from "../engine/engine";
 import { FIXTURE_FLAKE } from "../engine/systemStack";
-import { startTestHosts, switchByHand, TestFleet, TestHost, waitFor } from "../hosts/testHosts";
+import { startTestHosts, switchByHand, TestFleet, TestHost, waitFor } from "../../testbed/testHosts";
 
 let fleet: TestFleet;
 let host: TestHost;

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
-import { startTestHosts, TestFleet } from "../hosts/testHosts";
+import { startTestHosts, TestFleet } from "../../testbed/testHosts";
 import { createTestStack, REPO_ROOT, TestStack } from "./engine";
 
 const FLAKE = `path:${path.join(REPO_ROOT, "nix/fixtures")}`;

@@ -10,10 +10,10 @@ import { after, before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { NixosBootstrap, SshKeyPair } from "../../components";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
-import { startTestHosts, TestFleet } from "../hosts/testHosts";
+import { startTestHosts, TestFleet } from "../../testbed/testHosts";
 import { createTestStack, TestStack, useTestEngine } from "./engine";
 import { FIXTURE_FLAKE } from "./systemStack";
-import { TestMachine } from "../hosts/testMachine";
+import { TestMachine } from "../../testbed/testMachine";
 
 let keys: TestFleet;
 let machines: string;

@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
 import { realiseDerivation } from "../../components/transport/nix";
-import { startTestHosts, TestFleet, TestHost } from "../hosts/testHosts";
+import { startTestHosts, TestFleet, TestHost } from "../../testbed/testHosts";
 import { useTestEngine } from "./engine";
 import { createSystemStack, FIXTURE_FLAKE, SystemStack } from "./systemStack";
 

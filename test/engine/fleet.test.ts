@@ -6,7 +6,7 @@ import { after, before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { NixosFleet } from "../../components";
 import { evaluateConfigurations, evaluationProcesses, SystemEvaluation } from "../../components/deploy/evaluate";
-import { startTestHosts, TestFleet } from "../hosts/testHosts";
+import { startTestHosts, TestFleet } from "../../testbed/testHosts";
 import { createTestStack, TestStack, useTestEngine } from "./engine";
 import { FIXTURE_FLAKE, HEALTHY_CHECK, recordedClosures } from "./systemStack";
 

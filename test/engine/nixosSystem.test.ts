@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
-import { startTestHosts, switchByHand, TestFleet, TestHost } from "../hosts/testHosts";
+import { startTestHosts, switchByHand, TestFleet, TestHost } from "../../testbed/testHosts";
 import { useTestEngine } from "./engine";
 import { createSystemStack, FIXTURE_FLAKE, SystemStack } from "./systemStack";
 

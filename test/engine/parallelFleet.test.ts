@@ -5,7 +5,7 @@ import { after, before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { NixosSystem } from "../../components";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
-import { startTestHosts, TestFleet } from "../hosts/testHosts";
+import { startTestHosts, TestFleet } from "../../testbed/testHosts";
 import { createTestStack, TestStack, useTestEngine } from "./engine";
 import { FIXTURE_FLAKE, HEALTHY_CHECK, recordedClosures } from "./systemStack";
 

@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
-import { startTestHosts, TestFleet, TestHost, waitFor } from "../hosts/testHosts";
+import { startTestHosts, TestFleet, TestHost, waitFor } from "../../testbed/testHosts";
 import { killEngine, readEachProcess, useTestEngine } from "./engine";
 import { createSystemStack, FIXTURE_FLAKE, HEALTHY_CHECK, SystemStack } from "./systemStack";
 

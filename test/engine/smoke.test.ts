@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
-import { startTestHosts, TestFleet } from "../hosts/testHosts";
+import { startTestHosts, TestFleet } from "../../testbed/testHosts";
 import { createTestStack, TestStack } from "./engine";
 import { HostFile } from "./hostFile";
 

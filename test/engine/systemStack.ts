@@ -5,7 +5,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigMap, Stack, UpResult } from "@pulumi/pulumi/automation";
 import { NixosSystem, NixosSystemArgs } from "../../components";
-import { TestFleet, TestHost } from "../hosts/testHosts";
+import { TestFleet, TestHost } from "../../testbed/testHosts";
 import { createTestStack, REPO_ROOT, TestStack } from "./engine";
 
 export const FIXTURE_FLAKE = `path:${path.join(REPO_ROOT, "nix/fixtures")}`;

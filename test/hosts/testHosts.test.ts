@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { test } from "node:test";
 import { REPO_ROOT } from "../engine/engine";
-import { sweepAbandonedHosts } from "./testHosts";
+import { sweepAbandonedHosts } from "../../testbed/testHosts";
 
 /** Whether a process runs (a zombie waiting for its reaper does not). */
 function isRunning(pid: number): boolean {
@@ -20,7 +20,7 @@ function isRunning(pid: number): boolean {
 
 test("the hosts and the fleet folder of a killed test process are removed by the next run", () => {
     const script = `
-        const { startTestHosts } = require(${JSON.stringify(path.join(REPO_ROOT, "dist/test/hosts/testHosts"))});
+        const { startTestHosts } = require(${JSON.stringify(path.join(REPO_ROOT, "dist/testbed/testHosts"))});
         startTestHosts({ count: 1, namePrefix: "killed" }).then((fleet) => {
             const [host] = fleet.hosts;
             require("node:fs").writeSync(1, JSON.stringify({ fleetDir: require("node:path").dirname(host.dir), namespace: host.namespace, sshd: host.pid }));

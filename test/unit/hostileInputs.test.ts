@@ -82,7 +82,7 @@ for (const hostile of CATALOGUE) {
 const STATE: NixosSystemState = {
     name: "target", address: "10.0.0.5", port: 22, user: "root", privateKey: PRIVATE_KEY, hostPublicKey: KEY, connectTimeoutSeconds: 10,
     closure: "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system", packages: {}, action: "switch",
-    healthChecks: { commands: [], http: [] }, substituteOnDestination: false, confirmTimeoutSeconds: 60,
+    healthChecks: { commands: [], http: [] }, substituteOnDestination: false, confirmTimeoutSeconds: 60, reboot: false, rebootTimeoutSeconds: 600,
 };
 
 /** What only the provider sees: the evaluation's results, which it hands to Nix. */

@@ -2,7 +2,7 @@
 // program made, no NixOS system) and becomes NixOS-like when a stand-in nixos-infect runs on it a
 // few seconds later (the real one cannot run without the internet). Deleting it stops the host.
 import * as pulumi from "@pulumi/pulumi";
-import { moduleProvider } from "../../components/provider/moduleProvider";
+import { moduleProvider } from "../components/provider/moduleProvider";
 
 export interface TestMachineArgs {
     /** The host key the machine's sshd serves from its first boot (as cloud-init installs it). */

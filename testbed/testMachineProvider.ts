@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import type * as pulumi from "@pulumi/pulumi";
-import { evaluateConfigurations } from "../../components/deploy/evaluate";
-import { nix, realiseDerivation } from "../../components/transport/nix";
+import { evaluateConfigurations } from "../components/deploy/evaluate";
+import { nix, realiseDerivation } from "../components/transport/nix";
 import { removeTestHost, startTestHost } from "./testHosts";
 
 interface TestMachineState {

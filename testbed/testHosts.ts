@@ -1,15 +1,21 @@
-// Test hosts: real OpenSSH servers, each in its own network namespace with its own address, its
-// own /nix store and system profile, its own /run (so /run/current-system is per host) and its own
-// generated host key. Everything else (/bin, /usr, /etc) is the machine's, shared by all hosts.
+// Test hosts: NixOS-shaped machines on this computer. Each runs in its own network namespace (its
+// own address), PID namespace (Debian's real systemd is its init, sshd and the Nix daemon its
+// units) and mount namespace: its own /nix store and system profile, a tmpfs /run (emptied by a
+// reboot), its own /etc/ssh, /etc/nix, /root and /home. A host boots the system profile's current
+// generation: Debian's userland is hidden, and tools come from /run/current-system/sw/bin, as on
+// NixOS. Without a system it boots Debian-like (a cloud image before nixos-infect). `reboot` on a
+// host restarts it with a new boot id. README.md, "What a test host is not", lists what differs.
 //
-// Every process a host starts lives in its network namespace; stopping a host kills them by PID
-// and deletes the namespace, which also ends its private mount namespace. Hosts left behind by a
-// run that was killed outright are swept by the next run (their owner PID is dead).
+// Every process a host starts lives in its network namespace, under a supervisor that restarts it
+// after a reboot; stopping a host kills them by PID and deletes the namespace. Hosts left behind by
+// a run that was killed outright are swept by the next run (their owner PID is dead).
 import { execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { evaluateConfigurations } from "../components/deploy/evaluate";
+import { nix, realiseDerivation } from "../components/transport/nix";
 import { openCpuAccount, removeCpuAccount } from "./cpuAccount";
 
 const NAMESPACE_PREFIX = "pnx-";
@@ -26,10 +32,10 @@ export interface TestHost {
     port: number;
     /** The host's pinned public key, "ssh-ed25519 AAAA…". */
     hostPublicKey: string;
-    /** The host's root directory on this machine: nix/, run/, etc/nix/, ssh/. */
+    /** The host's folder on this machine: nix/, etc/, root/, home/. */
     dir: string;
     namespace: string;
-    /** PID of the host's sshd. */
+    /** PID of the host's supervisor, which boots it again after a reboot. */
     pid: number;
     /** Limits the link towards the host (e.g. "2mbit"), or lifts the limit (undefined). */
     throttle(rate: string | undefined): void;
@@ -41,7 +47,11 @@ export interface TestHost {
     generations(): number[];
     /** The generation the system profile points at, or undefined. */
     currentGeneration(): number | undefined;
-    /** Runs a shell command inside the host (its network and mount namespaces) and returns stdout. */
+    /** The host's boot id: a new one after every reboot. */
+    bootId(): string;
+    /** A file inside the host (e.g. "/run/standin/health"), or undefined when there is none. */
+    readFile(file: string): string | undefined;
+    /** Runs a shell command inside the host (its namespaces, its PATH) as root and returns stdout. */
     shell(command: string): string;
     /** CPU seconds the host's processes have used; undefined where control groups cannot be written. */
     cpuSeconds(): number | undefined;
@@ -55,10 +65,16 @@ export interface TestHostOptions {
     /** The folder the host's own folder is made in. */
     baseDir: string;
     name: string;
-    /** The public key authorized for root. */
+    /** The public key authorized for root and for the users `deploy` and `guest`. */
     authorizedKey: string;
     /** The host's key pair; default a new one made by ssh-keygen. */
     hostKey?: { privateKey: string; publicKey: string };
+    /**
+     * The NixOS system the host boots, from this machine's store: installed into the host's store
+     * as generation 1 of its system profile, as nixos-infect leaves a machine. Without it the host
+     * boots Debian-like.
+     */
+    system?: string;
     /** The process whose death makes the host abandoned (swept by the next run); default this one. */
     ownerPid?: number;
 }
@@ -107,13 +123,14 @@ function namespacePids(namespace: string): number[] {
     }
 }
 
-function killNamespace(namespace: string): void {
-    for (const signal of ["SIGTERM", "SIGKILL"] as const) {
-        const pids = namespacePids(namespace);
-        if (pids.length === 0) break;
-        for (const pid of pids) tryRun("kill", [`-${signal.slice(3)}`, String(pid)]);
-        const deadline = Date.now() + 2000;
-        while (namespacePids(namespace).length > 0 && Date.now() < deadline) run("sleep", ["0.05"]);
+function killNamespace(namespace: string, supervisor?: number): void {
+    // The supervisor first, so that it does not boot the host again; then everything in the
+    // namespace (SIGKILL: systemd as an init takes SIGTERM as "re-execute yourself").
+    if (supervisor !== undefined && isAlive(supervisor)) tryRun("kill", ["-KILL", String(supervisor)]);
+    const deadline = Date.now() + 5000;
+    for (let pids = namespacePids(namespace); pids.length > 0 && Date.now() < deadline; pids = namespacePids(namespace)) {
+        for (const pid of pids) tryRun("kill", ["-KILL", String(pid)]);
+        run("sleep", ["0.05"]);
     }
     tryRun("ip", ["netns", "del", namespace]);
 }
@@ -121,6 +138,8 @@ function killNamespace(namespace: string): void {
 interface OwnerRecord {
     pid: number;
     dir: string;
+    /** The host's supervisor, once it runs. */
+    supervisor?: number;
 }
 
 /** Removes the hosts for which `abandoned` says so, from their owner records. */
@@ -134,7 +153,7 @@ function sweepHosts(abandoned: (owner: OwnerRecord) => boolean): void {
             continue;
         }
         if (!abandoned(owner)) continue;
-        removeTestHost(namespace, owner.dir);
+        removeTestHost(namespace, owner.dir, owner.supervisor);
         removeEmptyFleetFolder(path.dirname(owner.dir));
     }
 }
@@ -197,37 +216,129 @@ function waitForPort(address: string, port: number, timeoutMs: number): Promise<
     });
 }
 
-const SSHD_CONFIG = (dir: string, address: string) => `ListenAddress ${address}:22
-HostKey ${dir}/ssh/ssh_host_ed25519_key
+// NixOS's sshd reads authorized keys from /etc/ssh/authorized_keys.d/USER too. On a NixOS-shaped
+// host, an SSH session's PATH is NixOS's (its shell would read it from /etc/profile).
+const SSHD_CONFIG = (address: string, nixos: boolean) => `ListenAddress ${address}:22
+HostKey /etc/ssh/ssh_host_ed25519_key
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
-AuthorizedKeysFile ${dir}/ssh/authorized_keys
-PidFile ${dir}/run/sshd.pid
+AuthorizedKeysFile .ssh/authorized_keys /etc/ssh/authorized_keys.d/%u
+PidFile /run/sshd.pid
 Subsystem sftp internal-sftp
-`;
+${nixos ? `SetEnv PATH=${NIXOS_PATH}\n` : ""}`;
 
-// Runs as the first process of the host: enters a private mount namespace, mounts the host's own
-// /nix, /run, /etc/nix and /root over the machine's, and becomes sshd. Paths arrive as arguments.
-// (Its own /root because root's shell reads ~/.bashrc for every ssh command, and the machine's
-// may do slow things, such as a version manager's init, that no NixOS host does.)
-const HOST_INIT = 'hostname "$1" && mount --bind "$2/nix" /nix && mount --bind "$2/run" /run && ' +
-    'mount --bind "$2/etc/nix" /etc/nix && mount --bind "$2/root" /root && exec /usr/sbin/sshd -D -e -f "$2/sshd_config"';
+/** An SSH session's PATH on NixOS (less the per-user profiles, which a test host has none of). */
+const NIXOS_PATH = "/run/wrappers/bin:/nix/var/nix/profiles/default/bin:/run/current-system/sw/bin";
+const NIXOS_SHELL = "/run/current-system/sw/bin/bash";
+
+/**
+ * The users of a NixOS-shaped host besides root: `deploy` may use sudo and is a trusted Nix user
+ * (what a deploy user other than root needs); `guest` is neither.
+ */
+const USERS = [{ name: "deploy", uid: 1000 }, { name: "guest", uid: 1001 }];
 
 const HOST_NIX_CONF = `experimental-features = nix-command flakes
 sandbox = false
 substituters =
 build-users-group =
+trusted-users = root deploy
 `;
+
+// Supervises a host: boots it, and boots it again when its init ends by a reboot (a PID
+// namespace's init that calls reboot(2) is ended by SIGHUP). $1 namespace, $2 folder, $3 host
+// name, $4 the boot script.
+const SUPERVISOR = `while :; do
+  ip netns exec "$1" unshare --pid --fork --mount --uts --propagation private --mount-proc sh -c "$4" boot "$2" "$3"
+  code=$?
+  [ "$code" -eq 129 ] || exit "$code"
+done`;
+
+const BOOT_SCRIPT = path.resolve(__dirname, "../../testbed/boot.sh");
+
+/**
+ * Units of this machine's systemd that a test host must not start: they act on the machine
+ * itself (kernel modules, sysctl, binfmt, users and files in the shared /etc and /var) or cost
+ * memory a test host does not need. A host's systemd sees them through the machine's /lib.
+ */
+function maskedUnits(): string[] {
+    const units = new Set(["systemd-journald.service", "systemd-journald.socket", "systemd-journald-dev-log.socket",
+        "systemd-journald-audit.socket", "systemd-journal-flush.service", "systemd-update-utmp.service", "systemd-tmpfiles-clean.timer",
+        "systemd-logind.service", "getty.target", "console-getty.service", "systemd-resolved.service", "systemd-networkd.service"]);
+    for (const wants of fs.readdirSync("/lib/systemd/system").filter((entry) => /\.(target|socket|service)\.wants$/.test(entry))) {
+        for (const unit of fs.readdirSync(path.join("/lib/systemd/system", wants))) units.add(unit);
+    }
+    return [...units];
+}
+
+/** Lines of this machine's /etc file, for a NixOS-shaped host's own copy. */
+function machineLines(file: string): string[] {
+    return fs.readFileSync(file, "utf8").split("\n").filter(Boolean);
+}
+
+/** Writes the host's own /etc/ssh, /etc/nix, unit set, users and homes. */
+function prepareHostFolder(dir: string, options: TestHostOptions, address: string): void {
+    for (const sub of ["nix/var/nix/profiles", "etc/nix", "etc/ssh/authorized_keys.d", "etc/systemd", "root"]) {
+        fs.mkdirSync(path.join(dir, sub), { recursive: true });
+    }
+    fs.writeFileSync(path.join(dir, "etc/nix/nix.conf"), HOST_NIX_CONF);
+    const hostKeyFile = path.join(dir, "etc/ssh/ssh_host_ed25519_key");
+    if (options.hostKey) {
+        fs.writeFileSync(hostKeyFile, options.hostKey.privateKey, { mode: 0o600 });
+        fs.writeFileSync(`${hostKeyFile}.pub`, `${options.hostKey.publicKey}\n`);
+    } else {
+        run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", options.name, "-f", hostKeyFile]);
+    }
+    for (const user of ["root", ...USERS.map((u) => u.name)]) {
+        fs.writeFileSync(path.join(dir, "etc/ssh/authorized_keys.d", user), options.authorizedKey, { mode: 0o644 });
+    }
+    fs.writeFileSync(path.join(dir, "etc/ssh/sshd_config"), SSHD_CONFIG(address, options.system !== undefined));
+    for (const unit of maskedUnits()) fs.symlinkSync("/dev/null", path.join(dir, "etc/systemd", unit));
+
+    const passwd = machineLines("/etc/passwd").filter((line) => !USERS.some((u) => line.startsWith(`${u.name}:`) || line.split(":")[2] === String(u.uid)))
+        .map((line) => (line.startsWith("root:") ? line.replace(/:[^:]*$/, `:${NIXOS_SHELL}`) : line));
+    fs.writeFileSync(path.join(dir, "etc/nixos-passwd"), [...passwd, ...USERS.map((u) => `${u.name}:x:${u.uid}:100::/home/${u.name}:${NIXOS_SHELL}`), ""].join("\n"));
+    fs.writeFileSync(path.join(dir, "etc/nixos-group"), [...machineLines("/etc/group"), ""].join("\n"));
+    const inPasswd = new Set(passwd.map((line) => line.split(":")[0]));
+    const shadow = machineLines("/etc/shadow").filter((line) => inPasswd.has(line.split(":")[0]));
+    fs.writeFileSync(path.join(dir, "etc/nixos-shadow"), [...shadow, ...USERS.map((u) => `${u.name}:*:19000:0:99999:7:::`), ""].join("\n"), { mode: 0o640 });
+    // NixOS's sudoers: no secure_path, so a command run by sudo keeps the session's PATH.
+    fs.writeFileSync(path.join(dir, "etc/nixos-sudoers"), "root ALL=(ALL:ALL) SETENV: ALL\ndeploy ALL=(ALL:ALL) NOPASSWD: SETENV: ALL\n", { mode: 0o440 });
+    for (const user of USERS) {
+        const home = path.join(dir, "home", user.name);
+        fs.mkdirSync(home, { recursive: true });
+        fs.chownSync(home, user.uid, 100);
+    }
+}
+
+/** Installs a system from this machine's store as the host's system profile, generation 1. */
+async function installSystem(dir: string, system: string): Promise<void> {
+    await nix(["copy", "--no-check-sigs", "--to", `local?root=${dir}`, system]);
+    const profiles = path.join(dir, "nix/var/nix/profiles");
+    fs.symlinkSync(system, path.join(profiles, "system-1-link"));
+    fs.symlinkSync("system-1-link", path.join(profiles, "system"));
+}
+
+/** The PID (on this machine) of the host's init, the process that is PID 1 in its namespace. */
+function initPid(namespace: string): number | undefined {
+    for (const pid of namespacePids(namespace)) {
+        try {
+            if (/^NSpid:\s+\d+\s+1$/m.test(fs.readFileSync(`/proc/${pid}/status`, "utf8"))) return pid;
+        } catch {
+            // It ended while we looked.
+        }
+    }
+    return undefined;
+}
 
 /**
  * Stops a test host's processes by PID and removes its namespace, link, folder and owner record:
  * also from another process than the one that started it.
  */
-export function removeTestHost(namespace: string, dir: string): void {
-    killNamespace(namespace);
+export function removeTestHost(namespace: string, dir: string, supervisor?: number): void {
+    killNamespace(namespace, supervisor);
     removeCpuAccount(namespace);
     tryRun("ip", ["link", "del", `pnxv${namespace.slice(NAMESPACE_PREFIX.length)}`]);
     fs.rmSync(dir, { recursive: true, force: true });
@@ -238,34 +349,31 @@ export function removeTestHost(namespace: string, dir: string): void {
 export async function startTestHost(options: TestHostOptions): Promise<TestHost> {
     const { name } = options;
     const dir = path.join(options.baseDir, name);
-    const slot = claimSlot(dir, options.ownerPid ?? process.pid);
-    const stop = () => removeTestHost(NAMESPACE_PREFIX + slot, dir);
+    const ownerPid = options.ownerPid ?? process.pid;
+    const slot = claimSlot(dir, ownerPid);
+    const namespace = NAMESPACE_PREFIX + slot;
+    let supervisor: number | undefined;
+    const stop = () => removeTestHost(namespace, dir, supervisor);
     try {
-        return await launchHost(options, dir, slot, stop);
+        return await launchHost(options, dir, slot, stop, (pid) => {
+            supervisor = pid;
+            fs.writeFileSync(path.join(OWNERS_DIR, namespace), JSON.stringify({ pid: ownerPid, dir, supervisor: pid } satisfies OwnerRecord));
+        });
     } catch (error) {
         stop();
         throw error;
     }
 }
 
-async function launchHost(options: TestHostOptions, dir: string, slot: number, stop: () => void): Promise<TestHost> {
+async function launchHost(options: TestHostOptions, dir: string, slot: number, stop: () => void, supervised: (pid: number) => void): Promise<TestHost> {
     const { name } = options;
     const namespace = NAMESPACE_PREFIX + slot;
     // The host's own /etc/nix is bind-mounted over the machine's, which Debian's nix-bin does not create.
     fs.mkdirSync("/etc/nix", { recursive: true });
     const veth = `pnxv${slot}`;
     const address = `10.237.${slot}.2`;
-    for (const sub of ["nix/var/nix/profiles", "run/sshd", "etc/nix", "ssh", "root"]) fs.mkdirSync(path.join(dir, sub), { recursive: true });
-    fs.writeFileSync(path.join(dir, "etc/nix/nix.conf"), HOST_NIX_CONF);
-    const hostKeyFile = path.join(dir, "ssh/ssh_host_ed25519_key");
-    if (options.hostKey) {
-        fs.writeFileSync(hostKeyFile, options.hostKey.privateKey, { mode: 0o600 });
-        fs.writeFileSync(`${hostKeyFile}.pub`, `${options.hostKey.publicKey}\n`);
-    } else {
-        run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", hostKeyFile]);
-    }
-    fs.writeFileSync(path.join(dir, "ssh/authorized_keys"), options.authorizedKey, { mode: 0o600 });
-    fs.writeFileSync(path.join(dir, "sshd_config"), SSHD_CONFIG(dir, address));
+    prepareHostFolder(dir, options, address);
+    if (options.system) await installSystem(dir, options.system);
 
     run("ip", ["link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", namespace]);
     run("ip", ["addr", "add", `10.237.${slot}.1/24`, "dev", veth]);
@@ -274,21 +382,28 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
     run("ip", ["-n", namespace, "link", "set", "eth0", "up"]);
     run("ip", ["-n", namespace, "link", "set", "lo", "up"]);
 
-    const log = fs.openSync(path.join(dir, "sshd.log"), "a");
-    const child = spawn("ip", ["netns", "exec", namespace, "unshare", "--mount", "--uts", "--propagation", "private",
-        "sh", "-c", HOST_INIT, "host-init", name, dir], { detached: true, stdio: ["ignore", log, log] });
+    const log = fs.openSync(path.join(dir, "console.log"), "a");
+    const child = spawn("sh", ["-c", SUPERVISOR, "supervisor", namespace, dir, name, fs.readFileSync(BOOT_SCRIPT, "utf8")],
+        { detached: true, stdio: ["ignore", log, log] });
     fs.closeSync(log);
     child.unref();
     const pid = child.pid;
-    if (pid === undefined) throw new Error(`test host ${name}: could not start sshd`);
+    if (pid === undefined) throw new Error(`test host ${name}: could not start`);
+    supervised(pid);
     const cpu = openCpuAccount(namespace, pid);
-    await waitForPort(address, 22, 10_000).catch((error: Error) => {
-        throw new Error(`${error.message}\n${fs.readFileSync(path.join(dir, "sshd.log"), "utf8")}`);
+    await waitForPort(address, 22, 20_000).catch((error: Error) => {
+        throw new Error(`${error.message}\n${fs.readFileSync(path.join(dir, "console.log"), "utf8")}`);
     });
 
-    const hostPublicKey = fs.readFileSync(path.join(dir, "ssh/ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
+    const hostPublicKey = fs.readFileSync(path.join(dir, "etc/ssh/ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
     const profiles = path.join(dir, "nix/var/nix/profiles");
-    const shell = (command: string) => run("nsenter", ["-t", String(pid), "-n", "-m", "-u", "--", "sh", "-c", command]);
+    const init = () => {
+        const initPidNow = initPid(namespace);
+        if (initPidNow === undefined) throw new Error(`test host ${name} is not running`);
+        return initPidNow;
+    };
+    /** A path inside the host, seen from this machine through its init's root. */
+    const inside = (file: string) => `/proc/${init()}/root${file}`;
     return {
         name, address, port: 22, hostPublicKey, dir, namespace, pid,
         throttle(rate) {
@@ -300,7 +415,7 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
         },
         currentSystem() {
             try {
-                return fs.readlinkSync(path.join(dir, "run/current-system"));
+                return fs.readlinkSync(inside("/run/current-system"));
             } catch {
                 return undefined;
             }
@@ -320,7 +435,15 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
                 return undefined;
             }
         },
-        shell,
+        bootId: () => fs.readFileSync(inside("/run/boot_id"), "utf8").trim(),
+        readFile(file) {
+            try {
+                return fs.readFileSync(inside(file), "utf8");
+            } catch {
+                return undefined;
+            }
+        },
+        shell: (command) => run("nsenter", ["-t", String(init()), "-a", "--", "env", `PATH=${NIXOS_PATH}:/usr/bin:/bin`, "sh", "-c", command]),
         cpuSeconds: () => cpu?.seconds(),
         hasStorePath(storePath: string) {
             return fs.existsSync(path.join(dir, storePath));
@@ -338,7 +461,24 @@ export async function waitFor(what: string, condition: () => boolean, seconds: n
     }
 }
 
-/** Starts `count` test hosts and a deployer key authorized on all of them. */
+const FIXTURE_FLAKE = `path:${path.resolve(__dirname, "../../nix/fixtures")}`;
+
+let firstBoot: Promise<string> | undefined;
+
+/** The stand-in fixtures' `first-boot` system, built in this machine's store: what a new host boots. */
+export function firstBootSystem(flake = FIXTURE_FLAKE): Promise<string> {
+    firstBoot ??= buildConfiguration(flake, "first-boot");
+    return firstBoot;
+}
+
+/** Evaluates and builds one configuration of a flake into this machine's store. */
+export async function buildConfiguration(flake: string, configuration: string): Promise<string> {
+    const { [configuration]: evaluated } = await evaluateConfigurations(flake, [configuration]);
+    const [system] = await realiseDerivation(evaluated.derivation);
+    return system;
+}
+
+/** Starts `count` NixOS-shaped test hosts, each booted into the fixtures' first system, and a deployer key authorized on all of them. */
 export async function startTestHosts(options: TestFleetOptions): Promise<TestFleet> {
     if (process.getuid?.() !== 0) throw new Error("test hosts need root (network namespaces, bind mounts)");
     sweepAbandonedHosts();
@@ -367,8 +507,9 @@ export async function startTestHosts(options: TestFleetOptions): Promise<TestFle
         run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pulumi-nixos-deployer", "-f", deployerPrivateKeyPath]);
         const deployerPublicKey = fs.readFileSync(`${deployerPrivateKeyPath}.pub`, "utf8");
         const prefix = options.namePrefix ?? "host";
+        const system = await firstBootSystem();
         for (let i = 0; i < options.count; i++) {
-            hosts.push(await startTestHost({ baseDir, name: `${prefix}${i}`, authorizedKey: deployerPublicKey }));
+            hosts.push(await startTestHost({ baseDir, name: `${prefix}${i}`, authorizedKey: deployerPublicKey, system }));
         }
         return { hosts, deployerPrivateKey: fs.readFileSync(deployerPrivateKeyPath, "utf8"), deployerPrivateKeyPath, stop };
     } catch (error) {

@@ -1,0 +1,55 @@
+# Boots a test host. Runs as the first process of the host's own PID, mount and UTS namespaces
+# (inside its network namespace), prepares what a machine's boot would, and becomes its systemd.
+# $1 the host's folder on this machine, $2 its host name. Passed inline (sh -c), since the folder
+# this file is in may be under /tmp, which the host gets a tmpfs of its own for.
+#
+# A host with a system profile boots NixOS-shaped: the profile's current generation is activated
+# (as NixOS's stage 2 does), its own sshd runs, and Debian's userland is hidden (/bin holds only
+# sh, /usr/bin only env, /usr/sbin nothing), so every tool comes from /run/current-system/sw/bin.
+# A host without one boots Debian-like: what a cloud image is before nixos-infect.
+set -eu
+dir=$1
+hostname "$2"
+
+for mounted in nix etc/nix etc/ssh root home; do mount --bind "$dir/$mounted" "/$mounted"; done
+mount --bind "$dir/etc/systemd" /etc/systemd/system
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /run/systemd/system /run/systemd/system.conf.d /run/sshd
+# Every boot has a boot id of its own (the kernel's is the machine's, shared by all hosts).
+cat /proc/sys/kernel/random/uuid > /run/boot_id
+mount --bind /run/boot_id /proc/sys/kernel/random/boot_id
+
+sshd=/usr/sbin/sshd
+profile=/nix/var/nix/profiles/system
+if [ -e "$profile" ]; then
+  top=$(readlink -f "$profile")
+  "$top/activate"
+  sw=/run/current-system/sw/bin
+  sshd=$(readlink -f "$sw/sshd")
+  for file in passwd group shadow sudoers; do mount --bind "$dir/etc/nixos-$file" "/etc/$file"; done
+  # NixOS patches systemd's default PATH for units to systemd's own bin/ and nothing else.
+  printf '[Manager]\nDefaultEnvironment=PATH=%s\n' "$(dirname "$(readlink -f "$sw/systemctl")")" > /run/systemd/system.conf.d/path.conf
+  # The Nix daemon, socket-activated as on NixOS: what a deploy user other than root copies through.
+  daemon=$(readlink -f "$sw/nix-daemon")
+  daemon_dir=$(dirname "$daemon")
+  printf '[Socket]\nListenStream=/nix/var/nix/daemon-socket/socket\n[Install]\nWantedBy=sockets.target\n' > /run/systemd/system/nix-daemon.socket
+  printf '[Unit]\nDescription=Nix daemon\n[Service]\nExecStart=%s/nix-daemon --daemon\nKillMode=process\n' "$daemon_dir" > /run/systemd/system/nix-daemon.service
+  wants="sshd.service nix-daemon.socket"
+  sh_target=$(readlink -f "$sw/sh")
+  env_target=$(readlink -f "$sw/env")
+  ln=$(readlink -f "$sw/ln")
+else
+  wants="sshd.service"
+fi
+printf '[Unit]\nDescription=SSH daemon\n[Service]\nExecStart=%s -D -e -f /etc/ssh/sshd_config\nKillMode=process\nRestart=always\n' "$sshd" > /run/systemd/system/sshd.service
+printf '[Unit]\nDescription=A test host\nWants=%s\nAfter=%s\nAllowIsolate=yes\n' "$wants" "$wants" > /run/systemd/system/pnx-host.target
+
+mount -t tmpfs tmpfs /tmp
+if [ -e "$profile" ]; then
+  mount -t tmpfs -o mode=0755 tmpfs /usr/sbin
+  mount -t tmpfs -o mode=0755 tmpfs /usr/bin
+  "$ln" -s "$sh_target" /usr/bin/sh
+  "$ln" -s "$env_target" /usr/bin/env
+fi
+export container=pulumi-nixos-test-host
+exec /lib/systemd/systemd --system --unit=pnx-host.target
