@@ -47,6 +47,8 @@ export interface TestHost {
     generations(): number[];
     /** The generation the system profile points at, or undefined. */
     currentGeneration(): number | undefined;
+    /** The store path the system profile points at: what the host boots next. */
+    bootSystem(): string | undefined;
     /** The host's boot id: a new one after every reboot. */
     bootId(): string;
     /** A file inside the host (e.g. "/run/standin/health"), or undefined when there is none. */
@@ -142,17 +144,30 @@ interface OwnerRecord {
     supervisor?: number;
 }
 
+function ownerRecord(namespace: string): OwnerRecord | undefined {
+    try {
+        return JSON.parse(fs.readFileSync(path.join(OWNERS_DIR, namespace), "utf8"));
+    } catch {
+        return undefined;
+    }
+}
+
+/** The store path a host's /run/current-system points at (by its namespace), or undefined. */
+export function currentSystemOf(namespace: string): string | undefined {
+    const init = initPid(namespace);
+    try {
+        return init === undefined ? undefined : fs.readlinkSync(`/proc/${init}/root/run/current-system`);
+    } catch {
+        return undefined;
+    }
+}
+
 /** Removes the hosts for which `abandoned` says so, from their owner records. */
 function sweepHosts(abandoned: (owner: OwnerRecord) => boolean): void {
     if (!fs.existsSync(OWNERS_DIR)) return;
     for (const namespace of fs.readdirSync(OWNERS_DIR)) {
-        let owner: OwnerRecord;
-        try {
-            owner = JSON.parse(fs.readFileSync(path.join(OWNERS_DIR, namespace), "utf8"));
-        } catch {
-            continue;
-        }
-        if (!abandoned(owner)) continue;
+        const owner = ownerRecord(namespace);
+        if (!owner || !abandoned(owner)) continue;
         removeTestHost(namespace, owner.dir, owner.supervisor);
         removeEmptyFleetFolder(path.dirname(owner.dir));
     }
@@ -337,7 +352,7 @@ function initPid(namespace: string): number | undefined {
  * Stops a test host's processes by PID and removes its namespace, link, folder and owner record:
  * also from another process than the one that started it.
  */
-export function removeTestHost(namespace: string, dir: string, supervisor?: number): void {
+export function removeTestHost(namespace: string, dir: string, supervisor = ownerRecord(namespace)?.supervisor): void {
     killNamespace(namespace, supervisor);
     removeCpuAccount(namespace);
     tryRun("ip", ["link", "del", `pnxv${namespace.slice(NAMESPACE_PREFIX.length)}`]);
@@ -413,13 +428,7 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
         bytesSent() {
             return Number(fs.readFileSync(`/sys/class/net/${veth}/statistics/tx_bytes`, "utf8"));
         },
-        currentSystem() {
-            try {
-                return fs.readlinkSync(inside("/run/current-system"));
-            } catch {
-                return undefined;
-            }
-        },
+        currentSystem: () => currentSystemOf(namespace),
         generations() {
             return fs.readdirSync(profiles)
                 .map((entry) => /^system-(\d+)-link$/.exec(entry))
@@ -431,6 +440,13 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
             try {
                 const match = /^system-(\d+)-link$/.exec(fs.readlinkSync(path.join(profiles, "system")));
                 return match ? Number(match[1]) : undefined;
+            } catch {
+                return undefined;
+            }
+        },
+        bootSystem() {
+            try {
+                return fs.readlinkSync(path.join(profiles, fs.readlinkSync(path.join(profiles, "system"))));
             } catch {
                 return undefined;
             }

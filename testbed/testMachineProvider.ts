@@ -1,6 +1,6 @@
-import { spawn } from "node:child_process";
 import type * as pulumi from "@pulumi/pulumi";
 import { evaluateConfigurations } from "../components/deploy/evaluate";
+import { storePathSchema } from "../components/schema";
 import { nix, realiseDerivation } from "../components/transport/nix";
 import { removeTestHost, startTestHost } from "./testHosts";
 
@@ -18,8 +18,10 @@ interface TestMachineState {
     dir?: string;
 }
 
-// The stand-in for nixos-infect, run inside the machine: make the first system current.
-const STAND_IN_INFECTION = 'sleep "$1" && nix-env -p /nix/var/nix/profiles/system --set "$2" && "$2/bin/switch-to-configuration" switch';
+// The stand-in for nixos-infect, run inside the Debian-like machine as a unit: make the first
+// system the one that boots, and reboot into it (as nixos-infect ends).
+const STAND_IN_INFECTION = (afterSeconds: number, system: string) =>
+    `systemd-run --quiet --unit=nixos-infect sh -c 'sleep ${afterSeconds} && nix-env -p /nix/var/nix/profiles/system --set ${system} && systemctl reboot'`;
 
 export async function create(inputs: TestMachineState): Promise<pulumi.dynamic.CreateResult> {
     const host = await startTestHost({
@@ -36,8 +38,7 @@ export async function create(inputs: TestMachineState): Promise<pulumi.dynamic.C
         const { [inputs.firstSystemConfiguration]: first } = await evaluateConfigurations(inputs.firstSystemFlake, [inputs.firstSystemConfiguration]);
         const [firstSystem] = await realiseDerivation(first.derivation);
         await nix(["copy", "--no-check-sigs", "--to", `local?root=${host.dir}`, firstSystem]);
-        spawn("nsenter", ["-t", String(host.pid), "-n", "-m", "-u", "--", "sh", "-c", STAND_IN_INFECTION, "infect",
-            String(inputs.infectAfterSeconds), firstSystem], { detached: true, stdio: "ignore" }).unref();
+        host.shell(STAND_IN_INFECTION(inputs.infectAfterSeconds, storePathSchema.parse(firstSystem)));
     }
     return { id: host.namespace, outs: { ...inputs, address: host.address, namespace: host.namespace, dir: host.dir } };
 }

@@ -356,7 +356,8 @@ export class Activation {
             { fresh: true, timeoutMs: 60_000, privileged: true });
         const result = output.trim();
         if (result !== "confirmed") {
-            throw new ActivationError(this.host.name, `the confirmation came too late: ${this.describe(result)}`);
+            const where = result.startsWith("rolled-back") ? (await this.whereAfterRollback(result)).outcome : this.describe(result);
+            throw new ActivationError(this.host.name, `the confirmation came too late: ${where}`);
         }
     }
 

@@ -1,6 +1,7 @@
 // The magic-rollback activation on its own, against a real test host, without Pulumi: who wins the
 // claim on "pending" (the deployer's confirmation or abort, or the host's own timeout) decides
-// which generation the host ends on, and a host that cannot start the agent is left as it was.
+// which generation the host ends on, and a host that cannot start the agent is left as it was. The
+// host is NixOS-shaped: the agent runs as a transient systemd unit whose PATH is systemd's bin/.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { Activation, ActivationError, ActivationNotStartedError, AGENT_DIR } from "../../components/deploy/activate";
@@ -18,18 +19,20 @@ let connection: SshConnection;
 let sshHost: SshHost;
 let v1: string;
 let v2: string;
+let switchFails: string;
 
 before(async () => {
     useTestEngine();
-    const systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2"]);
+    const systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "switch-fails"]);
     for (const system of Object.values(systems)) await realiseDerivation(system.derivation);
-    [v1, v2] = [systems.v1.closure, systems.v2.closure];
+    [v1, v2, switchFails] = [systems.v1.closure, systems.v2.closure, systems["switch-fails"].closure];
     fleet = await startTestHosts({ count: 1, namePrefix: "agent" });
     host = fleet.hosts[0];
     switchByHand(fleet, host, v1);
     connection = SshConnection.open({ address: host.address, port: host.port, user: "root", privateKey: fleet.deployerPrivateKey, hostPublicKey: host.hostPublicKey });
     sshHost = new SshHost(connection);
     await sshHost.copyClosure(v2, { substituteOnDestination: false });
+    await sshHost.copyClosure(switchFails, { substituteOnDestination: false });
 });
 
 after(async () => {
@@ -37,54 +40,70 @@ after(async () => {
     fleet?.stop();
 });
 
+/** The newest agent's folder on the host. */
+const agentDir = () => host.shell(`ls -d ${AGENT_DIR}/* | sort | tail -n 1`).trim();
 /** What the newest agent on the host ended with (empty while it runs). */
 const agentResult = () => host.shell(`cat "$(ls -d ${AGENT_DIR}/* | sort | tail -n 1)/result" 2> /dev/null || true`).trim();
 
-test("a confirmation in time is settled at once; the agent then ends confirmed and the new generation stays", async () => {
-    const activation = new Activation(sshHost, { generation: 1, closure: v1 }, 30);
+// The host boots generation 1 (the first system); switchByHand made v1 generation 2.
+test("a confirmation in time is settled at once; the agent, a systemd unit, then ends confirmed and the new generation stays", async () => {
+    const activation = new Activation(sshHost, { generation: 2, closure: v1 }, 30);
     await activation.start(v2, "switch");
-    assert.deepEqual(await activation.switched(), { generation: 2, rebootRequired: false });
+    assert.deepEqual(await activation.switched(), { generation: 3, rebootRequired: false });
     await activation.confirm();
     await waitFor("the agent ends", () => agentResult() !== "", 5);
     assert.equal(agentResult(), "confirmed");
+    assert.equal(host.readFile(`${agentDir()}/agent.log`), undefined, "the agent ran detached by setsid, not as a systemd unit");
     assert.equal(host.currentSystem(), v2);
-    assert.equal(host.currentGeneration(), 2);
+    assert.equal(host.currentGeneration(), 3);
 });
 
 test("a confirmation after the host's own timeout is refused, and the host is back on the generation it ran", async () => {
-    const activation = new Activation(sshHost, { generation: 2, closure: v2 }, 1);
+    const activation = new Activation(sshHost, { generation: 3, closure: v2 }, 1);
     await activation.start(v1, "switch");
-    assert.equal((await activation.switched()).generation, 3);
+    assert.equal((await activation.switched()).generation, 4);
     await waitFor("the host rolls itself back", () => agentResult() !== "", 10);
     await assert.rejects(activation.confirm(), (error: Error) =>
-        error instanceof ActivationError && /the confirmation came too late: the host rolled back to generation 2/.test(error.message));
+        error instanceof ActivationError && /the confirmation came too late: the host is back on generation 3/.test(error.message));
     assert.equal(host.currentSystem(), v2);
-    assert.equal(host.currentGeneration(), 2);
+    assert.equal(host.currentGeneration(), 3);
 });
 
 test("an abort returns the host to the recorded generation at once, long before the timeout", async () => {
-    const activation = new Activation(sshHost, { generation: 2, closure: v2 }, 600);
+    const activation = new Activation(sshHost, { generation: 3, closure: v2 }, 600);
     await activation.start(v1, "switch");
     await activation.switched();
     assert.equal(host.currentSystem(), v1);
     const startedAt = Date.now();
     const { outcome, returnedTo } = await activation.rollBack();
     assert.ok(Date.now() - startedAt < 60_000, "the abort was not taken; the host's timeout rolled it back");
-    assert.equal(returnedTo, 2);
-    assert.match(outcome, /rolled back to generation 2/);
+    assert.equal(returnedTo, 3);
+    assert.match(outcome, /back on generation 3 .*as read from the host/);
     assert.equal(host.currentSystem(), v2);
-    assert.equal(host.currentGeneration(), 2);
+    assert.equal(host.currentGeneration(), 3);
+});
+
+test("a rollback whose old switch exits 4 (a unit the new system failed stays failed) is judged by what the host runs", async () => {
+    const activation = new Activation(sshHost, { generation: 3, closure: v2 }, 600);
+    await activation.start(switchFails, "switch");
+    await assert.rejects(activation.switched(), /exit code 4: some units failed/);
+    const { outcome, returnedTo } = await activation.rollBack();
+    assert.equal(returnedTo, 3);
+    assert.match(outcome, /back on generation 3 .*as read from the host \(its switch-to-configuration exited 4: a unit that failed in the new system is still failed\)/);
+    assert.equal(host.currentSystem(), v2);
+    assert.equal(host.currentGeneration(), 3);
+    host.shell("systemctl reset-failed");
 });
 
 test("a host that cannot start the agent says so, and is left as it was", async () => {
     host.shell(`rm -rf ${AGENT_DIR} && touch ${AGENT_DIR}`);
     try {
-        const activation = new Activation(sshHost, { generation: 2, closure: v2 }, 30);
+        const activation = new Activation(sshHost, { generation: 3, closure: v2 }, 30);
         await assert.rejects(activation.start(v1, "switch"), (error: Error) =>
             error instanceof ActivationNotStartedError && /the activation agent did not start/.test(error.message));
     } finally {
         host.shell(`rm -f ${AGENT_DIR}`);
     }
     assert.equal(host.currentSystem(), v2);
-    assert.equal(host.currentGeneration(), 2);
+    assert.equal(host.currentGeneration(), 3);
 });

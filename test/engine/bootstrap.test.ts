@@ -10,7 +10,7 @@ import { after, before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { NixosBootstrap, SshKeyPair } from "../../components";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
-import { startTestHosts, TestFleet } from "../../testbed/testHosts";
+import { currentSystemOf, startTestHosts, TestFleet } from "../../testbed/testHosts";
 import { createTestStack, TestStack, useTestEngine } from "./engine";
 import { FIXTURE_FLAKE } from "./systemStack";
 import { TestMachine } from "../../testbed/testMachine";
@@ -68,11 +68,11 @@ test("a machine that boots Debian-like is waited for until it runs NixOS, then g
     assert.equal(outputs.initialSystem.value, systems["first-boot"].closure);
     assert.equal(outputs.closure.value, systems.v1.closure);
     const dir = path.join(machines, "web-machine");
-    assert.equal(fs.readlinkSync(path.join(dir, "run/current-system")), systems.v1.closure);
+    assert.equal(currentSystemOf(outputs.namespace.value), systems.v1.closure);
     assert.deepEqual(fs.readdirSync(path.join(dir, "nix/var/nix/profiles")).filter((f) => /^system-\d+-link$/.test(f)).sort(),
         ["system-1-link", "system-2-link"], "generation 1 is the first boot, 2 the flake's system");
     // The machine served the program's key from its first boot: the deploy pinned it.
-    assert.equal(fs.readFileSync(path.join(dir, "ssh/ssh_host_ed25519_key.pub"), "utf8").trim(), outputs.hostPublicKey.value);
+    assert.equal(fs.readFileSync(path.join(dir, "etc/ssh/ssh_host_ed25519_key.pub"), "utf8").trim(), outputs.hostPublicKey.value);
     assert.ok(namespaces().includes(outputs.namespace.value));
 
     await stack.stack.destroy();

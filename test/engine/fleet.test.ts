@@ -50,7 +50,7 @@ test("up: six hosts from one flake, evaluated by one nix process", async () => {
     for (const host of hosts.hosts) {
         assert.equal(host.currentSystem(), systems.v1.closure, host.name);
         assert.equal(result.outputs.hosts.value[host.name].closure, systems.v1.closure);
-        assert.equal(result.outputs.hosts.value[host.name].generation, 1);
+        assert.equal(result.outputs.hosts.value[host.name].generation, 2);
         assert.equal(result.outputs.hosts.value[host.name].address, host.address);
     }
 });

@@ -2,8 +2,6 @@
 // package diff, failed switch and failed health check rolled back by generation number, drift seen
 // by refresh and repaired by up, a no-op up.
 import assert from "node:assert/strict";
-import * as fs from "node:fs";
-import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
 import { startTestHosts, switchByHand, TestFleet, TestHost } from "../../testbed/testHosts";
@@ -28,18 +26,18 @@ after(async () => {
     fleet?.stop();
 });
 
-const activations = () => fs.readFileSync(path.join(host.dir, "run/standin/activations"), "utf8");
+const activations = () => host.readFile("/run/standin/activations");
 
 const deploy = (configuration: string) => testStack.deploy(configuration);
 const failedUp = (configuration: string) => testStack.failedDeploy(configuration);
 const recordedClosure = () => testStack.recordedClosure();
 
-test("up deploys version 1: the host runs it as generation 1", async () => {
+test("up deploys version 1: the host, booted into its first system (generation 1), runs it as generation 2", async () => {
     const result = await deploy("v1");
     assert.equal(result.outputs.closure.value, systems.v1.closure);
-    assert.equal(result.outputs.generation.value, 1);
+    assert.equal(result.outputs.generation.value, 2);
     assert.equal(host.currentSystem(), systems.v1.closure);
-    assert.deepEqual(host.generations(), [1]);
+    assert.deepEqual(host.generations(), [1, 2]);
     assert.match(result.stdout, /copying \d+ of \d+ paths/);
 });
 
@@ -57,12 +55,12 @@ test("preview to version 2 shows one change, both closures and the package chang
     assert.equal(host.currentSystem(), systems.v1.closure);
 });
 
-test("up to version 2 makes generation 2", async () => {
+test("up to version 2 makes generation 3", async () => {
     const result = await deploy("v2");
     assert.equal(result.outputs.closure.value, systems.v2.closure);
     assert.equal(host.currentSystem(), systems.v2.closure);
-    assert.deepEqual(host.generations(), [1, 2]);
-    assert.equal(host.currentGeneration(), 2);
+    assert.deepEqual(host.generations(), [1, 2, 3]);
+    assert.equal(host.currentGeneration(), 3);
 });
 
 test("a no-op up copies nothing and changes nothing", async () => {
@@ -70,17 +68,16 @@ test("a no-op up copies nothing and changes nothing", async () => {
     const result = await deploy("v2");
     assert.deepEqual(result.summary.resourceChanges, { same: 2 });
     assert.equal(activations(), before);
-    assert.deepEqual(host.generations(), [1, 2]);
+    assert.deepEqual(host.generations(), [1, 2, 3]);
 });
 
-test("a failing switch is rolled back to generation 2 and the stack keeps version 2", async () => {
+test("a failing switch is rolled back to generation 3 and the stack keeps version 2", async () => {
     const message = await failedUp("switch-fails");
     assert.match(message, new RegExp(`deploying ${systems["switch-fails"].closure} to ${host.address}:22 failed at activate`));
     assert.match(message, /exit code 4: some units failed/);
-    console.log(message);
-    assert.match(message, new RegExp(`rolled back to generation 2 \\(${systems.v2.closure}\\)`));
+    assert.match(message, new RegExp(`back on generation 3 \\(${systems.v2.closure}\\), as read from the host`));
     assert.equal(host.currentSystem(), systems.v2.closure);
-    assert.equal(host.currentGeneration(), 2);
+    assert.equal(host.currentGeneration(), 3);
     assert.equal(await recordedClosure(), systems.v2.closure);
 });
 
@@ -88,16 +85,16 @@ test("after a failure, up to a good version works", async () => {
     const result = await deploy("v3");
     assert.equal(result.outputs.closure.value, systems.v3.closure);
     assert.equal(host.currentSystem(), systems.v3.closure);
-    assert.equal(host.currentGeneration(), 4, "generation 3 was the failed switch, 4 is version 3");
+    assert.equal(host.currentGeneration(), 5, "generation 4 was the failed switch, 5 is version 3");
 });
 
 test("an unhealthy system is rolled back to the generation that ran before", async () => {
     const message = await failedUp("unhealthy");
     assert.match(message, /failed at verify: health check "app is healthy" failed/);
-    assert.match(message, new RegExp(`rolled back to generation 4 \\(${systems.v3.closure}\\)`));
+    assert.match(message, new RegExp(`back on generation 5 \\(${systems.v3.closure}\\), as read from the host`));
     assert.equal(host.currentSystem(), systems.v3.closure);
-    assert.equal(host.currentGeneration(), 4);
-    assert.equal(fs.readFileSync(path.join(host.dir, "run/standin/health"), "utf8").trim(), "ok");
+    assert.equal(host.currentGeneration(), 5);
+    assert.equal(host.readFile("/run/standin/health")?.trim(), "ok");
     assert.equal(await recordedClosure(), systems.v3.closure);
 });
 

@@ -1,8 +1,6 @@
 // The real engine end to end: up, preview, refresh and destroy of a stack whose dynamic resource
 // talks to a real test host over SSH. Asserts on the stack's outputs and on the host itself.
 import assert from "node:assert/strict";
-import * as fs from "node:fs";
-import * as path from "node:path";
 import { after, before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { startTestHosts, TestFleet } from "../../testbed/testHosts";
@@ -32,7 +30,7 @@ after(async () => {
     fleet?.stop();
 });
 
-const motd = () => fs.readFileSync(path.join(fleet.hosts[0].dir, "run/motd"), "utf8");
+const motd = () => fleet.hosts[0].readFile("/run/motd");
 
 test("the engine is the real pulumi CLI", async (t) => {
     const version = testStack.stack.workspace.pulumiVersion;
@@ -66,7 +64,7 @@ test("preview shows the change and touches nothing", async () => {
 });
 
 test("refresh sees a change made on the host, and up puts it back", async () => {
-    fs.writeFileSync(path.join(fleet.hosts[0].dir, "run/motd"), "edited by hand");
+    fleet.hosts[0].shell("printf 'edited by hand' > /run/motd");
     await testStack.stack.refresh();
     const state = await testStack.stack.exportStack();
     const file = state.deployment.resources.find((r: { urn: string }) => r.urn.endsWith("::motd"));
@@ -79,5 +77,5 @@ test("refresh sees a change made on the host, and up puts it back", async () => 
 test("destroy removes the file from the host", async () => {
     const result = await testStack.stack.destroy();
     assert.equal(result.summary.result, "succeeded");
-    assert.equal(fs.existsSync(path.join(fleet.hosts[0].dir, "run/motd")), false);
+    assert.equal(motd(), undefined);
 });
