@@ -1,7 +1,7 @@
 # Boots a test host. Runs as the first process of the host's own PID, mount and UTS namespaces
 # (inside its network namespace), prepares what a machine's boot would, and becomes its systemd.
-# $1 the host's folder on this machine, $2 its host name. Passed inline (sh -c), since the folder
-# this file is in may be under /tmp, which the host gets a tmpfs of its own for.
+# $1 the host's folder on this machine, $2 its host name, $3 an SSH session's PATH on NixOS. (This file may be under /tmp, which the
+# host gets a tmpfs of its own for: the shell keeps reading it through its open file.)
 #
 # A host with a system profile boots NixOS-shaped: the profile's current generation is activated
 # (as NixOS's stage 2 does), its own sshd runs, and Debian's userland is hidden (/bin holds only
@@ -20,12 +20,14 @@ cat /proc/sys/kernel/random/uuid > /run/boot_id
 mount --bind /run/boot_id /proc/sys/kernel/random/boot_id
 
 sshd=/usr/sbin/sshd
+sshd_options=
 profile=/nix/var/nix/profiles/system
 if [ -e "$profile" ]; then
   top=$(readlink -f "$profile")
   "$top/activate"
   sw=/run/current-system/sw/bin
   sshd=$(readlink -f "$sw/sshd")
+  sshd_options="-o SetEnv=PATH=$3"
   for file in passwd group shadow sudoers; do mount --bind "$dir/etc/nixos-$file" "/etc/$file"; done
   # NixOS patches systemd's default PATH for units to systemd's own bin/ and nothing else.
   printf '[Manager]\nDefaultEnvironment=PATH=%s\n' "$(dirname "$(readlink -f "$sw/systemctl")")" > /run/systemd/system.conf.d/path.conf
@@ -41,7 +43,7 @@ if [ -e "$profile" ]; then
 else
   wants="sshd.service"
 fi
-printf '[Unit]\nDescription=SSH daemon\n[Service]\nExecStart=%s -D -e -f /etc/ssh/sshd_config\nKillMode=process\nRestart=always\n' "$sshd" > /run/systemd/system/sshd.service
+printf '[Unit]\nDescription=SSH daemon\n[Service]\nExecStart=%s -D -e -f /etc/ssh/sshd_config %s\nKillMode=process\nRestart=always\n' "$sshd" "$sshd_options" > /run/systemd/system/sshd.service
 printf '[Unit]\nDescription=A test host\nWants=%s\nAfter=%s\nAllowIsolate=yes\n' "$wants" "$wants" > /run/systemd/system/pnx-host.target
 
 mount -t tmpfs tmpfs /tmp

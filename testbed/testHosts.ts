@@ -232,8 +232,8 @@ function waitForPort(address: string, port: number, timeoutMs: number): Promise<
 }
 
 // NixOS's sshd reads authorized keys from /etc/ssh/authorized_keys.d/USER too. On a NixOS-shaped
-// host, an SSH session's PATH is NixOS's (its shell would read it from /etc/profile).
-const SSHD_CONFIG = (address: string, nixos: boolean) => `ListenAddress ${address}:22
+// host, the boot gives sshd NixOS's PATH for sessions (a NixOS shell reads it from /etc/profile).
+const SSHD_CONFIG = (address: string) => `ListenAddress ${address}:22
 HostKey /etc/ssh/ssh_host_ed25519_key
 PermitRootLogin prohibit-password
 PasswordAuthentication no
@@ -243,7 +243,7 @@ StrictModes no
 AuthorizedKeysFile .ssh/authorized_keys /etc/ssh/authorized_keys.d/%u
 PidFile /run/sshd.pid
 Subsystem sftp internal-sftp
-${nixos ? `SetEnv PATH=${NIXOS_PATH}\n` : ""}`;
+`;
 
 /** An SSH session's PATH on NixOS (less the per-user profiles, which a test host has none of). */
 const NIXOS_PATH = "/run/wrappers/bin:/nix/var/nix/profiles/default/bin:/run/current-system/sw/bin";
@@ -264,9 +264,9 @@ trusted-users = root deploy
 
 // Supervises a host: boots it, and boots it again when its init ends by a reboot (a PID
 // namespace's init that calls reboot(2) is ended by SIGHUP). $1 namespace, $2 folder, $3 host
-// name, $4 the boot script.
+// name, $4 the boot script, $5 a NixOS session's PATH.
 const SUPERVISOR = `while :; do
-  ip netns exec "$1" unshare --pid --fork --mount --uts --propagation private --mount-proc sh -c "$4" boot "$2" "$3"
+  ip netns exec "$1" unshare --pid --fork --mount --uts --propagation private --mount-proc sh "$4" "$2" "$3" "$5"
   code=$?
   [ "$code" -eq 129 ] || exit "$code"
 done`;
@@ -309,7 +309,7 @@ function prepareHostFolder(dir: string, options: TestHostOptions, address: strin
     for (const user of ["root", ...USERS.map((u) => u.name)]) {
         fs.writeFileSync(path.join(dir, "etc/ssh/authorized_keys.d", user), options.authorizedKey, { mode: 0o644 });
     }
-    fs.writeFileSync(path.join(dir, "etc/ssh/sshd_config"), SSHD_CONFIG(address, options.system !== undefined));
+    fs.writeFileSync(path.join(dir, "etc/ssh/sshd_config"), SSHD_CONFIG(address));
     for (const unit of maskedUnits()) fs.symlinkSync("/dev/null", path.join(dir, "etc/systemd", unit));
 
     const passwd = machineLines("/etc/passwd").filter((line) => !USERS.some((u) => line.startsWith(`${u.name}:`) || line.split(":")[2] === String(u.uid)))
@@ -398,7 +398,7 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
     run("ip", ["-n", namespace, "link", "set", "lo", "up"]);
 
     const log = fs.openSync(path.join(dir, "console.log"), "a");
-    const child = spawn("sh", ["-c", SUPERVISOR, "supervisor", namespace, dir, name, fs.readFileSync(BOOT_SCRIPT, "utf8")],
+    const child = spawn("sh", ["-c", SUPERVISOR, "supervisor", namespace, dir, name, BOOT_SCRIPT, NIXOS_PATH],
         { detached: true, stdio: ["ignore", log, log] });
     fs.closeSync(log);
     child.unref();

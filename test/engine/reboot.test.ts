@@ -1,0 +1,101 @@
+// Reboots and deploy users through the real engine, on a NixOS-shaped test host: a switch that
+// asks for a reboot (exit 100) is not a success unless the deploy may reboot, a `boot` deploy can
+// reboot into its system, a system that fails after the reboot is rebooted out of, and a deploy
+// user other than root works through sudo, or is refused before anything changes.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
+import { startTestHosts, TestFleet, TestHost } from "../../testbed/testHosts";
+import { useTestEngine } from "./engine";
+import { createSystemStack, FIXTURE_FLAKE, SystemStack } from "./systemStack";
+
+let fleet: TestFleet;
+let host: TestHost;
+let testStack: SystemStack;
+let systems: Record<string, SystemEvaluation>;
+
+before(async () => {
+    useTestEngine();
+    systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "v3", "needs-reboot", "unhealthy"]);
+    fleet = await startTestHosts({ count: 1, namePrefix: "reboot" });
+    host = fleet.hosts[0];
+    testStack = await createSystemStack("reboot", fleet, host, (config) => ({
+        action: (config.get("action") ?? "switch") as "switch" | "boot",
+        reboot: config.getBoolean("reboot") ?? false,
+        rebootTimeoutSeconds: 60,
+        user: config.get("user") ?? "root",
+    }));
+});
+
+after(async () => {
+    await testStack?.remove();
+    fleet?.stop();
+});
+
+const settings = (values: Record<string, string>) => ({ config: Object.fromEntries(Object.entries(values).map(([key, value]) => [key, { value }])) });
+const defaults = { action: "switch", reboot: "false", user: "root" };
+
+test("a first deploy of version 1", async () => {
+    await testStack.deploy("v1", settings(defaults));
+    assert.equal(host.currentSystem(), systems.v1.closure);
+});
+
+test("a switch that needs a reboot fails without `reboot`: nothing was activated, and the host is as it was", async () => {
+    const bootId = host.bootId();
+    const generation = host.currentGeneration();
+    const message = await testStack.failedDeploy("needs-reboot", settings(defaults));
+    assert.match(message, /switch-to-configuration exited 100: .*runs only after a reboot; nothing of it was activated\. Set `reboot: true`/);
+    assert.match(message, /back on generation \d+ .*as read from the host/);
+    assert.equal(host.currentSystem(), systems.v1.closure);
+    assert.equal(host.currentGeneration(), generation);
+    assert.equal(host.bootSystem(), systems.v1.closure, "the next boot would start the system that was refused");
+    assert.equal(host.bootId(), bootId, "the host rebooted");
+    assert.equal(await testStack.recordedClosure(), systems.v1.closure);
+});
+
+test("with `reboot`, the deploy reboots into the system that needs it, checks it runs, and runs the health checks", async () => {
+    const bootId = host.bootId();
+    const result = await testStack.deploy("needs-reboot", settings({ ...defaults, reboot: "true" }));
+    assert.match(result.stdout, /rebooting/);
+    assert.notEqual(host.bootId(), bootId, "the host did not reboot");
+    assert.equal(host.currentSystem(), systems["needs-reboot"].closure);
+    assert.equal(host.bootSystem(), systems["needs-reboot"].closure);
+    assert.equal(result.outputs.generation.value, host.currentGeneration());
+    assert.equal(await testStack.recordedClosure(), systems["needs-reboot"].closure);
+});
+
+test("a `boot` deploy with `reboot` runs the new system after the reboot", async () => {
+    const bootId = host.bootId();
+    await testStack.deploy("v2", settings({ ...defaults, action: "boot", reboot: "true" }));
+    assert.notEqual(host.bootId(), bootId);
+    assert.equal(host.currentSystem(), systems.v2.closure);
+});
+
+test("a system that fails its health check after the reboot is rebooted out of, into the previous generation", async () => {
+    const generation = host.currentGeneration();
+    const bootId = host.bootId();
+    const message = await testStack.failedDeploy("unhealthy", settings({ ...defaults, action: "boot", reboot: "true" }));
+    assert.match(message, /failed at verify: health check "app is healthy" failed/);
+    assert.match(message, new RegExp(`rebooted back into generation ${generation} \\(${systems.v2.closure}\\), as read from the host`));
+    assert.notEqual(host.bootId(), bootId);
+    assert.equal(host.currentSystem(), systems.v2.closure);
+    assert.equal(host.currentGeneration(), generation);
+    assert.equal(await testStack.recordedClosure(), systems.v2.closure);
+});
+
+test("a deploy user other than root deploys through sudo (the profile, the agent and the rollback run as root)", async () => {
+    const result = await testStack.deploy("v3", settings({ ...defaults, user: "deploy" }));
+    assert.equal(result.outputs.closure.value, systems.v3.closure);
+    assert.equal(host.currentSystem(), systems.v3.closure);
+    assert.equal(host.bootSystem(), systems.v3.closure);
+});
+
+test("a deploy user without sudo or Nix trust is refused before anything changes, saying what it lacks", async () => {
+    const generation = host.currentGeneration();
+    const message = await testStack.failedDeploy("v1", settings({ ...defaults, user: "guest" }));
+    assert.match(message, /failed at probe: the deploy user guest cannot activate a system: it must run sudo without a password .* and be a trusted Nix user/);
+    assert.match(message, /the host was not changed/);
+    assert.equal(host.currentSystem(), systems.v3.closure);
+    assert.equal(host.currentGeneration(), generation);
+    assert.equal(host.hasStorePath(systems.v1.closure), true, "v1 was there before");
+});
