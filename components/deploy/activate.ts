@@ -308,7 +308,7 @@ export class Activation {
         if (report?.step === "switch" && report.exit === 0) return { generation: report.generation, rebootRequired: false };
         if (report?.step === "switch" && report.exit === REBOOT_REQUIRED) return { generation: report.generation, rebootRequired: true };
         const what = report?.step === "profile" ? "setting the system profile" : "switch-to-configuration";
-        const why = !report ? `did not finish within ${timeoutSeconds} s` : report.exit === 4 ? "exit code 4: some units failed" : `exit code ${report.exit}`;
+        const why = !report ? `did not finish within ${timeoutSeconds} s` : report.exit === 4 ? "exit code 4: some units failed; a unit left failed by an earlier deploy counts too, until `systemctl reset-failed`" : `exit code ${report.exit}`;
         const log = report?.log.filter(Boolean).join("\n  ");
         throw new ActivationError(this.host.name, `${what} failed (${why})${log ? `:\n  ${log}` : ""}`);
     }
