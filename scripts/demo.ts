@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { engineBinDir, OFFLINE_NIX_CONFIG, REPO_ROOT } from "../test/engine/engine";
-import { removeTestHostsUnder } from "../testbed/testHosts";
+import { currentSystemOf, removeTestHostsUnder, shellIn } from "../testbed/testHosts";
 
 const STACK = "demo";
 const WORK = path.join(REPO_ROOT, ".work", "demo");
@@ -52,25 +52,20 @@ function mustSucceed(ok: boolean, what: string): void {
 
 /** What each machine runs now, read from the machine itself. */
 function showHosts(): void {
-    for (const host of HOSTS) {
-        let system = "(none)";
-        try {
-            system = fs.readlinkSync(path.join(MACHINES, `${host}-machine`, "run/current-system"));
-        } catch {
-            // Not booted yet, or gone.
-        }
-        console.log(`   ${host} runs ${system}`);
-    }
+    for (const host of HOSTS) console.log(`   ${host} runs ${currentSystemOf(machineNamespace(host)) ?? "(none)"}`);
+}
+
+/** The network namespace of a host's machine, from the stack's state. */
+function machineNamespace(host: string): string {
+    const state = JSON.parse(execFileSync("pulumi", ["stack", "export", "--stack", STACK], { cwd: REPO_ROOT, env, encoding: "utf8" }));
+    return state.deployment.resources.find((r: { urn: string }) => r.urn.endsWith(`::${host}-machine`)).outputs.namespace;
 }
 
 /** Switches a machine back to its first generation by hand, as an operator at its console would. */
 function switchByHand(host: string): void {
-    const state = JSON.parse(execFileSync("pulumi", ["stack", "export", "--stack", STACK], { cwd: REPO_ROOT, env, encoding: "utf8" }));
-    const machine = state.deployment.resources.find((r: { urn: string }) => r.urn.endsWith(`::${host}-machine`));
-    const sshd = execFileSync("ip", ["netns", "pids", machine.outputs.namespace], { encoding: "utf8" }).split("\n")[0];
     const command = "nix-env -p /nix/var/nix/profiles/system --switch-generation 1 && /nix/var/nix/profiles/system/bin/switch-to-configuration switch";
     console.log(`$ ${host}# ${command}`);
-    execFileSync("nsenter", ["-t", sshd, "-m", "-n", "--", "sh", "-c", command], { stdio: "inherit" });
+    process.stdout.write(shellIn(machineNamespace(host), command));
 }
 
 function main(): void {

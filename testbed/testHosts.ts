@@ -162,6 +162,16 @@ export function currentSystemOf(namespace: string): string | undefined {
     }
 }
 
+/**
+ * Runs a shell command inside a host (its namespaces, a NixOS session's PATH) as root, by the
+ * host's namespace, and returns its output.
+ */
+export function shellIn(namespace: string, command: string): string {
+    const init = initPid(namespace);
+    if (init === undefined) throw new Error(`test host ${namespace} is not running`);
+    return run("nsenter", ["-t", String(init), "-a", "--", "env", `PATH=${NIXOS_PATH}:/usr/bin:/bin`, "sh", "-c", command]);
+}
+
 /** Removes the hosts for which `abandoned` says so, from their owner records. */
 function sweepHosts(abandoned: (owner: OwnerRecord) => boolean): void {
     if (!fs.existsSync(OWNERS_DIR)) return;
@@ -459,7 +469,7 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
                 return undefined;
             }
         },
-        shell: (command) => run("nsenter", ["-t", String(init()), "-a", "--", "env", `PATH=${NIXOS_PATH}:/usr/bin:/bin`, "sh", "-c", command]),
+        shell: (command) => shellIn(namespace, command),
         cpuSeconds: () => cpu?.seconds(),
         hasStorePath(storePath: string) {
             return fs.existsSync(path.join(dir, storePath));
