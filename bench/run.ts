@@ -125,7 +125,7 @@ async function measureRound(size: number, closures: Record<string, string>, nixC
         const rollbackUpSeconds = await timed(() => stack.up().then(
             () => Promise.reject(new Error("bench: the broken change was deployed")),
             (error: Error) => void (rollbackError = String(error))));
-        if (!/failed at activate[\s\S]*rolled back to generation/.test(rollbackError)) throw new Error(`bench: the broken change failed otherwise:\n${rollbackError}`);
+        if (!/failed at activate[\s\S]*back on generation/.test(rollbackError)) throw new Error(`bench: the broken change failed otherwise:\n${rollbackError}`);
         hosts.hosts.forEach((host, i) => {
             if (host.currentSystem() !== closures[CHANGE] || host.currentGeneration() !== generations[i]) throw new Error(`bench: ${host.name} was not rolled back`);
         });

@@ -43,7 +43,7 @@ if [ -e "$profile" ]; then
 else
   wants="sshd.service"
 fi
-printf '[Unit]\nDescription=SSH daemon\n[Service]\nExecStart=%s -D -e -f /etc/ssh/sshd_config %s\nKillMode=process\nRestart=always\n' "$sshd" "$sshd_options" > /run/systemd/system/sshd.service
+printf '[Unit]\nDescription=SSH daemon\n[Service]\nExecStart=%s -D -e -f /etc/ssh/sshd_config %s\nStandardError=inherit\nKillMode=process\nRestart=always\n' "$sshd" "$sshd_options" > /run/systemd/system/sshd.service
 printf '[Unit]\nDescription=A test host\nWants=%s\nAfter=%s\nAllowIsolate=yes\n' "$wants" "$wants" > /run/systemd/system/pnx-host.target
 
 mount -t tmpfs tmpfs /tmp
