@@ -99,8 +99,10 @@ ${valid.authorizedKeys.map((key) => `    "${key}"`).join("\n")}
  * that /boot partition, which NixOS then no longer mounts. So /boot moves onto the root file system
  * (GRUB reads ext4, so kernels stay in /nix/store and no generation copies anything onto a small
  * partition), and on UEFI the ESP goes back at /boot/efi, holding only GRUB's EFI binary. Debian 12
- * already has this layout. On BIOS the ESP must be unmounted: nixos-infect moves /boot away whole,
- * which fails with a mount inside. Nothing changes before the checks and the checksum passed.
+ * already has this layout. On BIOS, nixos-infect moves /boot away and would fall back to emptying
+ * it when /boot is a mount point, which stops at the ESP mounted inside; with /boot a plain folder
+ * the move works. The ESP is labelled while unmounted; on BIOS it stays so until NixOS mounts it by
+ * that label. Nothing changes before the checks and the checksum passed.
  */
 function infectScript(settings: z.output<typeof infectSettingsSchema>): string {
     return `#!/bin/bash
