@@ -28,7 +28,7 @@ export const DEFAULT_INFECT_PIN = {
     sha256: "4cc3b5f8e4333ab4f02906d80a836c1b36e2887a51abf4eba4d9113b33934393",
 };
 
-/** The first-system module: beside the configuration.nix that nixos-infect writes, which imports it by `import`. */
+/** The first-system module's path, and the path by which nixos-infect's configuration.nix (same folder) imports it. */
 const FIRST_SYSTEM_MODULE = { path: "/etc/nixos/pulumi-nixos.nix", import: "./pulumi-nixos.nix" };
 
 export const infectSettingsSchema = z.object({
@@ -62,7 +62,7 @@ function stateVersion(channel: string): string {
  * mkForce picks the project's value: infect writes the machine's EC2 host name and its own
  * stateVersion.
  */
-export function firstSystemModule(settings: InfectSettings): string {
+function firstSystemModule(settings: InfectSettings): string {
     const valid = parseInput(infectSettingsSchema, settings, "nixos-infect settings");
     return `# Written by pulumi-nixos: the first system's settings, imported by the configuration that
 # nixos-infect generates (NIXOS_IMPORT), until the host's flake is deployed.
