@@ -1,7 +1,8 @@
 // The real nixos-infect script of the pinned revision (vendored beside the project, checked against
 // the pin), run by the project's real user data script in a sandbox shaped like EC2 machines:
 // Ubuntu 24.04 and Debian 12, UEFI (Nitro) and BIOS (Xen). NO_INFECT=1 stops nixos-infect after it
-// wrote the configuration (nothing is downloaded or installed); what it wrote is read by Nix.
+// wrote the configuration (nothing is downloaded or installed); what it wrote is read by Nix. The
+// other vendored revision runs too, to show why it is not the pin.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
@@ -130,6 +131,20 @@ test("Debian 12 on UEFI and on BIOS", (t) => {
     assertConverted(bios, DEBIAN_NITRO_BIOS);
     assert.deepEqual(bios.mounts, ["/dev/nvme0n1p1 / ext4"]);
     assert.deepEqual(generated(bios).hardware.loader, { grub: { device: "/dev/nvme0n1" } });
+});
+
+test("why not the 2024 revision 69819871: on UEFI it mounts the 100 MB ESP at /boot, and it has no NO_INFECT", (t) => {
+    const revision = "69819871dcced600959ab1c875702acbe6dccc29";
+    const sha256 = fs.readFileSync(path.join(VENDORED_INFECT, revision, "SHA256SUMS"), "utf8").split(" ")[0];
+    const run = convert(UBUNTU_NITRO_UEFI, { ...SETTINGS, revision, sha256 });
+    t.after(run.remove);
+    // It goes on past the configuration and stops only where the sandbox has no network.
+    assert.notEqual(run.status, 0);
+    assert.match(run.output, /Could not resolve host \(sandbox: https:\/\/nixos\.org\/nix\/install\)/);
+    const { hardware } = generated(run);
+    assert.deepEqual(hardware.loader, { grub: { efiSupport: true, efiInstallAsRemovable: true, device: "nodev" } });
+    assert.deepEqual(hardware.fileSystems["/boot"], { device: `/dev/disk/by-uuid/${ESP_UUID}`, fsType: "vfat" },
+        "the ESP is /boot: NixOS would copy each generation's kernel and initrd onto it");
 });
 
 test("a UEFI machine whose ESP is not at /boot/efi is refused before anything changes, naming image: \"nixos\"", (t) => {
