@@ -24,9 +24,13 @@ export interface NixosHostArgs {
     sshPrivateKey: pulumi.Input<string>;
     /** The deployer's public key, authorized for root on the host. */
     sshPublicKey: pulumi.Input<string>;
-    /** Default "t3.small". The family decides the boot disk (Xen: /dev/xvda, Nitro: /dev/nvme0n1). */
+    /** Default "t3.small". Nitro types boot Ubuntu 24.04 with UEFI, Xen types (t2, m4, …) with BIOS: both are converted. */
     instanceType?: pulumi.Input<string>;
-    /** Ubuntu 24.04 or Debian 12 (converted by nixos-infect, the default "ubuntu"), or the official NixOS AMI. */
+    /**
+     * Ubuntu 24.04 or Debian 12 (converted by nixos-infect, the default "ubuntu"), or the official
+     * NixOS AMI. A UEFI machine without an EFI system partition at /boot/efi is not converted: its
+     * user data stops with a message naming `image: "nixos"`.
+     */
     image?: NixosHostImage;
     /** An AMI to use instead of the lookup (it must match `image`). */
     amiId?: pulumi.Input<string>;
@@ -111,11 +115,11 @@ export class NixosHost extends pulumi.ComponentResource {
         }, parent).id;
 
         const pin = args.infect ?? DEFAULT_INFECT_PIN;
-        const userData = pulumi.secret(pulumi.all([instanceType, this.hostKey.privateKey, this.hostKey.publicKey, args.sshPublicKey])
-            .apply(([type, hostPrivateKey, hostPublicKey, deployerKey]) => image === "nixos"
+        const userData = pulumi.secret(pulumi.all([this.hostKey.privateKey, this.hostKey.publicKey, args.sshPublicKey])
+            .apply(([hostPrivateKey, hostPublicKey, deployerKey]) => image === "nixos"
                 ? nixosImageUserData(hostPrivateKey, hostPublicKey)
                 : infectUserData({
-                    revision: pin.revision, sha256: pin.sha256, nixChannel: args.nixChannel ?? "nixos-24.11", instanceType: type,
+                    revision: pin.revision, sha256: pin.sha256, nixChannel: args.nixChannel ?? "nixos-24.11",
                     hostName: name, hostPrivateKey, hostPublicKey, authorizedKeys: [deployerKey], swap: args.infectSwap ?? true,
                 })));
 

@@ -1,39 +1,35 @@
-// User data that turns a fresh Ubuntu or Debian EC2 instance into NixOS with nixos-infect.
+// User data that turns a fresh Ubuntu 24.04 or Debian 12 EC2 instance into NixOS with nixos-infect.
 //
 // It is a cloud-config that
 //   - installs the program-generated SSH host key before sshd first starts (so the deployer pins
 //     it from the first connection: no trust on first use), and keeps it through the switch to
 //     NixOS (listed in /etc/NIXOS_LUSTRATE) at the path NixOS's sshd uses by default, so the
 //     user's own configuration keeps serving the pinned key;
-//   - writes a minimal first configuration that keeps SSH reachable (boot device by instance
-//     family, DHCP networking, the deployer's key for root); nixos-infect uses an existing
-//     /etc/nixos/configuration.nix instead of generating one;
-//   - downloads nixos-infect at a pinned revision and runs it only if its SHA-256 matches.
+//   - writes the project's first-system settings as a NixOS module, /etc/nixos/pulumi-nixos.nix,
+//     which nixos-infect imports (NIXOS_IMPORT) into the configuration it generates. It must not
+//     write /etc/nixos/configuration.nix: nixos-infect then skips generating the boot loader
+//     (BIOS or UEFI) and file system configuration altogether. /etc/nixos survives the switch;
+//   - downloads nixos-infect at a pinned revision, checks its SHA-256, moves Ubuntu's separate /boot
+//     out of the way (see infectScript), and runs it.
 // Every value is validated to a character set that needs no quoting in YAML, Nix or shell.
 import { z } from "zod";
 import { hostPublicKeySchema, parseInput } from "../schema";
 
 /**
  * The nixos-infect revision used by default, and the SHA-256 of its `nixos-infect` script.
- * The checksum was computed from that revision's file as stored in the public source index; pin a
- * newer revision (and its checksum) through `infect` where you need one.
+ * 7563801 (2026-01) generates an ESP at /boot/efi with /boot on the root file system, so the ESP
+ * holds only GRUB's EFI binary; 69819871 (2024-03) mounts the ESP itself at /boot, where NixOS
+ * would copy every generation's kernel and initrd onto EC2's 100 MB ESP. 7563801 breaks BIOS
+ * machines, which the user data works around (see the `bootFs` line of the script). Pin another
+ * revision (and its checksum) through `infect` where you need one.
  */
 export const DEFAULT_INFECT_PIN = {
-    revision: "30441b1236a3f5e426b72ecf2ba2f4f91127ca0e",
-    sha256: "fdbe8db3be4289c2559776059d0dbe785a0290f7b5a6dcf23a4c7629bb0bac3b",
+    revision: "7563801d3ae68c975e4027f4e31a3906dca95f30",
+    sha256: "4cc3b5f8e4333ab4f02906d80a836c1b36e2887a51abf4eba4d9113b33934393",
 };
 
-/** Instance families on the Xen hypervisor: their root disk is /dev/xvda. Everything newer is Nitro (NVMe). */
-const XEN_FAMILIES = new Set(["t1", "t2", "m1", "m2", "m3", "m4", "c1", "c3", "c4", "cc2", "cr1", "r3", "r4", "i2", "i3", "d2", "g2", "g3",
-    "h1", "hs1", "p2", "p3", "x1", "x1e", "f1"]);
-
-export const instanceTypeSchema = z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, "must be an EC2 instance type such as t3.micro");
-
-/** The disk GRUB is installed on: /dev/xvda on Xen instance types, /dev/nvme0n1 on Nitro. */
-export function bootDeviceFor(instanceType: string): "/dev/xvda" | "/dev/nvme0n1" {
-    const [family, size] = parseInput(instanceTypeSchema, instanceType, "instanceType").split(".");
-    return XEN_FAMILIES.has(family) && size !== "metal" ? "/dev/xvda" : "/dev/nvme0n1";
-}
+/** The first-system module's path, and the path by which nixos-infect's configuration.nix (same folder) imports it. */
+const FIRST_SYSTEM_MODULE = { path: "/etc/nixos/pulumi-nixos.nix", import: "./pulumi-nixos.nix" };
 
 export const infectSettingsSchema = z.object({
     /** nixos-infect revision: a full git commit hash. */
@@ -42,7 +38,6 @@ export const infectSettingsSchema = z.object({
     sha256: z.string().regex(/^[0-9a-f]{64}$/, "must be a SHA-256 in hex (64 characters)"),
     /** The NixOS channel the first system is built from, e.g. "nixos-24.11". */
     nixChannel: z.string().regex(/^nixos-(\d{2}\.\d{2}|unstable)$/, "must be a NixOS channel such as nixos-24.11"),
-    instanceType: instanceTypeSchema,
     hostName: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "must be a host name of lowercase letters, digits and -"),
     hostPrivateKey: z.string().regex(/^-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END OPENSSH PRIVATE KEY-----\n$/,
         "must be an OpenSSH private key"),
@@ -61,47 +56,90 @@ function stateVersion(channel: string): string {
     return release ? release[1] : "24.11";
 }
 
-/** The first NixOS configuration: just enough to boot on EC2 and be reached over SSH. */
-export function firstConfiguration(settings: InfectSettings): string {
+/**
+ * The first system's settings, a module that nixos-infect's generated configuration imports beside
+ * its hardware configuration (boot loader, ESP, root file system). Where both set an option,
+ * mkForce picks the project's value: infect writes the machine's EC2 host name and its own
+ * stateVersion.
+ */
+function firstSystemModule(settings: InfectSettings): string {
     const valid = parseInput(infectSettingsSchema, settings, "nixos-infect settings");
-    return `# Written by pulumi-nixos: the first system, until the host's flake is deployed.
+    return `# Written by pulumi-nixos: the first system's settings, imported by the configuration that
+# nixos-infect generates (NIXOS_IMPORT), until the host's flake is deployed.
 { lib, ... }: {
-  imports = [ ./hardware-configuration.nix ];
-  boot.loader.grub.device = "${bootDeviceFor(valid.instanceType)}";
-  boot.initrd.availableKernelModules = [ "nvme" "ena" "xen_blkfront" "xen_netfront" "virtio_pci" "virtio_blk" ];
-  networking.hostName = "${valid.hostName}";
+  # The labels the user data gave the root file system and the ESP, as the host's flake names them.
+  fileSystems."/".device = lib.mkForce "/dev/disk/by-label/nixos";
+  # On BIOS machines nixos-infect leaves the ESP out; mounted, it lets a flake install GRUB for both
+  # firmwares. On UEFI machines nixos-infect's own entry (by UUID) wins over this default.
+  fileSystems."/boot/efi" = lib.mkDefault { device = "/dev/disk/by-label/ESP"; fsType = "vfat"; options = [ "nofail" ]; };
+  boot.initrd.availableKernelModules = [ "nvme" "ena" "xen_blkfront" "xen_netfront" ];
+  # The boot on the serial console, which \`aws ec2 get-console-output\` shows.
+  boot.kernelParams = [ "console=ttyS0,115200n8" ];
+  networking.hostName = lib.mkForce "${valid.hostName}";
   networking.useDHCP = lib.mkDefault true;
   networking.firewall.allowedTCPPorts = [ 22 ];
   services.openssh.enable = true;
   services.openssh.settings.PasswordAuthentication = false;
+  # Only the pinned key, which the user data installed and NIXOS_LUSTRATE keeps.
+  services.openssh.hostKeys = [ { path = "/etc/ssh/ssh_host_ed25519_key"; type = "ed25519"; } ];
   users.users.root.openssh.authorizedKeys.keys = [
 ${valid.authorizedKeys.map((key) => `    "${key}"`).join("\n")}
   ];
-  system.stateVersion = "${stateVersion(valid.nixChannel)}";
+  system.stateVersion = lib.mkForce "${stateVersion(valid.nixChannel)}";
 }
 `;
 }
 
-/** The script cloud-init runs once: hardware configuration, checksum-verified nixos-infect. */
+/**
+ * The script cloud-init runs once: checks, checksum-verified nixos-infect, boot partitions, reboot.
+ *
+ * Boot partitions: nixos-infect (7563801) declares only the root file system and, on UEFI, the ESP
+ * (at /boot/efi when it finds it there). Ubuntu 24.04 on EC2 has /boot on its own ext4 partition
+ * (1 GB) with the ESP (vfat, about 100 MB) inside it at /boot/efi: GRUB would be installed into
+ * that /boot partition, which NixOS then no longer mounts. So /boot moves onto the root file system
+ * (GRUB reads ext4, so kernels stay in /nix/store and no generation copies anything onto a small
+ * partition), and on UEFI the ESP goes back at /boot/efi, holding only GRUB's EFI binary. Debian 12
+ * already has this layout. On BIOS, nixos-infect moves /boot away and would fall back to emptying
+ * it when /boot is a mount point, which stops at the ESP mounted inside; with /boot a plain folder
+ * the move works. The ESP is labelled while unmounted; on BIOS it stays so until NixOS mounts it by
+ * that label. Nothing changes before the checks and the checksum passed.
+ */
 function infectScript(settings: z.output<typeof infectSettingsSchema>): string {
     return `#!/bin/bash
 # Written by pulumi-nixos: converts this machine to NixOS with a pinned, verified nixos-infect.
 set -euo pipefail
 echo "pulumi-nixos: converting $(hostname) to NixOS (nixos-infect ${settings.revision})"
-# The root filesystem is labelled "nixos", so that any configuration (a flake cannot read this
-# machine's files) can name it: fileSystems."/".device = "/dev/disk/by-label/nixos".
-e2label "$(findmnt -no SOURCE /)" nixos
-cat > /etc/nixos/hardware-configuration.nix <<HARDWARE
-{ ... }: {
-  fileSystems."/" = { device = "/dev/disk/by-label/nixos"; fsType = "ext4"; };
-}
-HARDWARE
+esp=$(findmnt -no SOURCE /boot/efi || true)
+if [ -d /sys/firmware/efi ] && [ -z "$esp" ]; then
+  echo "pulumi-nixos: this UEFI machine has no EFI system partition at /boot/efi, which nixos-infect needs; not converting it. Use image: \\"nixos\\" (the official NixOS AMI), which needs no conversion." >&2
+  exit 1
+fi
 curl -fsSL --retry 5 -o /root/nixos-infect https://raw.githubusercontent.com/elitak/nixos-infect/${settings.revision}/nixos-infect
 if ! echo "${settings.sha256}  /root/nixos-infect" | sha256sum -c -; then
   echo "pulumi-nixos: nixos-infect ${settings.revision} does not match its pinned SHA-256; not running it" >&2
   exit 1
 fi
-export NIX_CHANNEL=${settings.nixChannel} SHELL=/bin/bash HOME=/root USER=root NO_REBOOT=1${settings.swap ? "" : " NO_SWAP=1"}
+# The root filesystem is labelled "nixos" and the ESP "ESP", so that any configuration (a flake
+# cannot read this machine's files) can name them: fileSystems."/".device = "/dev/disk/by-label/nixos".
+e2label "$(findmnt -no SOURCE /)" nixos
+# /boot moves onto the root file system (Ubuntu's /boot partition is left unused), where GRUB reads
+# the kernels from /nix/store: the ~100 MB ESP holds only GRUB's EFI binary (UEFI) or nothing (BIOS).
+if [ -n "$esp" ]; then
+  umount /boot/efi
+  command -v fatlabel > /dev/null || { apt-get update && apt-get install -y dosfstools; }
+  fatlabel "$esp" ESP
+fi
+if findmnt /boot > /dev/null; then umount /boot; fi
+if [ -d /sys/firmware/efi ]; then
+  mkdir -p /boot/efi
+  mount "$esp" /boot/efi
+else
+  # nixos-infect 7563801 sets bootFs (the ESP's mount point) only on UEFI machines but moves
+  # "$bootFs" away on every machine; empty, that stops the script before the switch. On BIOS the
+  # directory to move away is /boot, as in its earlier revisions.
+  export bootFs=/boot
+fi
+export NIX_CHANNEL=${settings.nixChannel} NIXOS_IMPORT=${FIRST_SYSTEM_MODULE.import} SHELL=/bin/bash HOME=/root USER=root NO_REBOOT=1${settings.swap ? "" : " NO_SWAP=1"}
 bash /root/nixos-infect
 # Keep the pinned host key through the switch, whatever the nixos-infect revision keeps.
 printf '%s\\n' etc/ssh/ssh_host_ed25519_key etc/ssh/ssh_host_ed25519_key.pub >> /etc/NIXOS_LUSTRATE
@@ -127,10 +165,10 @@ ssh_keys:
 ${indent(valid.hostPrivateKey, 4)}
   ed25519_public: ${valid.hostPublicKey}
 write_files:
-  - path: /etc/nixos/configuration.nix
+  - path: ${FIRST_SYSTEM_MODULE.path}
     permissions: "0644"
     content: |
-${indent(firstConfiguration(settings), 6)}
+${indent(firstSystemModule(settings), 6)}
   - path: /root/pulumi-nixos-infect.sh
     permissions: "0700"
     content: |

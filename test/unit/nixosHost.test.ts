@@ -10,7 +10,7 @@ import { before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import * as yaml from "js-yaml";
 import { NixosFleet, NixosHost } from "../../components";
-import { bootDeviceFor, DEFAULT_INFECT_PIN } from "../../components/bootstrap/infect";
+import { DEFAULT_INFECT_PIN } from "../../components/bootstrap/infect";
 import { generateEd25519KeyPair } from "../../components/bootstrap/sshKeys";
 import { OFFLINE_NIX_CONFIG } from "../engine/engine";
 import { FIXTURE_FLAKE } from "../engine/systemStack";
@@ -132,7 +132,7 @@ test("secrets: the user data (it holds the host key) is a secret output", async 
 });
 let registeredHost: NixosHost | undefined;
 
-function expectedUserData(bootDevice: string, hostName: string): string {
+function expectedUserData(hostName: string): string {
     const key = (indent: number) => HOST_KEY.privateKey.trimEnd().split("\n").map((line) => " ".repeat(indent) + line).join("\n");
     return `#cloud-config
 # Written by pulumi-nixos.
@@ -143,23 +143,31 @@ ssh_keys:
 ${key(4)}
   ed25519_public: ${HOST_KEY.publicKey}
 write_files:
-  - path: /etc/nixos/configuration.nix
+  - path: /etc/nixos/pulumi-nixos.nix
     permissions: "0644"
     content: |
-      # Written by pulumi-nixos: the first system, until the host's flake is deployed.
+      # Written by pulumi-nixos: the first system's settings, imported by the configuration that
+      # nixos-infect generates (NIXOS_IMPORT), until the host's flake is deployed.
       { lib, ... }: {
-        imports = [ ./hardware-configuration.nix ];
-        boot.loader.grub.device = "${bootDevice}";
-        boot.initrd.availableKernelModules = [ "nvme" "ena" "xen_blkfront" "xen_netfront" "virtio_pci" "virtio_blk" ];
-        networking.hostName = "${hostName}";
+        # The labels the user data gave the root file system and the ESP, as the host's flake names them.
+        fileSystems."/".device = lib.mkForce "/dev/disk/by-label/nixos";
+        # On BIOS machines nixos-infect leaves the ESP out; mounted, it lets a flake install GRUB for both
+        # firmwares. On UEFI machines nixos-infect's own entry (by UUID) wins over this default.
+        fileSystems."/boot/efi" = lib.mkDefault { device = "/dev/disk/by-label/ESP"; fsType = "vfat"; options = [ "nofail" ]; };
+        boot.initrd.availableKernelModules = [ "nvme" "ena" "xen_blkfront" "xen_netfront" ];
+        # The boot on the serial console, which \`aws ec2 get-console-output\` shows.
+        boot.kernelParams = [ "console=ttyS0,115200n8" ];
+        networking.hostName = lib.mkForce "${hostName}";
         networking.useDHCP = lib.mkDefault true;
         networking.firewall.allowedTCPPorts = [ 22 ];
         services.openssh.enable = true;
         services.openssh.settings.PasswordAuthentication = false;
+        # Only the pinned key, which the user data installed and NIXOS_LUSTRATE keeps.
+        services.openssh.hostKeys = [ { path = "/etc/ssh/ssh_host_ed25519_key"; type = "ed25519"; } ];
         users.users.root.openssh.authorizedKeys.keys = [
           "${DEPLOYER.publicKey}"
         ];
-        system.stateVersion = "24.11";
+        system.stateVersion = lib.mkForce "24.11";
       }
   - path: /root/pulumi-nixos-infect.sh
     permissions: "0700"
@@ -168,20 +176,37 @@ write_files:
       # Written by pulumi-nixos: converts this machine to NixOS with a pinned, verified nixos-infect.
       set -euo pipefail
       echo "pulumi-nixos: converting $(hostname) to NixOS (nixos-infect ${DEFAULT_INFECT_PIN.revision})"
-      # The root filesystem is labelled "nixos", so that any configuration (a flake cannot read this
-      # machine's files) can name it: fileSystems."/".device = "/dev/disk/by-label/nixos".
-      e2label "$(findmnt -no SOURCE /)" nixos
-      cat > /etc/nixos/hardware-configuration.nix <<HARDWARE
-      { ... }: {
-        fileSystems."/" = { device = "/dev/disk/by-label/nixos"; fsType = "ext4"; };
-      }
-      HARDWARE
+      esp=$(findmnt -no SOURCE /boot/efi || true)
+      if [ -d /sys/firmware/efi ] && [ -z "$esp" ]; then
+        echo "pulumi-nixos: this UEFI machine has no EFI system partition at /boot/efi, which nixos-infect needs; not converting it. Use image: \\"nixos\\" (the official NixOS AMI), which needs no conversion." >&2
+        exit 1
+      fi
       curl -fsSL --retry 5 -o /root/nixos-infect https://raw.githubusercontent.com/elitak/nixos-infect/${DEFAULT_INFECT_PIN.revision}/nixos-infect
       if ! echo "${DEFAULT_INFECT_PIN.sha256}  /root/nixos-infect" | sha256sum -c -; then
         echo "pulumi-nixos: nixos-infect ${DEFAULT_INFECT_PIN.revision} does not match its pinned SHA-256; not running it" >&2
         exit 1
       fi
-      export NIX_CHANNEL=nixos-24.11 SHELL=/bin/bash HOME=/root USER=root NO_REBOOT=1
+      # The root filesystem is labelled "nixos" and the ESP "ESP", so that any configuration (a flake
+      # cannot read this machine's files) can name them: fileSystems."/".device = "/dev/disk/by-label/nixos".
+      e2label "$(findmnt -no SOURCE /)" nixos
+      # /boot moves onto the root file system (Ubuntu's /boot partition is left unused), where GRUB reads
+      # the kernels from /nix/store: the ~100 MB ESP holds only GRUB's EFI binary (UEFI) or nothing (BIOS).
+      if [ -n "$esp" ]; then
+        umount /boot/efi
+        command -v fatlabel > /dev/null || { apt-get update && apt-get install -y dosfstools; }
+        fatlabel "$esp" ESP
+      fi
+      if findmnt /boot > /dev/null; then umount /boot; fi
+      if [ -d /sys/firmware/efi ]; then
+        mkdir -p /boot/efi
+        mount "$esp" /boot/efi
+      else
+        # nixos-infect 7563801 sets bootFs (the ESP's mount point) only on UEFI machines but moves
+        # "$bootFs" away on every machine; empty, that stops the script before the switch. On BIOS the
+        # directory to move away is /boot, as in its earlier revisions.
+        export bootFs=/boot
+      fi
+      export NIX_CHANNEL=nixos-24.11 NIXOS_IMPORT=./pulumi-nixos.nix SHELL=/bin/bash HOME=/root USER=root NO_REBOOT=1
       bash /root/nixos-infect
       # Keep the pinned host key through the switch, whatever the nixos-infect revision keeps.
       printf '%s\\n' etc/ssh/ssh_host_ed25519_key etc/ssh/ssh_host_ed25519_key.pub >> /etc/NIXOS_LUSTRATE
@@ -192,32 +217,33 @@ runcmd:
 `;
 }
 
-test("the exact user data on a Nitro type: pinned nixos-infect verified by checksum, host key, /dev/nvme0n1", async () => {
+test("the exact user data: the first-system module for nixos-infect's NIXOS_IMPORT, pinned nixos-infect verified by checksum, host key", async () => {
     registeredHost = makeHost("web-nitro");
-    assert.equal(await value(registeredHost.instance.userData), expectedUserData("/dev/nvme0n1", "web-nitro"));
+    assert.equal(await value(registeredHost.instance.userData), expectedUserData("web-nitro"));
 });
 
-test("the boot disk follows the instance family: Xen types boot from /dev/xvda", async () => {
+test("the boot loader is left to nixos-infect, which finds the disk and BIOS or UEFI itself: a Xen type gets the same user data", async () => {
     const host = makeHost("web-xen", { instanceType: "t2.micro" });
-    assert.equal(await value(host.instance.userData), expectedUserData("/dev/xvda", "web-xen"));
-    assert.deepEqual(["t2.micro", "m4.large", "c4.xlarge", "i3.large", "i3.metal", "t3.micro", "m5.large", "c7g.large", "t3a.nano"].map(bootDeviceFor),
-        ["/dev/xvda", "/dev/xvda", "/dev/xvda", "/dev/xvda", "/dev/nvme0n1", "/dev/nvme0n1", "/dev/nvme0n1", "/dev/nvme0n1", "/dev/nvme0n1"]);
+    assert.equal(await value(host.instance.userData), expectedUserData("web-xen"));
+    assert.equal(byName("web-xen").inputs.instanceType, "t2.micro");
 });
 
-test("the user data is valid: YAML with the pinned key, a script bash accepts, a configuration Nix parses", async () => {
+test("the user data is valid: YAML with the pinned key, a script bash accepts, a module Nix parses, no configuration.nix", async () => {
     const data = yaml.load(await value(makeHost("web-parse").instance.userData)) as {
         ssh_keys: Record<string, string>; write_files: { path: string; content: string }[]; runcmd: string[][];
     };
     assert.equal(data.ssh_keys.ed25519_private, HOST_KEY.privateKey);
     assert.equal(data.ssh_keys.ed25519_public, HOST_KEY.publicKey);
     assert.deepEqual(data.runcmd, [["/root/pulumi-nixos-infect.sh"]]);
+    // An existing configuration.nix would stop nixos-infect from generating the boot loader and file systems.
+    assert.deepEqual(data.write_files.map((f) => f.path), ["/etc/nixos/pulumi-nixos.nix", "/root/pulumi-nixos-infect.sh"]);
     const file = (p: string) => data.write_files.find((f) => f.path === p)!.content;
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-userdata-"));
     try {
         fs.writeFileSync(path.join(dir, "infect.sh"), file("/root/pulumi-nixos-infect.sh"));
         execFileSync("bash", ["-n", path.join(dir, "infect.sh")]);
-        fs.writeFileSync(path.join(dir, "configuration.nix"), file("/etc/nixos/configuration.nix"));
-        execFileSync("nix-instantiate", ["--parse", path.join(dir, "configuration.nix")], { stdio: ["ignore", "ignore", "pipe"] });
+        fs.writeFileSync(path.join(dir, "pulumi-nixos.nix"), file("/etc/nixos/pulumi-nixos.nix"));
+        execFileSync("nix-instantiate", ["--parse", path.join(dir, "pulumi-nixos.nix")], { stdio: ["ignore", "ignore", "pipe"] });
     } finally {
         fs.rmSync(dir, { recursive: true, force: true });
     }
