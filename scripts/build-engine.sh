@@ -39,7 +39,7 @@ export CGO_ENABLED=0 GOFLAGS=-mod=mod
 
 # The CLI: a wrapper module requires pkg/v3 and sdk/v3 at one version and repeats pkg's
 # non-local replace, because `go install` refuses modules that have replace directives.
-say "building pulumi v$version from github.com/pulumi/pulumi/pkg/v3, once (about 7.5 minutes on 2 cores)"
+say "building pulumi v$version from github.com/pulumi/pulumi/pkg/v3, once (4 to 9 minutes on 2 cores)"
 mkdir -p "$work/cli" && cd "$work/cli"
 cat >go.mod <<MOD
 module pulumi-nixos/engine-cli
