@@ -11,6 +11,9 @@
 //     pulumi config set flake github:you/infra/<rev>        # or ./nix/examples
 //     pulumi config set sshPublicKey "$(cat ~/.ssh/id_ed25519.pub)"
 //     pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519
+//
+//   In either mode, `pulumi config set canary 1` (or '["web-2"]') deploys that host first and the
+//   others only after it succeeded.
 import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
@@ -49,7 +52,8 @@ function localFleet(): NixosFleet {
     return new NixosFleet("fleet", {
         flake,
         sshPrivateKey: deployer.privateKey,
-        batchSize: config.getNumber("batchSize") ?? hostNames.length,
+        canary: config.getObject<number | string[]>("canary"),
+        batchSize: config.getNumber("batchSize"),
         deploy: {
             confirmTimeoutSeconds: 10,
             healthChecks: { commands: [{ name: "app is healthy", command: 'test "$(cat /run/standin/health)" = ok', timeoutSeconds: 5 }] },
@@ -63,6 +67,7 @@ function awsFleet(): NixosFleet {
         flake: config.require("flake"),
         sshPrivateKey: config.requireSecret("sshPrivateKey"),
         sshPublicKey: config.require("sshPublicKey"),
+        canary: config.getObject<number | string[]>("canary"),
         batchSize: config.getNumber("batchSize") ?? 1,
         hosts: Object.fromEntries(hostNames.map((name) => [name, {
             aws: { instanceType: config.get("instanceType") ?? "t3.small", openPorts: [80], tags: { project: "pulumi-nixos-example" } },
@@ -72,5 +77,7 @@ function awsFleet(): NixosFleet {
 
 const fleet = config.get("mode") === "aws" ? awsFleet() : localFleet();
 
-/** Each host's address, closure and generation. */
+/** Each host's address, closure, generation and whether it is in the canary. */
 export const hosts = fleet.hosts;
+/** The hosts that deploy first. */
+export const canary = fleet.canary;

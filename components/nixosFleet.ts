@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { NixosBootstrap } from "./nixosBootstrap";
 import { DeploySettings, NixosHost, NixosHostArgs } from "./nixosHost";
 import { NixosSystem } from "./nixosSystem";
+import { parseInput, rolloutSchema } from "./schema";
 
 /** One host of a fleet: an existing NixOS machine, or an EC2 machine made for it. */
 export interface NixosFleetHost {
@@ -33,8 +34,16 @@ export interface NixosFleetArgs {
     /** The hosts, by name; the order is the rollout order. */
     hosts: Record<string, NixosFleetHost>;
     /**
-     * How many hosts deploy at once. The rollout goes in batches of this size, each after the
-     * whole previous batch succeeded, so a failing batch stops it. Default: all hosts at once.
+     * Hosts that deploy first, on their own: a number (that many hosts from the start of `hosts`)
+     * or a list of host names. Every other host waits until the whole canary has deployed and passed
+     * its health checks, so a system that fails on the canary stops the rollout before any other
+     * host is touched. It must leave at least one host to follow. Default: no canary.
+     */
+    canary?: number | string[];
+    /**
+     * How many hosts deploy at once after the canary. The rollout goes in batches of this size,
+     * each after the whole previous batch succeeded, so a failing batch stops it. Default: all
+     * (remaining) hosts at once.
      */
     batchSize?: number;
     /** Deploy settings for every host. */
@@ -46,38 +55,69 @@ export interface NixosFleetHostOutputs {
     address: string;
     closure: string;
     generation?: number;
+    /** Whether the host is in the canary, the batch that deploys before all others. */
+    canary: boolean;
+}
+
+/** A fleet's rollout: batches of host names in order, each after the whole previous one succeeded. */
+export interface RolloutPlan {
+    batches: string[][];
+    /** The first batch's hosts when there is a canary; empty otherwise. */
+    canary: string[];
 }
 
 /**
- * Many NixOS hosts from one flake, rolled out in batches. `pulumi destroy` removes every resource
- * it made (machines on AWS, key pairs, security groups); existing machines keep their system.
+ * Validates a fleet's rollout settings and plans it: the canary (if any) first, then the other
+ * hosts in `hosts` order, batchSize at a time (default: all of them in one batch).
+ */
+export function planRollout(fleet: string, args: Pick<NixosFleetArgs, "hosts" | "canary" | "batchSize">): RolloutPlan {
+    const hostNames = Object.keys(args.hosts);
+    const { canary, batchSize } = parseInput(rolloutSchema(hostNames), { canary: args.canary, batchSize: args.batchSize }, `NixosFleet ${fleet}`);
+    const canaryHosts = typeof canary === "number" ? hostNames.slice(0, canary) : canary ?? [];
+    const rest = hostNames.filter((hostName) => !canaryHosts.includes(hostName));
+    const size = batchSize ?? Math.max(rest.length, 1);
+    const batches = canaryHosts.length ? [canaryHosts] : [];
+    for (let start = 0; start < rest.length; start += size) batches.push(rest.slice(start, start + size));
+    return { batches, canary: canaryHosts };
+}
+
+/**
+ * Many NixOS hosts from one flake, rolled out in batches, optionally after a canary. `pulumi
+ * destroy` removes every resource it made (machines on AWS, key pairs, security groups); existing
+ * machines keep their system.
  */
 export class NixosFleet extends pulumi.ComponentResource {
     /** Each host's NixosSystem, by host name. */
     readonly systems: Record<string, NixosSystem> = {};
-    /** Each host's address, closure and generation, by host name. */
+    /** Each host's address, closure, generation and whether it is in the canary, by host name. */
     readonly hosts: pulumi.Output<Record<string, NixosFleetHostOutputs>>;
+    /** The canary's host names (empty without a canary). */
+    readonly canary: pulumi.Output<string[]>;
 
     constructor(name: string, args: NixosFleetArgs, opts?: pulumi.ComponentResourceOptions) {
+        const plan = planRollout(name, args);
         super("pulumi-nixos:index:NixosFleet", name, {}, opts);
-        const names = Object.keys(args.hosts);
-        const batchSize = args.batchSize ?? names.length;
-        if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`NixosFleet ${name}: batchSize must be a whole number of at least 1`);
+        if (plan.batches.length > 1) {
+            const described = plan.batches.map((batch) => `[${batch.join(", ")}]`);
+            if (plan.canary.length) described[0] = `canary ${described[0]}`;
+            pulumi.log.info(`rollout: ${described.join(", then ")}; each batch starts after the whole previous one succeeded`, this);
+        }
         const outputs: Record<string, pulumi.Output<NixosFleetHostOutputs>> = {};
         let previousBatch: NixosSystem[] = [];
-        for (let start = 0; start < names.length; start += batchSize) {
-            const batch = names.slice(start, start + batchSize).map((hostName) => {
-                const host = args.hosts[hostName];
-                const system = this.makeHost(name, hostName, host, args, previousBatch);
+        for (const batch of plan.batches) {
+            previousBatch = batch.map((hostName) => {
+                const system = this.makeHost(name, hostName, args.hosts[hostName], args, previousBatch);
                 this.systems[hostName] = system;
+                const canary = plan.canary.includes(hostName);
                 outputs[hostName] = pulumi.all([system.address, system.closure, system.generation])
-                    .apply(([address, closure, generation]) => ({ address, closure, generation }));
+                    .apply(([address, closure, generation]) => ({ address, closure, generation, canary }));
                 return system;
             });
-            previousBatch = batch;
         }
-        this.hosts = pulumi.all(outputs);
-        this.registerOutputs({ hosts: this.hosts });
+        // In the order of `hosts`, whatever the rollout order.
+        this.hosts = pulumi.all(Object.fromEntries(Object.keys(args.hosts).map((hostName) => [hostName, outputs[hostName]])));
+        this.canary = pulumi.output(plan.canary);
+        this.registerOutputs({ hosts: this.hosts, canary: this.canary });
     }
 
     private makeHost(fleet: string, hostName: string, host: NixosFleetHost, args: NixosFleetArgs, deployAfter: NixosSystem[]): NixosSystem {

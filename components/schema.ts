@@ -102,6 +102,27 @@ export const systemSettingsSchema = z.object({
     rebootTimeoutSeconds: z.number().int().min(10).max(3600).default(600),
 });
 
+/**
+ * A fleet's rollout settings, checked against its host names: the canary (a count of hosts from
+ * the front of the fleet, or hosts by name) must leave at least one host to follow it.
+ */
+export function rolloutSchema(hostNames: string[]) {
+    const fleetSize = hostNames.length;
+    const leavesOne = `must leave at least one of the fleet's ${fleetSize} hosts to follow the canary`;
+    const count = z.number().int().min(1, "must be at least 1 host").max(fleetSize - 1, leavesOne);
+    const named = z.array(z.string()).min(1, "must name at least one host").superRefine((names, context) => {
+        const unknown = names.filter((name) => !hostNames.includes(name));
+        if (unknown.length) context.addIssue({ code: "custom", message: `names hosts the fleet does not have: ${unknown.join(", ")} (its hosts: ${hostNames.join(", ")})` });
+        const repeated = names.filter((name, i) => names.indexOf(name) !== i);
+        if (repeated.length) context.addIssue({ code: "custom", message: `names ${[...new Set(repeated)].join(", ")} more than once` });
+        if (new Set(names).size >= fleetSize) context.addIssue({ code: "custom", message: leavesOne });
+    });
+    return z.object({
+        canary: z.union([count, named], { error: `must be a whole number of hosts (1 to ${fleetSize - 1}) or a list of the fleet's host names` }).optional(),
+        batchSize: z.number().int("must be a whole number").min(1, "must be at least 1").optional(),
+    });
+}
+
 export type Connection = z.output<typeof connectionSchema>;
 export type HealthChecks = z.output<typeof healthChecksSchema>;
 export type Action = z.output<typeof actionSchema>;

@@ -3,14 +3,14 @@
 #   pulumi                         github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
 #   pulumi-language-nodejs         the Node.js language host (see LANGUAGE_HOST_SDK below)
 #   pulumi-resource-pulumi-nodejs  the dynamic-provider shim shipped in @pulumi/pulumi
-# into $PULUMI_NIXOS_ENGINE_DIR (default: .engine/ in the checkout, git-ignored) and reuses a
-# finished build. A `pulumi` already on PATH at the wanted version is used instead.
+# into $PULUMI_NIXOS_ENGINE_DIR (default: ~/.cache/pulumi-nixos/engine, shared by every checkout)
+# and reuses a finished build. A `pulumi` already on PATH at the wanted version is used instead.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 version=$(node -p "require('$root/node_modules/@pulumi/pulumi/package.json').version" 2>/dev/null ||
   node -p "require('$root/package.json').dependencies['@pulumi/pulumi'].replace(/^[^0-9]*/, '')")
-engine_dir=${PULUMI_NIXOS_ENGINE_DIR:-$root/.engine}
+engine_dir=${PULUMI_NIXOS_ENGINE_DIR:-$HOME/.cache/pulumi-nixos/engine}
 bin="$engine_dir/v$version/bin"
 say() { echo "[engine] $*" >&2; }
 
@@ -30,12 +30,16 @@ fi
 command -v go >/dev/null || { say "Go is needed to build the engine (looked for 'go' on PATH)"; exit 1; }
 mkdir -p "$bin"
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# go build is silent for minutes: say now and then that it is still at work.
+started=$SECONDS
+( while sleep 60 </dev/null >/dev/null 2>&1; do say "still building ($(((SECONDS - started) / 60)) min so far)"; done ) >/dev/null &
+ticker=$!
+trap 'kill "$ticker"; rm -rf "$work"' EXIT
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 
 # The CLI: a wrapper module requires pkg/v3 and sdk/v3 at one version and repeats pkg's
 # non-local replace, because `go install` refuses modules that have replace directives.
-say "building pulumi v$version from github.com/pulumi/pulumi/pkg/v3 (minutes the first time)"
+say "building pulumi v$version from github.com/pulumi/pulumi/pkg/v3, once (4 to 9 minutes on 2 cores)"
 mkdir -p "$work/cli" && cd "$work/cli"
 cat >go.mod <<MOD
 module pulumi-nixos/engine-cli

@@ -5,23 +5,16 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { NixosFleet } from "../../components";
-import { evaluateConfigurations, evaluationProcesses, SystemEvaluation } from "../../components/deploy/evaluate";
-import { startTestHosts, TestFleet } from "../../testbed/testHosts";
-import { createTestStack, TestStack, useTestEngine } from "./engine";
-import { FIXTURE_FLAKE, HEALTHY_CHECK, recordedClosures } from "./systemStack";
+import { evaluationProcesses } from "../../components/deploy/evaluate";
+import { createFleetStack, FIXTURE_FLAKE, FleetStack, HEALTHY_CHECK, recordedClosures } from "./systemStack";
 
-let hosts: TestFleet;
-let testStack: TestStack;
-let systems: Record<string, SystemEvaluation>;
+let fleet: FleetStack;
 
 before(async () => {
-    useTestEngine();
-    systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "switch-fails"]);
-    hosts = await startTestHosts({ count: 6 });
-    testStack = await createTestStack("fleet", async () => {
+    fleet = await createFleetStack("fleet", 6, (hosts) => async () => {
         const configurations = new pulumi.Config().requireObject<string[]>("configurations");
         const evaluationsBefore = evaluationProcesses();
-        const fleet = new NixosFleet("edge", {
+        const edge = new NixosFleet("edge", {
             flake: FIXTURE_FLAKE,
             sshPrivateKey: pulumi.secret(hosts.deployerPrivateKey),
             batchSize: 2,
@@ -29,27 +22,24 @@ before(async () => {
             hosts: Object.fromEntries(hosts.hosts.map((host, i) =>
                 [host.name, { address: host.address, hostPublicKey: host.hostPublicKey, configuration: configurations[i] }])),
         });
-        return { hosts: fleet.hosts, evaluations: fleet.hosts.apply(() => evaluationProcesses() - evaluationsBefore) };
+        return { hosts: edge.hosts, evaluations: edge.hosts.apply(() => evaluationProcesses() - evaluationsBefore) };
     });
 });
 
-after(async () => {
-    await testStack?.remove();
-    hosts?.stop();
-});
+after(() => fleet?.remove());
 
 async function rollOut(configurations: string[]) {
-    await testStack.stack.setConfig("configurations", { value: JSON.stringify(configurations) });
-    return testStack.stack.up().then((result) => ({ result, error: undefined }), (error: Error) => ({ result: undefined, error }));
+    await fleet.stack.setConfig("configurations", { value: JSON.stringify(configurations) });
+    return fleet.stack.up().then((result) => ({ result, error: undefined }), (error: Error) => ({ result: undefined, error }));
 }
 
 test("up: six hosts from one flake, evaluated by one nix process", async () => {
     const { result } = await rollOut(Array(6).fill("v1"));
     assert.ok(result, "up failed");
     assert.equal(result.outputs.evaluations.value, 1);
-    for (const host of hosts.hosts) {
-        assert.equal(host.currentSystem(), systems.v1.closure, host.name);
-        assert.equal(result.outputs.hosts.value[host.name].closure, systems.v1.closure);
+    for (const host of fleet.hosts) {
+        assert.equal(host.currentSystem(), fleet.systems.v1.closure, host.name);
+        assert.equal(result.outputs.hosts.value[host.name].closure, fleet.systems.v1.closure);
         assert.equal(result.outputs.hosts.value[host.name].generation, 2);
         assert.equal(result.outputs.hosts.value[host.name].address, host.address);
     }
@@ -59,21 +49,21 @@ test("a rolling update with a failure in the second batch stops there", async ()
     const { error } = await rollOut(["v2", "v2", "switch-fails", "v2", "v2", "v2"]);
     assert.ok(error, "the rollout succeeded although host2 failed");
     assert.match(String(error), /deploying \S+switch-fails\S* to .* failed at activate/);
-    const expected = [systems.v2, systems.v2, systems.v1, systems.v2, systems.v1, systems.v1].map((s) => s.closure);
-    hosts.hosts.forEach((host, i) => assert.equal(host.currentSystem(), expected[i], `${host.name} after the failed rollout`));
-    const recorded = await recordedClosures(testStack.stack);
-    hosts.hosts.forEach((host, i) => assert.equal(recorded[`edge-${host.name}`], expected[i], `the state of ${host.name}`));
+    const expected = ["v2", "v2", "v1", "v2", "v1", "v1"].map((version) => fleet.systems[version].closure);
+    fleet.hosts.forEach((host, i) => assert.equal(host.currentSystem(), expected[i], `${host.name} after the failed rollout`));
+    const recorded = await recordedClosures(fleet.stack);
+    fleet.hosts.forEach((host, i) => assert.equal(recorded[`edge-${host.name}`], expected[i], `the state of ${host.name}`));
     // The unit the failed system started stays failed (as on NixOS) until the operator resets it.
-    hosts.hosts[2].shell("systemctl reset-failed");
+    fleet.hosts[2].shell("systemctl reset-failed");
 
     const { result } = await rollOut(Array(6).fill("v2"));
     assert.ok(result, "the rollout did not converge after the fix");
-    for (const host of hosts.hosts) assert.equal(host.currentSystem(), systems.v2.closure, host.name);
+    for (const host of fleet.hosts) assert.equal(host.currentSystem(), fleet.systems.v2.closure, host.name);
 });
 
 test("destroy removes every resource; the machines keep running their systems", async () => {
-    await testStack.stack.destroy();
-    const state = await testStack.stack.exportStack();
+    await fleet.stack.destroy();
+    const state = await fleet.stack.exportStack();
     assert.deepEqual(state.deployment.resources ?? [], []);
-    for (const host of hosts.hosts) assert.equal(host.currentSystem(), systems.v2.closure);
+    for (const host of fleet.hosts) assert.equal(host.currentSystem(), fleet.systems.v2.closure);
 });

@@ -3,10 +3,11 @@
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { ConfigMap, Stack, UpResult } from "@pulumi/pulumi/automation";
+import { ConfigMap, PulumiFn, Stack, UpResult } from "@pulumi/pulumi/automation";
 import { NixosSystem, NixosSystemArgs } from "../../components";
-import { TestFleet, TestHost } from "../../testbed/testHosts";
-import { createTestStack, REPO_ROOT, TestStack } from "./engine";
+import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
+import { startTestHosts, TestFleet, TestHost } from "../../testbed/testHosts";
+import { createTestStack, REPO_ROOT, TestStack, useTestEngine } from "./engine";
 
 export const FIXTURE_FLAKE = `path:${path.join(REPO_ROOT, "nix/fixtures")}`;
 
@@ -69,6 +70,36 @@ export async function createSystemStack(
         },
         async recordedClosure() {
             return (await recordedClosures(testStack.stack)).web;
+        },
+    };
+}
+
+export interface FleetStack extends TestStack {
+    /** The test hosts the program deploys to. */
+    hosts: TestHost[];
+    /** The fixture's v1, v2 and switch-fails systems, evaluated (not built). */
+    systems: Record<string, SystemEvaluation>;
+}
+
+/**
+ * `count` fresh test hosts and a stack of the program `programFor` makes for them: the shape of
+ * the tests of many hosts. remove() also stops the hosts.
+ */
+export async function createFleetStack(projectName: string, count: number, programFor: (hosts: TestFleet) => PulumiFn): Promise<FleetStack> {
+    useTestEngine();
+    const systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "switch-fails"]);
+    const hosts = await startTestHosts({ count });
+    const testStack = await createTestStack(projectName, programFor(hosts)).catch((error) => {
+        hosts.stop();
+        throw error;
+    });
+    return {
+        ...testStack,
+        hosts: hosts.hosts,
+        systems,
+        async remove() {
+            await testStack.remove();
+            hosts.stop();
         },
     };
 }
