@@ -13,6 +13,7 @@ hostname "$2"
 
 for mounted in nix etc/nix etc/ssh root home; do mount --bind "$dir/$mounted" "/$mounted"; done
 mount --bind "$dir/etc/systemd" /etc/systemd/system
+mount --bind "$dir/etc/systemd-generators" /etc/systemd/system-generators
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/systemd/system /run/systemd/system.conf.d /run/sshd
 # Every boot has a boot id of its own (the kernel's is the machine's, shared by all hosts).

@@ -283,6 +283,8 @@ done`;
 
 const BOOT_SCRIPT = path.resolve(__dirname, "../../testbed/boot.sh");
 
+const GENERATORS = "/lib/systemd/system-generators";
+
 /**
  * Units of this machine's systemd that a test host must not start: they act on the machine
  * itself (kernel modules, sysctl, binfmt, users and files in the shared /etc and /var) or cost
@@ -291,7 +293,8 @@ const BOOT_SCRIPT = path.resolve(__dirname, "../../testbed/boot.sh");
 function maskedUnits(): string[] {
     const units = new Set(["systemd-journald.service", "systemd-journald.socket", "systemd-journald-dev-log.socket",
         "systemd-journald-audit.socket", "systemd-journal-flush.service", "systemd-update-utmp.service", "systemd-tmpfiles-clean.timer",
-        "systemd-logind.service", "getty.target", "console-getty.service", "systemd-resolved.service", "systemd-networkd.service"]);
+        "systemd-logind.service", "getty.target", "console-getty.service", "systemd-resolved.service", "systemd-networkd.service",
+        "systemd-remount-fs.service"]);
     for (const wants of fs.readdirSync("/lib/systemd/system").filter((entry) => /\.(target|socket|service)\.wants$/.test(entry))) {
         for (const unit of fs.readdirSync(path.join("/lib/systemd/system", wants))) units.add(unit);
     }
@@ -321,6 +324,9 @@ function prepareHostFolder(dir: string, options: TestHostOptions, address: strin
     }
     fs.writeFileSync(path.join(dir, "etc/ssh/sshd_config"), SSHD_CONFIG(address));
     for (const unit of maskedUnits()) fs.symlinkSync("/dev/null", path.join(dir, "etc/systemd", unit));
+    // No generators either: they turn the machine's fstab, gettys and init scripts into units.
+    fs.mkdirSync(path.join(dir, "etc/systemd-generators"));
+    for (const generator of fs.readdirSync(GENERATORS)) fs.symlinkSync("/dev/null", path.join(dir, "etc/systemd-generators", generator));
 
     const passwd = machineLines("/etc/passwd").filter((line) => !USERS.some((u) => line.startsWith(`${u.name}:`) || line.split(":")[2] === String(u.uid)))
         .map((line) => (line.startsWith("root:") ? line.replace(/:[^:]*$/, `:${NIXOS_SHELL}`) : line));
@@ -393,8 +399,8 @@ export async function startTestHost(options: TestHostOptions): Promise<TestHost>
 async function launchHost(options: TestHostOptions, dir: string, slot: number, stop: () => void, supervised: (pid: number) => void): Promise<TestHost> {
     const { name } = options;
     const namespace = NAMESPACE_PREFIX + slot;
-    // The host's own /etc/nix is bind-mounted over the machine's, which Debian's nix-bin does not create.
-    fs.mkdirSync("/etc/nix", { recursive: true });
+    // Mount points for the host's own /etc/nix and generator masks, which the machine may lack.
+    for (const mountPoint of ["/etc/nix", "/etc/systemd/system-generators"]) fs.mkdirSync(mountPoint, { recursive: true });
     const veth = `pnxv${slot}`;
     const address = `10.237.${slot}.2`;
     prepareHostFolder(dir, options, address);
