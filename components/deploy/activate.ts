@@ -103,10 +103,19 @@ export const AGENT_DIR = "/run/pulumi-nixos";
 
 // The agent. $1 closure, $2 action, $3 profile, $4 its folder, $5 confirm timeout (s),
 // $6 generation to return to (may be empty), $7 closure to return to (may be empty).
+//
+// A rollback also returns the host's failed units to what they were: a unit the new system failed
+// stays failed under the old one (so its switch exits 4), and would fail every later switch.
 const AGENT = `
 dir="$4"
 publish() { echo "$2" > "$dir/$1.new" && mv "$dir/$1.new" "$dir/$1"; }
 finish() { publish result "$1"; exit 0; }
+failed_units() { systemctl list-units --state=failed --plain --no-legend 2> /dev/null | while read -r unit rest; do echo "$unit"; done; }
+reset_new_failures() {
+  [ -e "$dir/failed-before" ] || return 0
+  failed_units | while read -r unit; do grep -qxF "$unit" "$dir/failed-before" || systemctl reset-failed "$unit"; done
+}
+if [ -d /run/systemd/system ]; then failed_units > "$dir/failed-before"; fi
 if [ "$2" != test ]; then
   nix-env -p "$3" --set "$1" > "$dir/switch.log" 2>&1 || { publish switch-exit "profile $?"; finish unchanged; }
   readlink "$3" > "$dir/generation"
@@ -120,10 +129,10 @@ back=switch; [ "$2" = boot ] && back=boot
 if [ -n "$6" ]; then
   nix-env -p "$3" --switch-generation "$6" >> "$dir/rollback.log" 2>&1 || finish "rollback-failed profile $?"
   "$3/bin/switch-to-configuration" "$back" >> "$dir/rollback.log" 2>&1
-  finish "rolled-back $6 $?"
+  code=$?; reset_new_failures; finish "rolled-back $6 $code"
 elif [ -n "$7" ]; then
   "$7/bin/switch-to-configuration" test >> "$dir/rollback.log" 2>&1
-  finish "rolled-back - $?"
+  code=$?; reset_new_failures; finish "rolled-back - $code"
 fi
 finish no-previous
 `;
@@ -160,8 +169,8 @@ const START_AGENT = `
 steps="$1"; agent="$2"; shift 2
 dir="$4"
 tools=
-for tool in nix-env readlink mv sleep; do
-  found=$(command -v "$tool") || { echo "$tool is not on the host's PATH" >&2; exit 1; }
+for tool in nix-env readlink mv sleep grep systemctl; do
+  found=$(command -v "$tool") || { [ "$tool" = systemctl ] && continue; echo "$tool is not on the host's PATH" >&2; exit 1; }
   bin=$(dirname "$(readlink -f "$found")")
   case ":$tools:" in *":$bin:"*) ;; *) tools="$tools\${tools:+:}$bin" ;; esac
 done
@@ -308,7 +317,7 @@ export class Activation {
         if (report?.step === "switch" && report.exit === 0) return { generation: report.generation, rebootRequired: false };
         if (report?.step === "switch" && report.exit === REBOOT_REQUIRED) return { generation: report.generation, rebootRequired: true };
         const what = report?.step === "profile" ? "setting the system profile" : "switch-to-configuration";
-        const why = !report ? `did not finish within ${timeoutSeconds} s` : report.exit === 4 ? "exit code 4: some units failed; a unit left failed by an earlier deploy counts too, until `systemctl reset-failed`" : `exit code ${report.exit}`;
+        const why = !report ? `did not finish within ${timeoutSeconds} s` : report.exit === 4 ? "exit code 4: some units failed (a unit that was failed before the deploy counts too, until `systemctl reset-failed`)" : `exit code ${report.exit}`;
         const log = report?.log.filter(Boolean).join("\n  ");
         throw new ActivationError(this.host.name, `${what} failed (${why})${log ? `:\n  ${log}` : ""}`);
     }
@@ -335,7 +344,8 @@ export class Activation {
     private async whereAfterRollback(agentResult: string): Promise<{ outcome: string; returnedTo?: number }> {
         const switchExit = /^rolled-back \S+ (\d+)$/.exec(agentResult)?.[1];
         const exitNote = switchExit && switchExit !== "0"
-            ? ` (its switch-to-configuration exited ${switchExit}${switchExit === "4" ? ": a unit that failed in the new system is still failed" : ""})` : "";
+            ? ` (its switch-to-configuration exited ${switchExit}${switchExit === "4"
+                ? ": a unit that failed in the new system was still failed; the rollback reset the units that failed during this deploy" : ""})` : "";
         const state = await probeHost(this.host);
         const { generation, closure } = this.target;
         const running = activatesNow(this.action) ? state.current : state.generationClosure;
