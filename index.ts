@@ -14,10 +14,10 @@
 //
 //   In either mode, `pulumi config set canary 1` (or '["web-2"]') deploys that host first and the
 //   others only after it succeeded.
-import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { NixosFleet, NixosFleetHost, SshKeyPair } from "./components";
+import { localMachinesFolder } from "./testbed/testHosts";
 import { TestMachine } from "./testbed/testMachine";
 
 const config = new pulumi.Config();
@@ -39,7 +39,7 @@ function localFleet(): NixosFleet {
             firstSystemFlake: flake,
             firstSystemConfiguration: "first-boot",
             infectAfterSeconds: 2,
-            baseDir: path.join(os.tmpdir(), `pulumi-nixos-${pulumi.getStack()}`),
+            baseDir: localMachinesFolder(pulumi.getStack()),
         });
         hosts[name] = {
             address: machine.address,

@@ -5,14 +5,13 @@
 // namespaces running a real OpenSSH server).
 import { execFileSync, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { engineBinDir, OFFLINE_NIX_CONFIG, REPO_ROOT } from "../test/engine/engine";
-import { currentSystemOf, removeTestHostsUnder, shellIn } from "../testbed/testHosts";
+import { currentSystemOf, localMachinesFolder, removeTestHostsUnder, shellIn } from "../testbed/testHosts";
 
 const STACK = "demo";
 const WORK = path.join(REPO_ROOT, ".work", "demo");
-const MACHINES = path.join(os.tmpdir(), `pulumi-nixos-${STACK}`);
+const MACHINES = localMachinesFolder(STACK);
 const HOSTS = ["web-1", "web-2", "web-3"];
 
 function environment(): NodeJS.ProcessEnv {

@@ -10,6 +10,7 @@
 // after a reboot; stopping a host kills them by PID and deletes the namespace. Hosts left behind by
 // a run that was killed outright are swept by the next run (their owner PID is dead).
 import { execFileSync, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
@@ -482,6 +483,15 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
         },
         stop,
     };
+}
+
+/**
+ * The folder a stack's local machines live in: one per checkout and stack, so that two clones
+ * running the example on one computer do not remove each other's machines.
+ */
+export function localMachinesFolder(stack: string): string {
+    const checkout = createHash("sha256").update(path.resolve(__dirname, "../..")).digest("hex").slice(0, 8);
+    return path.join(os.tmpdir(), `pulumi-nixos-${stack}-${checkout}`);
 }
 
 /** Polls `condition` (host state, read from this machine) until it holds, or fails after `seconds`. */
