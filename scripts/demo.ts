@@ -107,6 +107,7 @@ function main(): void {
         pulumi("stack", "rm", "--yes", "--force", "--stack", STACK);
         fs.rmSync(WORK, { recursive: true, force: true });
         console.log(`   machines left: ${fs.existsSync(MACHINES) ? fs.readdirSync(MACHINES).length : 0}`);
+        if (fs.existsSync(MACHINES) && fs.readdirSync(MACHINES).length === 0) fs.rmdirSync(MACHINES);
         if (!destroyed) process.exitCode = 1;
     }
 }
