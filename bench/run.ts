@@ -11,7 +11,8 @@ import { evaluateConfigurations } from "../components/deploy/evaluate";
 import { createTestStack, REPO_ROOT, TestStack, useTestEngine } from "../test/engine/engine";
 import { FIXTURE_FLAKE, HEALTHY_CHECK } from "../test/engine/systemStack";
 import { startTestHosts, switchByHand, TestFleet } from "../test/hosts/testHosts";
-import { machineCpuSeconds, NixInvocations, peakMemoryDuring, ProcessKind } from "./probes";
+import { NixInvocations } from "../test/engine/nixInvocations";
+import { machineCpuSeconds, peakMemoryDuring, ProcessKind } from "./probes";
 
 const FLEET_SIZES = [1, 5, 10];
 /** The system every host starts on, the change (a new package and 3 MiB of new paths), the broken change. */

@@ -4,7 +4,8 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { ConfigMap, LocalWorkspace, LocalWorkspaceOptions, PulumiCommand, PulumiFn, Stack } from "@pulumi/pulumi/automation";
+import { ConfigMap, LocalWorkspace, LocalWorkspaceOptions, ProjectRuntime, PulumiCommand, PulumiFn, Stack } from "@pulumi/pulumi/automation";
+import { buildPlugin, PLUGIN_VERSION } from "../../scripts/plugin";
 
 export const REPO_ROOT = path.resolve(__dirname, "../../..");
 export const TEST_PASSPHRASE = "pulumi-nixos test passphrase";
@@ -13,12 +14,24 @@ export const TEST_PASSPHRASE = "pulumi-nixos test passphrase";
 export const OFFLINE_NIX_CONFIG = ["flake-registry =", "substituters =", "builders =", "sandbox = false", "build-users-group ="].join("\n");
 
 let engineBin: string | undefined;
+let pluginDir: string | undefined;
 
 /** The folder holding `pulumi`, the language host and the dynamic-provider shim. */
 export function engineBinDir(): string {
     engineBin ??= execFileSync("bash", [path.join(REPO_ROOT, "scripts/build-engine.sh")], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] })
         .trim().split("\n").pop()!;
     return engineBin;
+}
+
+/**
+ * Installs the nixos provider plugin (built from this checkout once per test process) into a
+ * PULUMI_HOME, as users install it: `pulumi plugin install resource nixos VERSION --file DIR`.
+ */
+export function installPlugin(pulumiHome: string): void {
+    pluginDir ??= buildPlugin();
+    execFileSync(path.join(engineBinDir(), "pulumi"), ["plugin", "install", "resource", "nixos", PLUGIN_VERSION, "--file", pluginDir], {
+        env: { ...process.env, PULUMI_HOME: pulumiHome }, stdio: ["ignore", "ignore", "inherit"],
+    });
 }
 
 /** Puts the engine and the offline Nix settings into this process's environment (inherited by the CLI). */
@@ -42,11 +55,13 @@ export interface TestStack {
     remove(): Promise<void>;
 }
 
-/**
- * A program file run by the language host, as `pulumi up` runs a user's program. Its source
- * requires the library as `LIBRARY` (the compiled components).
- */
+/** A program file run by its language host, as `pulumi up` runs a user's program. */
 export interface ProgramFile {
+    /**
+     * "nodejs" (the default): the source is index.js, which can require the library as `LIBRARY`
+     * (the compiled components). "yaml": the source is the Pulumi YAML program, Main.yaml.
+     */
+    runtime?: "nodejs" | "yaml";
     source: string;
 }
 
@@ -64,6 +79,7 @@ export async function createTestStack(projectName: string, program: PulumiFn | P
     for (const sub of ["backend", "home", "work"]) fs.mkdirSync(path.join(dir, sub));
     const pulumiCommand = await PulumiCommand.get({ root: path.dirname(bin) });
     const workDir = path.join(dir, "work");
+    installPlugin(path.join(dir, "home"));
     const options: LocalWorkspaceOptions = {
         pulumiCommand,
         workDir,
@@ -72,13 +88,19 @@ export async function createTestStack(projectName: string, program: PulumiFn | P
             PULUMI_BACKEND_URL: `file://${path.join(dir, "backend")}`,
             PULUMI_CONFIG_PASSPHRASE: TEST_PASSPHRASE,
         },
-        projectSettings: { name: projectName, runtime: "nodejs", backend: { url: `file://${path.join(dir, "backend")}` } },
+        projectSettings: {
+            name: projectName,
+            // The Automation API's type lists no "yaml", but Pulumi.yaml takes any language's runtime.
+            runtime: (typeof program === "function" ? "nodejs" : program.runtime ?? "nodejs") as ProjectRuntime,
+            backend: { url: `file://${path.join(dir, "backend")}` },
+        },
     };
     let stack: Stack;
     if (typeof program === "function") {
         stack = await LocalWorkspace.createOrSelectStack({ stackName: "test", projectName, program }, options);
     } else {
-        fs.writeFileSync(path.join(workDir, "index.js"), `const LIBRARY = ${JSON.stringify(LIBRARY)};\n${program.source}`);
+        if (program.runtime === "yaml") fs.writeFileSync(path.join(workDir, "Main.yaml"), program.source);
+        else fs.writeFileSync(path.join(workDir, "index.js"), `const LIBRARY = ${JSON.stringify(LIBRARY)};\n${program.source}`);
         stack = await LocalWorkspace.createOrSelectStack({ stackName: "test", workDir }, options);
     }
     if (Object.keys(config).length) await stack.setAllConfig(config);

@@ -5,9 +5,10 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { NixosFleet } from "../../components";
-import { evaluateConfigurations, evaluationProcesses, SystemEvaluation } from "../../components/deploy/evaluate";
+import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
 import { startTestHosts, TestFleet } from "../hosts/testHosts";
 import { createTestStack, TestStack, useTestEngine } from "./engine";
+import { NixInvocations } from "./nixInvocations";
 import { FIXTURE_FLAKE, HEALTHY_CHECK, recordedClosures } from "./systemStack";
 
 let hosts: TestFleet;
@@ -20,7 +21,6 @@ before(async () => {
     hosts = await startTestHosts({ count: 6 });
     testStack = await createTestStack("fleet", async () => {
         const configurations = new pulumi.Config().requireObject<string[]>("configurations");
-        const evaluationsBefore = evaluationProcesses();
         const fleet = new NixosFleet("edge", {
             flake: FIXTURE_FLAKE,
             sshPrivateKey: pulumi.secret(hosts.deployerPrivateKey),
@@ -29,7 +29,7 @@ before(async () => {
             hosts: Object.fromEntries(hosts.hosts.map((host, i) =>
                 [host.name, { address: host.address, hostPublicKey: host.hostPublicKey, configuration: configurations[i] }])),
         });
-        return { hosts: fleet.hosts, evaluations: fleet.hosts.apply(() => evaluationProcesses() - evaluationsBefore) };
+        return { hosts: fleet.hosts };
     });
 });
 
@@ -44,9 +44,10 @@ async function rollOut(configurations: string[]) {
 }
 
 test("up: six hosts from one flake, evaluated by one nix process", async () => {
-    const { result } = await rollOut(Array(6).fill("v1"));
+    const nixCalls = new NixInvocations();
+    const { count, result: { result } } = await nixCalls.countDuring("eval", () => rollOut(Array(6).fill("v1"))).finally(() => nixCalls.remove());
     assert.ok(result, "up failed");
-    assert.equal(result.outputs.evaluations.value, 1);
+    assert.equal(count, 1);
     for (const host of hosts.hosts) {
         assert.equal(host.currentSystem(), systems.v1.closure, host.name);
         assert.equal(result.outputs.hosts.value[host.name].closure, systems.v1.closure);
