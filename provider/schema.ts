@@ -153,7 +153,7 @@ export const WAIT_FOR_NIXOS: ResourceDefinition = {
         timeoutSeconds: { schema: z.number().int().min(1).max(86400).default(900), description: "Seconds to wait for NixOS; default 900 (nixos-infect builds a system and reboots)." },
         pollSeconds: { schema: z.number().int().min(1).max(300).default(5), description: "Seconds between attempts; default 5." },
         consoleHint: {
-            schema: z.string().max(1024).default("the machine's console"),
+            schema: z.string().max(1024).default("the console of the machine"),
             description: "Where a user should look when the host does not come up, for the timeout message.",
         },
     },

@@ -142,20 +142,31 @@ function childrenOf(): Map<number, number[]> {
     return children;
 }
 
+/** The pulumi CLI processes this process started. */
+function engineProcesses(children: Map<number, number[]>): number[] {
+    const commandLines = readEachProcess("cmdline");
+    return (children.get(process.pid) ?? []).filter((pid) => path.basename((commandLines.get(pid) ?? "").split("\0")[0]) === "pulumi");
+}
+
+/** Sends SIGINT to the pulumi CLI this process started, as Ctrl-C does. Returns how many. */
+export function interruptEngine(): number {
+    const engine = engineProcesses(childrenOf());
+    engine.forEach((pid) => process.kill(pid, "SIGINT"));
+    return engine.length;
+}
+
 /**
- * Kills the pulumi CLI this process started and everything under it (language host, dynamic
- * provider, its ssh and nix), as a crash or `kill -9` of the deployer would. Returns how many.
+ * Kills the pulumi CLI this process started and everything under it (language host, provider
+ * plugins, their ssh and nix), as a crash or `kill -9` of the deployer would. Returns how many.
  */
 export function killEngine(): number {
     const children = childrenOf();
-    const commandLines = readEachProcess("cmdline");
-    const engine = (children.get(process.pid) ?? []).filter((pid) => path.basename((commandLines.get(pid) ?? "").split("\0")[0]) === "pulumi");
     const doomed: number[] = [];
     const collect = (pid: number) => {
         doomed.push(pid);
         (children.get(pid) ?? []).forEach(collect);
     };
-    engine.forEach(collect);
+    engineProcesses(children).forEach(collect);
     for (const pid of doomed) {
         try {
             process.kill(pid, "SIGKILL");
