@@ -10,7 +10,7 @@ import * as plugin from "@pulumi/pulumi/proto/plugin_pb";
 import * as rpc from "@pulumi/pulumi/proto/provider_grpc_pb";
 import * as proto from "@pulumi/pulumi/proto/provider_pb";
 import { decodeProperties, encodeProperties, PropertyMap } from "./properties";
-import { PACKAGE_VERSION, packageSchema, ResourceDefinition, secretProperties } from "./schema";
+import { ResourceDefinition, secretProperties } from "./schema";
 
 /** What every operation gets besides its properties. */
 export interface OperationContext {
@@ -77,13 +77,21 @@ function answer<Request, Response>(work: (request: Request) => Promise<Response>
     };
 }
 
+/** What a provider plugin serves. */
+export interface ProviderPackage {
+    version: string;
+    /** The Pulumi package schema. */
+    schema: Record<string, unknown>;
+    handlers: ResourceHandler[];
+}
+
 export class ProviderServer {
     private readonly handlers: Map<string, ResourceHandler>;
     private readonly cancellation = new AbortController();
     private readonly engine?: enginerpc.EngineClient;
 
-    constructor(handlers: ResourceHandler[], engineAddress?: string) {
-        this.handlers = new Map(handlers.map((handler) => [handler.definition.token, handler]));
+    constructor(private readonly served: ProviderPackage, engineAddress?: string) {
+        this.handlers = new Map(served.handlers.map((handler) => [handler.definition.token, handler]));
         if (engineAddress) this.engine = new enginerpc.EngineClient(engineAddress, grpc.credentials.createInsecure());
     }
 
@@ -125,8 +133,8 @@ export class ProviderServer {
     private service(): Partial<rpc.IResourceProviderServer> {
         // Methods left out (Invoke, Call, Construct, Attach, …) answer UNIMPLEMENTED.
         return {
-            getPluginInfo: answer(async () => new plugin.PluginInfo().setVersion(PACKAGE_VERSION)),
-            getSchema: answer(async () => new proto.GetSchemaResponse().setSchema(JSON.stringify(packageSchema()))),
+            getPluginInfo: answer(async () => new plugin.PluginInfo().setVersion(this.served.version)),
+            getSchema: answer(async () => new proto.GetSchemaResponse().setSchema(JSON.stringify(this.served.schema))),
             checkConfig: answer(async (request: proto.CheckRequest) => new proto.CheckResponse().setInputs(request.getNews())),
             diffConfig: answer(async () => new proto.DiffResponse().setChanges(proto.DiffResponse.DiffChanges.DIFF_NONE)),
             configure: answer(async () => new proto.ConfigureResponse()

@@ -59,7 +59,7 @@ test("one failing host of ten: nine on the new system, one rolled back, the stat
     const recorded = await recordedClosures(testStack.stack);
     fleet.hosts.forEach((host, i) => {
         const expected = i === FAILING ? systems.v1.closure : systems.v2.closure;
-        assert.equal(host.currentSystem(), expected, `${host.name} runs the wrong system`);
+        assert.equal(host.currentSystem(), expected, `${host.name} runs the wrong system; up said:\n${String(error)}`);
         assert.equal(host.currentGeneration(), i === FAILING ? 1 : 2, `${host.name} is on the wrong generation`);
         assert.equal(recorded[host.name], expected, `the state records the wrong closure for ${host.name}`);
     });
