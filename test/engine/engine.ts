@@ -4,7 +4,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { ConfigMap, LocalWorkspace, LocalWorkspaceOptions, ProjectRuntime, PulumiCommand, PulumiFn, Stack } from "@pulumi/pulumi/automation";
+import { ConfigMap, LocalWorkspace, LocalWorkspaceOptions, ProjectRuntime, ProjectSettings, PulumiCommand, PulumiFn, Stack } from "@pulumi/pulumi/automation";
 import { buildPlugin, PLUGIN_VERSION } from "../../scripts/plugin";
 
 export const REPO_ROOT = path.resolve(__dirname, "../../..");
@@ -23,13 +23,18 @@ export function engineBinDir(): string {
     return engineBin;
 }
 
+/** The nixos provider plugin's folder, built from this checkout once per test process. */
+function pluginFolder(): string {
+    pluginDir ??= buildPlugin();
+    return pluginDir;
+}
+
 /**
- * Installs the nixos provider plugin (built from this checkout once per test process) into a
+ * Installs the nixos provider plugin into a
  * PULUMI_HOME, as users install it: `pulumi plugin install resource nixos VERSION --file DIR`.
  */
 export function installPlugin(pulumiHome: string): void {
-    pluginDir ??= buildPlugin();
-    execFileSync(path.join(engineBinDir(), "pulumi"), ["plugin", "install", "resource", "nixos", PLUGIN_VERSION, "--file", pluginDir], {
+    execFileSync(path.join(engineBinDir(), "pulumi"), ["plugin", "install", "resource", "nixos", PLUGIN_VERSION, "--file", pluginFolder()], {
         env: { ...process.env, PULUMI_HOME: pulumiHome }, stdio: ["ignore", "ignore", "inherit"],
     });
 }
@@ -73,13 +78,20 @@ export const LIBRARY = path.join(REPO_ROOT, "dist/components");
  * program file (run by the language host; a failing program is reported by the engine, not left
  * behind as unhandled rejections in this process).
  */
-export async function createTestStack(projectName: string, program: PulumiFn | ProgramFile, config: ConfigMap = {}): Promise<TestStack> {
+export interface TestStackOptions {
+    /** Name the plugin's folder in Pulumi.yaml (plugins.providers) instead of installing it. */
+    pluginFromProject?: boolean;
+}
+
+export async function createTestStack(
+    projectName: string, program: PulumiFn | ProgramFile, config: ConfigMap = {}, stackOptions: TestStackOptions = {},
+): Promise<TestStack> {
     const bin = useTestEngine();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-stack-"));
     for (const sub of ["backend", "home", "work"]) fs.mkdirSync(path.join(dir, sub));
     const pulumiCommand = await PulumiCommand.get({ root: path.dirname(bin) });
     const workDir = path.join(dir, "work");
-    installPlugin(path.join(dir, "home"));
+    if (!stackOptions.pluginFromProject) installPlugin(path.join(dir, "home"));
     const options: LocalWorkspaceOptions = {
         pulumiCommand,
         workDir,
@@ -93,7 +105,9 @@ export async function createTestStack(projectName: string, program: PulumiFn | P
             // The Automation API's type lists no "yaml", but Pulumi.yaml takes any language's runtime.
             runtime: (typeof program === "function" ? "nodejs" : program.runtime ?? "nodejs") as ProjectRuntime,
             backend: { url: `file://${path.join(dir, "backend")}` },
-        },
+            // Not in the Automation API's type, but written to Pulumi.yaml as it is.
+            ...(stackOptions.pluginFromProject ? { plugins: { providers: [{ name: "nixos", path: pluginFolder() }] } } : {}),
+        } as ProjectSettings,
     };
     let stack: Stack;
     if (typeof program === "function") {

@@ -96,3 +96,24 @@ test("destroy removes the resource; the host keeps running its system", async ()
     assert.deepEqual((await testStack.stack.exportStack()).deployment.resources ?? [], []);
     assert.equal(host.currentSystem(), systems.v1.closure);
 });
+
+test("a project that names the plugin's folder in Pulumi.yaml (plugins.providers) uses it without installing it", async () => {
+    const keys = await createTestStack("yaml-plugin-path", { runtime: "yaml", source: `
+resources:
+  key:
+    type: nixos:index:SshKeyPair
+    properties:
+      comment: web
+outputs:
+  publicKey: \${key.publicKey}
+` }, {}, { pluginFromProject: true });
+    try {
+        const result = await keys.stack.up();
+        assert.match(result.outputs.publicKey.value, /^ssh-ed25519 AAAA/);
+        const installed = path.join(keys.dir, "home/plugins");
+        assert.deepEqual(fs.existsSync(installed) ? fs.readdirSync(installed).filter((entry) => entry.includes("nixos")) : [], [], "the plugin was installed");
+        await keys.stack.destroy();
+    } finally {
+        await keys.remove();
+    }
+});
