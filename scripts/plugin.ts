@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { buildSync } from "esbuild";
 
 const ROOT = path.resolve(__dirname, "../..");
-export const PLUGIN_DIR = path.join(ROOT, "dist/plugin");
+const PLUGIN_DIR = path.join(ROOT, "dist/plugin");
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 export const PLUGIN_VERSION: string = require(path.join(ROOT, "package.json")).version;
 
