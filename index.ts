@@ -24,7 +24,8 @@ const config = new pulumi.Config();
 const hostNames = ["web-1", "web-2", "web-3"];
 
 function localFleet(): NixosFleet {
-    const flake = config.get("flake") ?? `path:${path.resolve(__dirname, "..", "nix", "fixtures")}`;
+    // Relative to the project: the stack's state names no folder of this checkout.
+    const flake = config.get("flake") ?? "path:./nix/fixtures";
     // The stand-in configuration every host runs, and optionally one host given a broken system.
     const version = config.get("version") ?? "v1";
     const brokenHost = config.get("brokenHost");
@@ -36,7 +37,7 @@ function localFleet(): NixosFleet {
             hostPrivateKey: hostKey.privateKey,
             hostPublicKey: hostKey.publicKey,
             authorizedKey: deployer.publicKey,
-            firstSystemFlake: flake,
+            firstSystemFlake: config.get("flake") ?? `path:${path.resolve(__dirname, "..", "nix", "fixtures")}`,
             firstSystemConfiguration: "first-boot",
             infectAfterSeconds: 2,
             baseDir: localMachinesFolder(pulumi.getStack()),

@@ -1,14 +1,13 @@
 // What the benchmark measures besides time, each read from the real thing: peak memory of the
-// program and provider processes (their kernel high-water mark), and every nix process started
-// (a logging shim in front of the real nix on PATH).
+// program and provider processes (their kernel high-water mark) and the CPU used. The nix
+// processes started are counted by test/engine/nixInvocations.ts.
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 
 /** Pulumi's Node.js processes, by what they run. */
 const PROCESS_KINDS = {
     program: "@pulumi/pulumi/cmd/run",
-    provider: "@pulumi/pulumi/cmd/dynamic-provider",
+    provider: "pulumi-resource-nixos.js",
 } as const;
 
 export type ProcessKind = keyof typeof PROCESS_KINDS;
@@ -40,7 +39,7 @@ function childProcesses(pid: number): number[] {
 
 /**
  * Samples the Pulumi processes under this one while `work` runs and returns the peak resident
- * memory (MiB) of the program and the dynamic provider. VmHWM is the kernel's own peak, so a sample
+ * memory (MiB) of the program and the provider plugin. VmHWM is the kernel's own peak, so a sample
  * between two peaks misses nothing. The walk follows only Pulumi's own processes (CLI, language
  * host, plugins, also when a plugin is a script): scanning every process would cost CPU in
  * proportion to the fleet and so skew the timings it runs beside.
@@ -70,46 +69,4 @@ const TICKS_PER_SECOND = 100;
 export function machineCpuSeconds(): number {
     const [user, nice, system, , , irq, softirq, steal] = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].split(/\s+/).slice(1).map(Number);
     return (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND;
-}
-
-/**
- * Counts nix invocations by subcommand through a shim that logs, then runs the real nix. The shim
- * is on PATH only while it counts, so nothing else pays for it.
- */
-export class NixInvocations {
-    private readonly log: string;
-    private readonly binDir: string;
-
-    constructor() {
-        this.binDir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-bench-nix-"));
-        this.log = path.join(this.binDir, "invocations");
-        const realNix = process.env.PATH!.split(":").map((dir) => path.join(dir, "nix")).find((file) => fs.existsSync(file));
-        if (!realNix) throw new Error("bench: nix is not on PATH");
-        fs.writeFileSync(this.log, "");
-        fs.writeFileSync(path.join(this.binDir, "nix"), `#!/bin/sh\necho "$1" >> '${this.log}'\nexec '${realNix}' "$@"\n`, { mode: 0o755 });
-    }
-
-    /**
-     * How many `nix SUBCOMMAND` processes `work` started, with the shim first on this process's
-     * PATH meanwhile (the engine, the program and the provider inherit it).
-     */
-    async countDuring<T>(subcommand: string, work: () => Promise<T>): Promise<{ result: T; count: number }> {
-        const before = this.count(subcommand);
-        const searchPath = process.env.PATH;
-        process.env.PATH = `${this.binDir}:${searchPath}`;
-        try {
-            const result = await work();
-            return { result, count: this.count(subcommand) - before };
-        } finally {
-            process.env.PATH = searchPath;
-        }
-    }
-
-    private count(subcommand: string): number {
-        return fs.readFileSync(this.log, "utf8").split("\n").filter((line) => line === subcommand).length;
-    }
-
-    remove(): void {
-        fs.rmSync(this.binDir, { recursive: true, force: true });
-    }
 }

@@ -1,10 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
-import { evaluateConfiguration, resolveFlakeReference, SystemEvaluation } from "./deploy/evaluate";
-import { moduleProvider } from "./provider/moduleProvider";
-import { z } from "zod";
-import {
-    Action, configurationNameSchema, connectionSchema, flakeSchema, InvalidInputError, parseInput, storePathSchema, systemSettingsSchema,
-} from "./schema";
+import { inputSchemas, PACKAGE_VERSION, SYSTEM } from "../provider/schema";
+import { Action, parseInput } from "./schema";
 
 /** A command run on the host after activation; healthy when it exits 0 within the timeout. */
 export interface CommandHealthCheck {
@@ -75,39 +71,13 @@ export interface NixosSystemArgs {
     rebootTimeoutSeconds?: pulumi.Input<number>;
 }
 
-const PROVIDER_MODULE = require.resolve("./nixosSystemProvider");
-
-/** A flake configuration's evaluation, or what is known of a given store path (no derivation). */
-type EvaluatedSource = Omit<SystemEvaluation, "derivation"> & { flake?: string; derivation?: string };
-
-/** Validates where the system comes from and evaluates its closure (no build: previews stay fast). */
-async function evaluateSource(name: string, flake?: string, configuration?: string, storePath?: string): Promise<EvaluatedSource> {
-    const what = `NixosSystem ${name}`;
-    if (storePath !== undefined) {
-        if (flake !== undefined || configuration !== undefined) throw new InvalidInputError(`${what}: give either flake and configuration, or storePath, not both`);
-        return { closure: parseInput(storePathSchema, storePath, `${what}: storePath`), packages: {} };
-    }
-    if (flake === undefined || configuration === undefined) throw new InvalidInputError(`${what}: flake and configuration are required (or storePath)`);
-    const resolved = resolveFlakeReference(parseInput(flakeSchema, flake, `${what}: flake`));
-    const evaluation = await evaluateConfiguration(resolved, parseInput(configurationNameSchema, configuration, `${what}: configuration`));
-    return { ...evaluation, flake: resolved };
-}
-
-const KNOWN_INPUT_SCHEMAS: Record<keyof NixosSystemArgs, z.ZodType> = {
-    ...connectionSchema.shape,
-    ...systemSettingsSchema.omit({ connection: true }).shape,
-    flake: flakeSchema,
-    configuration: configurationNameSchema,
-    storePath: storePathSchema,
-};
-
 /**
  * Validates the inputs that are plain values already, so that a mistake fails in the constructor,
  * at the user's line. Inputs that are outputs of other resources are checked when they resolve,
  * and all of them again by the provider's check before anything is deployed.
  */
 function validateKnownInputs(name: string, args: NixosSystemArgs): void {
-    for (const [field, schema] of Object.entries(KNOWN_INPUT_SCHEMAS)) {
+    for (const [field, schema] of Object.entries(inputSchemas(SYSTEM))) {
         const value = args[field as keyof NixosSystemArgs];
         if (value === undefined || pulumi.Output.isInstance(value) || value instanceof Promise) continue;
         parseInput(schema, value, `NixosSystem ${name}: ${field}`);
@@ -115,57 +85,34 @@ function validateKnownInputs(name: string, args: NixosSystemArgs): void {
 }
 
 /**
- * One host's NixOS system. Its identity is its closure: the store path of the configuration's
- * system.build.toplevel, evaluated (not built) when the program runs, so `pulumi preview` shows
- * the old and new closure and the package versions that change, without touching the host.
+ * One host's NixOS system (`nixos:index:System` of the nixos provider plugin). Its identity is
+ * its closure: the store path of the configuration's system.build.toplevel, evaluated (not built)
+ * by the provider's check, so `pulumi preview --diff` shows the old and new closure and the
+ * package versions that change, without touching the host.
  *
  * An update builds the closure, copies the paths the host lacks, sets the system profile, runs
  * switch-to-configuration and the health checks, and returns the host to the generation it ran
  * before (by number) if any of that fails. Refresh reads what the host runs. Delete leaves the
  * host running its system.
  */
-export class NixosSystem extends pulumi.dynamic.Resource {
+export class NixosSystem extends pulumi.CustomResource {
     /** The store path of the system the host runs (as of the last up or refresh). */
     declare readonly closure: pulumi.Output<string>;
     /** The system profile generation the host runs. */
     declare readonly generation: pulumi.Output<number | undefined>;
     /** pname → version of the system's packages. */
     declare readonly packages: pulumi.Output<Record<string, string>>;
+    /** The system's kernel version and NixOS release, when it has them. */
+    declare readonly kernel: pulumi.Output<string | undefined>;
+    declare readonly nixosRelease: pulumi.Output<string | undefined>;
     declare readonly address: pulumi.Output<string>;
 
     constructor(name: string, args: NixosSystemArgs, opts?: pulumi.CustomResourceOptions) {
         validateKnownInputs(name, args);
-        // An evaluation failure is carried by `closure` alone, so that it is reported once.
-        const source = pulumi.all([args.flake, args.configuration, args.storePath])
-            .apply(([flake, configuration, storePath]) => evaluateSource(name, flake, configuration, storePath)
-                .then((evaluation): EvaluatedSource | { failure: Error } => evaluation, (failure: Error) => ({ failure })));
-        const evaluated = source.apply((result) => ("failure" in result ? undefined : result));
-        super(moduleProvider(PROVIDER_MODULE), name, {
-            name,
-            address: args.address,
-            port: args.port ?? 22,
-            user: args.user ?? "root",
+        super(SYSTEM.token, name, {
+            ...args,
             privateKey: pulumi.secret(args.privateKey),
-            hostPublicKey: args.hostPublicKey,
-            connectTimeoutSeconds: args.connectTimeoutSeconds ?? 10,
-            flake: evaluated.apply((result) => result?.flake),
-            configuration: args.configuration,
-            storePath: args.storePath,
-            closure: source.apply((result) => {
-                if ("failure" in result) throw result.failure;
-                return result.closure;
-            }),
-            derivation: evaluated.apply((result) => result?.derivation),
-            packages: evaluated.apply((result) => result?.packages ?? {}),
-            kernel: evaluated.apply((result) => result?.kernel),
-            nixosRelease: evaluated.apply((result) => result?.nixosRelease),
-            action: args.action ?? "switch",
-            healthChecks: args.healthChecks ?? {},
-            substituteOnDestination: args.substituteOnDestination ?? false,
-            confirmTimeoutSeconds: args.confirmTimeoutSeconds ?? 60,
-            reboot: args.reboot ?? false,
-            rebootTimeoutSeconds: args.rebootTimeoutSeconds ?? 600,
-            generation: undefined,
-        }, { ...opts, additionalSecretOutputs: ["privateKey"] }, "nixos", "System");
+            closure: undefined, derivation: undefined, packages: undefined, kernel: undefined, nixosRelease: undefined, generation: undefined,
+        }, { version: PACKAGE_VERSION, ...opts, additionalSecretOutputs: ["privateKey"] });
     }
 }

@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { engineBinDir, OFFLINE_NIX_CONFIG, REPO_ROOT } from "../test/engine/engine";
 import { currentSystemOf, localMachinesFolder, removeTestHostsUnder, shellIn } from "../testbed/testHosts";
+import { buildPlugin, PLUGIN_VERSION } from "./plugin";
 
 const STACK = "demo";
 const WORK = path.join(REPO_ROOT, ".work", "demo");
@@ -68,6 +69,9 @@ function switchByHand(host: string): void {
 }
 
 function main(): void {
+    step("The nixos provider plugin, installed as users install it");
+    mustSucceed(pulumi("plugin", "install", "resource", "nixos", PLUGIN_VERSION, "--file", path.relative(REPO_ROOT, buildPlugin())), "plugin install");
+
     step("A stack for the example program (Pulumi.yaml, index.ts: three local machines from one flake)");
     mustSucceed(pulumi("stack", "init", STACK), "stack init");
     try {

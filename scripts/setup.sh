@@ -37,6 +37,7 @@ fi
 export PATH="$PATH:/usr/local/go/bin"
 bash scripts/build-engine.sh >/dev/null
 
-say "compiling TypeScript"
+say "compiling TypeScript and bundling the provider plugin"
 rm -rf dist
 node_modules/.bin/tsc -p .
+node dist/scripts/plugin.js

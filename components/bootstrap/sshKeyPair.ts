@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { moduleProvider } from "../provider/moduleProvider";
+import { PACKAGE_VERSION, SSH_KEY_PAIR } from "../../provider/schema";
 
 export interface SshKeyPairArgs {
     /** The key's comment, e.g. the host's name; changing it makes a new key. */
@@ -7,18 +7,18 @@ export interface SshKeyPairArgs {
 }
 
 /**
- * An ed25519 SSH key pair made by the program and kept in the state, the private key a Pulumi
- * secret. As a host key it is known (and pinned) before the host first boots: no trust on first
- * use. It also serves as a deployer key where none is given.
+ * An ed25519 SSH key pair made by the provider and kept in the state, the private key a Pulumi
+ * secret (`nixos:index:SshKeyPair`). As a host key it is known (and pinned) before the host first
+ * boots: no trust on first use. It also serves as a deployer key where none is given.
  */
-export class SshKeyPair extends pulumi.dynamic.Resource {
+export class SshKeyPair extends pulumi.CustomResource {
     /** OpenSSH private key text (secret). */
     declare readonly privateKey: pulumi.Output<string>;
     /** "ssh-ed25519 AAAA…" */
     declare readonly publicKey: pulumi.Output<string>;
 
     constructor(name: string, args: SshKeyPairArgs, opts?: pulumi.CustomResourceOptions) {
-        super(moduleProvider(require.resolve("./sshKeyPairProvider")), name, { ...args, privateKey: undefined, publicKey: undefined },
-            { ...opts, additionalSecretOutputs: ["privateKey"] }, "nixos", "SshKeyPair");
+        super(SSH_KEY_PAIR.token, name, { ...args, privateKey: undefined, publicKey: undefined },
+            { version: PACKAGE_VERSION, ...opts, additionalSecretOutputs: ["privateKey"] });
     }
 }

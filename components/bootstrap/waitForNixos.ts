@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { moduleProvider } from "../provider/moduleProvider";
+import { PACKAGE_VERSION, WAIT_FOR_NIXOS } from "../../provider/schema";
 
 export interface WaitForNixosArgs {
     address: pulumi.Input<string>;
@@ -20,23 +20,14 @@ export interface WaitForNixosArgs {
 /**
  * Waits until a freshly provisioned machine runs NixOS: it checks over SSH (with the pinned host
  * key) for /run/current-system, it does not sleep a fixed time. Its output `initialSystem` is the
- * system the host booted, which the host's NixosSystem then replaces with the flake's.
+ * system the host booted, which the host's NixosSystem then replaces with the flake's
+ * (`nixos:index:WaitForNixos`).
  */
-export class WaitForNixos extends pulumi.dynamic.Resource {
+export class WaitForNixos extends pulumi.CustomResource {
     declare readonly initialSystem: pulumi.Output<string>;
 
     constructor(name: string, args: WaitForNixosArgs, opts?: pulumi.CustomResourceOptions) {
-        super(moduleProvider(require.resolve("./waitForNixosProvider")), name, {
-            name,
-            address: args.address,
-            port: args.port ?? 22,
-            user: args.user ?? "root",
-            privateKey: pulumi.secret(args.privateKey),
-            hostPublicKey: args.hostPublicKey,
-            timeoutSeconds: args.timeoutSeconds ?? 900,
-            pollSeconds: args.pollSeconds ?? 5,
-            consoleHint: args.consoleHint ?? "the machine's console",
-            initialSystem: undefined,
-        }, { ...opts, additionalSecretOutputs: ["privateKey"] }, "nixos", "WaitForNixos");
+        super(WAIT_FOR_NIXOS.token, name, { ...args, privateKey: pulumi.secret(args.privateKey), initialSystem: undefined },
+            { version: PACKAGE_VERSION, ...opts, additionalSecretOutputs: ["privateKey"] });
     }
 }

@@ -1,6 +1,6 @@
-// Stage 1, at program time: the closure of each configuration and its derivation, by evaluation
-// only (a preview never builds), with the package set that a preview shows beside it. Requests
-// for one flake that arrive together are answered by a single `nix eval` process, the only
+// Stage 1, in the provider's check: the closure of each configuration and its derivation, by
+// evaluation only (a preview never builds), with the package set that a preview shows beside it.
+// All configurations of one flake are evaluated by a single `nix eval` process, the only
 // evaluation of a deploy.
 import * as path from "node:path";
 import { evalJson } from "../transport/nix";
@@ -40,10 +40,13 @@ export function resolveFlakeReference(flake: string, baseDir = process.cwd()): s
     return flake;
 }
 
+/** Every configuration of the flake, instead of a list of names. */
+const ALL = "all";
+
 // Names are validated by configurationNameSchema (no quotes, no `$`), so they can stand inside a
 // Nix string literal as they are.
-function evaluationFunction(configurations: readonly string[]): string {
-    const names = configurations.map((name) => `"${name}"`).join(" ");
+function evaluationFunction(configurations: readonly string[] | typeof ALL): string {
+    const wanted = configurations === ALL ? "builtins.attrNames configurations" : `[ ${configurations.map((name) => `"${name}"`).join(" ")} ]`;
     return `configurations: let
   describe = c: let
       cfg = c.config;
@@ -58,7 +61,7 @@ function evaluationFunction(configurations: readonly string[]): string {
       kernel = cfg.boot.kernelPackages.kernel.version or null;
       nixosRelease = cfg.system.nixos.release or null;
     };
-  wanted = [ ${names} ];
+  wanted = ${wanted};
 in {
   available = builtins.attrNames configurations;
   systems = builtins.listToAttrs (map (name: { inherit name; value = describe configurations.\${name}; })
@@ -83,9 +86,9 @@ interface EvaluatedFlake {
     systems: Record<string, SystemEvaluation>;
 }
 
-async function evaluateFlake(flake: string, configurations: readonly string[]): Promise<EvaluatedFlake> {
+async function evaluateFlake(flake: string, configurations: readonly string[] | typeof ALL): Promise<EvaluatedFlake> {
     processCount++;
-    const raw = await evalJson<RawEvaluation>(`${flake}#nixosConfigurations`, evaluationFunction([...new Set(configurations)]));
+    const raw = await evalJson<RawEvaluation>(`${flake}#nixosConfigurations`, evaluationFunction(configurations === ALL ? ALL : [...new Set(configurations)]));
     const systems: Record<string, SystemEvaluation> = {};
     for (const [name, system] of Object.entries(raw.systems)) {
         const packages: Record<string, string> = {};
@@ -116,30 +119,21 @@ export async function evaluateConfigurations(flake: string, configurations: read
     return Object.fromEntries(configurations.map((name) => [name, pick(evaluated, flake, name)]));
 }
 
-interface PendingBatch {
-    configurations: Set<string>;
-    result: Promise<EvaluatedFlake>;
-}
-
-const pending = new Map<string, PendingBatch>();
+const wholeFlakes = new Map<string, Promise<EvaluatedFlake | undefined>>();
 
 /**
- * Evaluates one configuration; requests for the same flake made within the same few milliseconds
- * (all hosts of a program resolve their inputs together) share one `nix eval`.
+ * Evaluates one configuration in a process that lives for a whole deployment (the provider).
+ * The engine checks resources one after another, so the requests of a fleet never arrive
+ * together: the first request for a flake evaluates every configuration of it in one `nix eval`,
+ * and the others are answered from that. If that evaluation fails (say one configuration is
+ * broken), each configuration is evaluated alone, so a failure is only its own resource's.
  */
-export function evaluateConfiguration(flake: string, configuration: string): Promise<SystemEvaluation> {
-    let batch = pending.get(flake);
-    if (!batch) {
-        const configurations = new Set<string>();
-        const result = new Promise<EvaluatedFlake>((resolve, reject) => {
-            setTimeout(() => {
-                pending.delete(flake);
-                evaluateFlake(flake, [...configurations]).then(resolve, reject);
-            }, 20);
-        });
-        batch = { configurations, result };
-        pending.set(flake, batch);
+export async function evaluateConfiguration(flake: string, configuration: string): Promise<SystemEvaluation> {
+    let whole = wholeFlakes.get(flake);
+    if (!whole) {
+        whole = evaluateFlake(flake, ALL).catch(() => undefined);
+        wholeFlakes.set(flake, whole);
     }
-    batch.configurations.add(configuration);
-    return batch.result.then((evaluated) => pick(evaluated, flake, configuration));
+    const evaluated = (await whole) ?? await evaluateFlake(flake, [configuration]);
+    return pick(evaluated, flake, configuration);
 }

@@ -4,6 +4,7 @@ import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { firstBootSystem, startTestHosts, TestFleet } from "../../testbed/testHosts";
 import { createTestStack, REPO_ROOT, TestStack } from "./engine";
+import { createSystemStack } from "./systemStack";
 
 const FLAKE = `path:${path.join(REPO_ROOT, "nix/fixtures")}`;
 
@@ -87,6 +88,17 @@ test("an unreachable host: fails at the probe and says why", async () => {
 test("a host that presents another key is refused and nothing is sent to it", async () => {
     const message = await upFails({ keyOf: 1 });
     assert.match(message, /host key that is not the pinned one; nothing was sent to it/);
+});
+
+test("an inline program (run in the deployer's process): a missing configuration fails up with the resource's error, no hang", async () => {
+    const inline = await createSystemStack("bad-inputs-inline", fleet, fleet.hosts[0]);
+    try {
+        const message = await inline.failedDeploy("v9");
+        assert.match(message, /nixos:index:System resource 'web' has a problem: flake \S+ has no nixosConfigurations\.v9/);
+        assert.equal(fleet.hosts[0].currentSystem(), undefined);
+    } finally {
+        await inline.remove();
+    }
 });
 
 test("the private key never appears in any message", () => {

@@ -4,7 +4,8 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { ConfigMap, LocalWorkspace, LocalWorkspaceOptions, PulumiCommand, PulumiFn, Stack } from "@pulumi/pulumi/automation";
+import { ConfigMap, LocalWorkspace, LocalWorkspaceOptions, ProjectRuntime, ProjectSettings, PulumiCommand, PulumiFn, Stack } from "@pulumi/pulumi/automation";
+import { buildPlugin, PLUGIN_VERSION } from "../../scripts/plugin";
 
 export const REPO_ROOT = path.resolve(__dirname, "../../..");
 export const TEST_PASSPHRASE = "pulumi-nixos test passphrase";
@@ -13,12 +14,29 @@ export const TEST_PASSPHRASE = "pulumi-nixos test passphrase";
 export const OFFLINE_NIX_CONFIG = ["flake-registry =", "substituters =", "builders =", "sandbox = false", "build-users-group ="].join("\n");
 
 let engineBin: string | undefined;
+let pluginDir: string | undefined;
 
 /** The folder holding `pulumi`, the language host and the dynamic-provider shim. */
 export function engineBinDir(): string {
     engineBin ??= execFileSync("bash", [path.join(REPO_ROOT, "scripts/build-engine.sh")], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] })
         .trim().split("\n").pop()!;
     return engineBin;
+}
+
+/** The nixos provider plugin's folder, built from this checkout once per test process. */
+function pluginFolder(): string {
+    pluginDir ??= buildPlugin();
+    return pluginDir;
+}
+
+/**
+ * Installs the nixos provider plugin into a
+ * PULUMI_HOME, as users install it: `pulumi plugin install resource nixos VERSION --file DIR`.
+ */
+export function installPlugin(pulumiHome: string): void {
+    execFileSync(path.join(engineBinDir(), "pulumi"), ["plugin", "install", "resource", "nixos", PLUGIN_VERSION, "--file", pluginFolder()], {
+        env: { ...process.env, PULUMI_HOME: pulumiHome }, stdio: ["ignore", "ignore", "inherit"],
+    });
 }
 
 /** Puts the engine and the offline Nix settings into this process's environment (inherited by the CLI). */
@@ -42,11 +60,13 @@ export interface TestStack {
     remove(): Promise<void>;
 }
 
-/**
- * A program file run by the language host, as `pulumi up` runs a user's program. Its source
- * requires the library as `LIBRARY` (the compiled components).
- */
+/** A program file run by its language host, as `pulumi up` runs a user's program. */
 export interface ProgramFile {
+    /**
+     * "nodejs" (the default): the source is index.js, which can require the library as `LIBRARY`
+     * (the compiled components). "yaml": the source is the Pulumi YAML program, Main.yaml.
+     */
+    runtime?: "nodejs" | "yaml";
     source: string;
 }
 
@@ -58,12 +78,20 @@ export const LIBRARY = path.join(REPO_ROOT, "dist/components");
  * program file (run by the language host; a failing program is reported by the engine, not left
  * behind as unhandled rejections in this process).
  */
-export async function createTestStack(projectName: string, program: PulumiFn | ProgramFile, config: ConfigMap = {}): Promise<TestStack> {
+export interface TestStackOptions {
+    /** Name the plugin's folder in Pulumi.yaml (plugins.providers) instead of installing it. */
+    pluginFromProject?: boolean;
+}
+
+export async function createTestStack(
+    projectName: string, program: PulumiFn | ProgramFile, config: ConfigMap = {}, stackOptions: TestStackOptions = {},
+): Promise<TestStack> {
     const bin = useTestEngine();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-stack-"));
     for (const sub of ["backend", "home", "work"]) fs.mkdirSync(path.join(dir, sub));
     const pulumiCommand = await PulumiCommand.get({ root: path.dirname(bin) });
     const workDir = path.join(dir, "work");
+    if (!stackOptions.pluginFromProject) installPlugin(path.join(dir, "home"));
     const options: LocalWorkspaceOptions = {
         pulumiCommand,
         workDir,
@@ -72,13 +100,21 @@ export async function createTestStack(projectName: string, program: PulumiFn | P
             PULUMI_BACKEND_URL: `file://${path.join(dir, "backend")}`,
             PULUMI_CONFIG_PASSPHRASE: TEST_PASSPHRASE,
         },
-        projectSettings: { name: projectName, runtime: "nodejs", backend: { url: `file://${path.join(dir, "backend")}` } },
+        projectSettings: {
+            name: projectName,
+            // The Automation API's type lists no "yaml", but Pulumi.yaml takes any language's runtime.
+            runtime: (typeof program === "function" ? "nodejs" : program.runtime ?? "nodejs") as ProjectRuntime,
+            backend: { url: `file://${path.join(dir, "backend")}` },
+            // Not in the Automation API's type, but written to Pulumi.yaml as it is.
+            ...(stackOptions.pluginFromProject ? { plugins: { providers: [{ name: "nixos", path: pluginFolder() }] } } : {}),
+        } as ProjectSettings,
     };
     let stack: Stack;
     if (typeof program === "function") {
         stack = await LocalWorkspace.createOrSelectStack({ stackName: "test", projectName, program }, options);
     } else {
-        fs.writeFileSync(path.join(workDir, "index.js"), `const LIBRARY = ${JSON.stringify(LIBRARY)};\n${program.source}`);
+        if (program.runtime === "yaml") fs.writeFileSync(path.join(workDir, "Main.yaml"), program.source);
+        else fs.writeFileSync(path.join(workDir, "index.js"), `const LIBRARY = ${JSON.stringify(LIBRARY)};\n${program.source}`);
         stack = await LocalWorkspace.createOrSelectStack({ stackName: "test", workDir }, options);
     }
     if (Object.keys(config).length) await stack.setAllConfig(config);
@@ -120,20 +156,31 @@ function childrenOf(): Map<number, number[]> {
     return children;
 }
 
+/** The pulumi CLI processes this process started. */
+function engineProcesses(children: Map<number, number[]>): number[] {
+    const commandLines = readEachProcess("cmdline");
+    return (children.get(process.pid) ?? []).filter((pid) => path.basename((commandLines.get(pid) ?? "").split("\0")[0]) === "pulumi");
+}
+
+/** Sends SIGINT to the pulumi CLI this process started, as Ctrl-C does. Returns how many. */
+export function interruptEngine(): number {
+    const engine = engineProcesses(childrenOf());
+    engine.forEach((pid) => process.kill(pid, "SIGINT"));
+    return engine.length;
+}
+
 /**
- * Kills the pulumi CLI this process started and everything under it (language host, dynamic
- * provider, its ssh and nix), as a crash or `kill -9` of the deployer would. Returns how many.
+ * Kills the pulumi CLI this process started and everything under it (language host, provider
+ * plugins, their ssh and nix), as a crash or `kill -9` of the deployer would. Returns how many.
  */
 export function killEngine(): number {
     const children = childrenOf();
-    const commandLines = readEachProcess("cmdline");
-    const engine = (children.get(process.pid) ?? []).filter((pid) => path.basename((commandLines.get(pid) ?? "").split("\0")[0]) === "pulumi");
     const doomed: number[] = [];
     const collect = (pid: number) => {
         doomed.push(pid);
         (children.get(pid) ?? []).forEach(collect);
     };
-    engine.forEach(collect);
+    engineProcesses(children).forEach(collect);
     for (const pid of doomed) {
         try {
             process.kill(pid, "SIGKILL");

@@ -5,15 +5,14 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { NixosFleet } from "../../components";
-import { evaluationProcesses } from "../../components/deploy/evaluate";
 import { createFleetStack, FIXTURE_FLAKE, FleetStack, HEALTHY_CHECK, recordedClosures } from "./systemStack";
+import { NixInvocations } from "./nixInvocations";
 
 let fleet: FleetStack;
 
 before(async () => {
     fleet = await createFleetStack("fleet", 6, (hosts) => async () => {
         const configurations = new pulumi.Config().requireObject<string[]>("configurations");
-        const evaluationsBefore = evaluationProcesses();
         const edge = new NixosFleet("edge", {
             flake: FIXTURE_FLAKE,
             sshPrivateKey: pulumi.secret(hosts.deployerPrivateKey),
@@ -22,7 +21,7 @@ before(async () => {
             hosts: Object.fromEntries(hosts.hosts.map((host, i) =>
                 [host.name, { address: host.address, hostPublicKey: host.hostPublicKey, configuration: configurations[i] }])),
         });
-        return { hosts: edge.hosts, evaluations: edge.hosts.apply(() => evaluationProcesses() - evaluationsBefore) };
+        return { hosts: edge.hosts };
     });
 });
 
@@ -34,9 +33,10 @@ async function rollOut(configurations: string[]) {
 }
 
 test("up: six hosts from one flake, evaluated by one nix process", async () => {
-    const { result } = await rollOut(Array(6).fill("v1"));
+    const nixCalls = new NixInvocations();
+    const { count, result: { result } } = await nixCalls.countDuring("eval", () => rollOut(Array(6).fill("v1"))).finally(() => nixCalls.remove());
     assert.ok(result, "up failed");
-    assert.equal(result.outputs.evaluations.value, 1);
+    assert.equal(count, 1);
     for (const host of fleet.hosts) {
         assert.equal(host.currentSystem(), fleet.systems.v1.closure, host.name);
         assert.equal(result.outputs.hosts.value[host.name].closure, fleet.systems.v1.closure);

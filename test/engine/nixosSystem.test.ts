@@ -44,6 +44,9 @@ test("up deploys version 1: the host, booted into its first system (generation 1
 test("preview to version 2 shows one change, both closures and the package changes, and touches nothing", async () => {
     const before = activations();
     await testStack.stack.setConfig("configuration", { value: "v2" });
+    // The provider's detailed diff: which properties change, then (with --diff) how.
+    const summary = await testStack.stack.preview();
+    assert.match(summary.stdout, /~ +nixos:index:System +web +update +\[diff: ~closure,configuration,kernel,packages\]/);
     const preview = await testStack.stack.preview({ diff: true });
     assert.deepEqual(preview.changeSummary, { same: 1, update: 1 });
     assert.ok(preview.stdout.includes(systems.v1.closure), "old closure shown");

@@ -48,7 +48,7 @@ test("one failing host of ten: nine on the new system, one rolled back, the stat
     const recorded = await recordedClosures(fleet.stack);
     fleet.hosts.forEach((host, i) => {
         const expected = i === FAILING ? fleet.systems.v1.closure : fleet.systems.v2.closure;
-        assert.equal(host.currentSystem(), expected, `${host.name} runs the wrong system`);
+        assert.equal(host.currentSystem(), expected, `${host.name} runs the wrong system; up said:\n${String(error)}`);
         assert.equal(host.currentGeneration(), i === FAILING ? 2 : 3, `${host.name} is on the wrong generation`);
         assert.equal(recorded[host.name], expected, `the state records the wrong closure for ${host.name}`);
     });

@@ -140,7 +140,32 @@ async function watchProcesses<T>(work: () => Promise<T>) {
     return { outcome, argumentLists, keyFiles };
 }
 
-const leftoverKeyFolders = () => fs.readdirSync(os.tmpdir()).filter((entry) => entry.startsWith("pnx-ssh-"));
+/** Whether a process is this test process or runs under it; false when it has ended. */
+function runsUnderThisTest(pid: number): boolean {
+    const stats = readEachProcess("stat");
+    for (let current = pid; current > 1;) {
+        if (current === process.pid) return true;
+        const stat = stats.get(current);
+        if (!stat) return false;
+        current = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    }
+    return false;
+}
+
+/**
+ * Key folders left behind by this test's deploys: other processes on the machine (other test
+ * runs) keep folders of their own while they live, which are not this test's.
+ */
+const leftoverKeyFolders = () => fs.readdirSync(os.tmpdir()).filter((entry) => {
+    if (!entry.startsWith("pnx-ssh-")) return false;
+    let owner: number;
+    try {
+        owner = Number(fs.readFileSync(path.join(os.tmpdir(), entry, "owner"), "utf8"));
+    } catch {
+        return false; // Being made right now: every folder gets its owner file at once.
+    }
+    return runsUnderThisTest(owner) || !readEachProcess("stat").has(owner);
+});
 
 test("secrets: never in process arguments, output, errors or the state; key files 0600 and removed, also on failure", async () => {
     for (const [configuration, shouldFail] of [["v2", false], ["unhealthy", true]] as const) {

@@ -18,7 +18,7 @@ export const HEALTHY_CHECK = { name: "app is healthy", command: 'test "$(cat /ru
 export async function recordedClosures(stack: Stack): Promise<Record<string, string>> {
     const state = await stack.exportStack();
     return Object.fromEntries((state.deployment.resources ?? [])
-        .filter((r: { type: string }) => r.type.endsWith("nixos:System"))
+        .filter((r: { type: string }) => r.type === "nixos:index:System")
         .map((r: { urn: string; outputs: { closure: string } }) => [r.urn.split("::").pop(), r.outputs.closure]));
 }
 

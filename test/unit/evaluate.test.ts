@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { before, test } from "node:test";
 import { evaluateConfiguration, evaluateConfigurations, evaluationProcesses, resolveFlakeReference } from "../../components/deploy/evaluate";
@@ -19,11 +20,14 @@ test("a configuration evaluates to its closure, derivation and package set witho
     assert.equal(v2.nixosRelease, "24.11");
 });
 
-test("requests for one flake made together share one nix process", async () => {
+test("requests for one flake, one after another, share one nix process", async () => {
     const before = evaluationProcesses();
-    const results = await Promise.all(["v1", "v2", "v3"].map((name) => evaluateConfiguration(FLAKE, name)));
+    const results = [];
+    for (const name of ["v1", "v2", "v3"]) results.push(await evaluateConfiguration(FLAKE, name));
     assert.equal(evaluationProcesses() - before, 1);
     assert.equal(new Set(results.map((r) => r.closure)).size, 3);
+    const { v2 } = await evaluateConfigurations(FLAKE, ["v2"]);
+    assert.deepEqual(results[1], v2);
 });
 
 test("a missing configuration fails only its own request", async () => {
@@ -31,6 +35,21 @@ test("a missing configuration fails only its own request", async () => {
     assert.equal(good.status, "fulfilled");
     assert.equal(bad.status, "rejected");
     assert.match(String((bad as PromiseRejectedResult).reason), /has no nixosConfigurations\.nope; it has: /);
+});
+
+test("a flake whose configurations cannot all be evaluated: each is evaluated alone, and only the broken one fails", async () => {
+    const flake = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-flake-"));
+    try {
+        fs.writeFileSync(path.join(flake, "flake.nix"), `{ outputs = { self }: { nixosConfigurations = {
+  good.config = { system.build.toplevel = derivation { name = "good"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; }; };
+  broken.config = throw "this configuration is broken";
+}; }; }`);
+        const good = await evaluateConfiguration(`path:${flake}`, "good");
+        assert.match(good.closure, /-good$/);
+        await assert.rejects(evaluateConfiguration(`path:${flake}`, "broken"), /this configuration is broken/);
+    } finally {
+        fs.rmSync(flake, { recursive: true, force: true });
+    }
 });
 
 test("local flake paths become absolute; other references stay as given", () => {

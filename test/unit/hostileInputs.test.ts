@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { NixosSystem, NixosSystemArgs } from "../../components";
-import { check, NixosSystemState } from "../../components/nixosSystemProvider";
+import { UNKNOWN } from "../../provider/properties";
+import { system } from "../../provider/resources/system";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHZVjbKFFju8WPwD5kP6G0EpwYW86fZQ4vj3A4Nn0q57";
 const PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n";
@@ -79,37 +80,44 @@ for (const hostile of CATALOGUE) {
     });
 }
 
-const STATE: NixosSystemState = {
-    name: "target", address: "10.0.0.5", port: 22, user: "root", privateKey: PRIVATE_KEY, hostPublicKey: KEY, connectTimeoutSeconds: 10,
-    closure: "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system", packages: {}, action: "switch",
-    healthChecks: { commands: [], http: [] }, substituteOnDestination: false, confirmTimeoutSeconds: 60, reboot: false, rebootTimeoutSeconds: 600,
+const STATE = {
+    address: "10.0.0.5", port: 22, user: "root", privateKey: PRIVATE_KEY, hostPublicKey: KEY, connectTimeoutSeconds: 10,
+    storePath: "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system", action: "switch",
+    healthChecks: { commands: [], http: [] }, substituteOnDestination: false, confirmTimeoutSeconds: 60,
 };
 
-/** What only the provider sees: the evaluation's results, which it hands to Nix. */
-const EVALUATED_CATALOGUE: { what: string; args: Partial<Record<keyof NixosSystemState, unknown>>; field: RegExp }[] = [
-    { what: "an evaluated closure outside the store", args: { closure: "/etc" }, field: /closure/ },
-    { what: "a derivation that is not a .drv", args: { derivation: STATE.closure }, field: /derivation/ },
-    { what: "shell characters in the derivation", args: { derivation: "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-x;id.drv" }, field: /derivation/ },
-];
+const CONTEXT = { urn: "urn:pulumi:test::project::nixos:index:System::target", name: "target", log: () => undefined, signal: new AbortController().signal };
+const check = (news: Record<string, unknown>) => system.check(CONTEXT, news, {});
 
-// The flake and configuration are evaluated in the program, which refuses them; the provider
-// sees only what the evaluation made of them.
-for (const hostile of [...CATALOGUE.filter((c) => c.args.flake === undefined && c.args.configuration === undefined), ...EVALUATED_CATALOGUE]) {
+// Every case is refused by the provider's check too, which is what every Pulumi language reaches.
+for (const hostile of CATALOGUE) {
     test(`refused by the provider's check: ${hostile.what}`, async () => {
-        const result = await check(STATE, { ...STATE, ...hostile.args } as NixosSystemState);
-        assert.ok(result.failures && result.failures.length > 0, "check accepted it");
-        assert.match(result.failures.map((f) => f.reason).join("\n"), hostile.field);
+        const result = await check({ ...GOOD, ...hostile.args });
+        assert.ok(result.failures.length > 0, "check accepted it");
+        const reasons = result.failures.map((f) => f.reason).join("\n");
+        assert.match(reasons, hostile.field);
+        assert.ok(!reasons.includes(PRIVATE_KEY.split("\n")[1]), "the message repeats the private key");
     });
 }
 
-test("the good inputs pass the provider's check", async () => {
-    assert.deepEqual((await check(STATE, STATE)).failures, undefined);
+test("the good inputs pass the provider's check, with the defaults applied", async () => {
+    const result = await check({ ...STATE, port: undefined, action: undefined, healthChecks: undefined });
+    assert.deepEqual(result.failures, []);
+    assert.equal(result.inputs.port, 22);
+    assert.equal(result.inputs.action, "switch");
+    assert.equal(result.inputs.closure, STATE.storePath);
+});
+
+test("a closure or derivation given as an input is not used: check computes them", async () => {
+    const result = await check({ ...STATE, closure: "/etc", derivation: "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-x;id.drv" });
+    assert.deepEqual(result.failures, []);
+    assert.equal(result.inputs.closure, STATE.storePath);
+    assert.equal(result.inputs.derivation, undefined);
 });
 
 test("inputs still unknown in a preview (outputs of resources not made yet) are checked later, not refused", async () => {
-    const { unknownValue } = await import("@pulumi/pulumi/runtime/rpc");
-    const pending = { ...STATE, privateKey: unknownValue, hostPublicKey: unknownValue, address: unknownValue };
-    assert.deepEqual((await check(STATE, pending)).failures, undefined);
+    const pending = { ...STATE, privateKey: UNKNOWN, hostPublicKey: UNKNOWN, address: UNKNOWN };
+    assert.deepEqual((await check(pending)).failures, []);
     const stillWrong = { ...pending, port: 0 };
-    assert.match((await check(STATE, stillWrong)).failures!.map((f) => f.reason).join(), /port/);
+    assert.match((await check(stillWrong)).failures.map((f) => f.reason).join(), /port/);
 });

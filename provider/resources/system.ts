@@ -1,0 +1,154 @@
+// nixos:index:System: maps the resource's operations onto the deploy pipeline. Check validates
+// and evaluates (a preview builds nothing and contacts no host), diff compares closures, create
+// and update deploy, read asks the host what it runs, delete leaves the host as it is.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { probeHost } from "../../components/deploy/activate";
+import { SystemSource } from "../../components/deploy/build";
+import { evaluateConfiguration, resolveFlakeReference } from "../../components/deploy/evaluate";
+import { SshHost } from "../../components/deploy/host";
+import { deploySystem } from "../../components/deploy/pipeline";
+import { derivationSchema, parseInput, storePathSchema, systemSettingsSchema, SystemSettings } from "../../components/schema";
+import { SshConnection } from "../../components/transport/ssh";
+import { PropertyMap, UNKNOWN } from "../properties";
+import { SYSTEM } from "../schema";
+import { CheckFailure, DetailedDiff, OperationContext, ResourceHandler } from "../server";
+import { diffProperties, validateInputs } from "./inputs";
+
+/** What check adds to the inputs: the evaluated system (or what is known of a given store path). */
+const EVALUATED = ["closure", "derivation", "packages", "kernel", "nixosRelease"] as const;
+
+/** The deploy settings of a resource's properties, in the shape systemSettingsSchema validates. */
+function settingsOf(context: OperationContext, state: PropertyMap): SystemSettings {
+    const {
+        address, port, user, privateKey, hostPublicKey, connectTimeoutSeconds, action, healthChecks, substituteOnDestination, confirmTimeoutSeconds,
+        reboot, rebootTimeoutSeconds,
+    } = state;
+    return parseInput(systemSettingsSchema, {
+        connection: { address, port, user, privateKey, hostPublicKey, connectTimeoutSeconds },
+        action, healthChecks, substituteOnDestination, confirmTimeoutSeconds, reboot, rebootTimeoutSeconds,
+    }, `System ${context.name}`);
+}
+
+/** What a deploy builds: the evaluated derivation, or the given store path. Validated again: it reaches Nix. */
+function sourceOf(context: OperationContext, state: PropertyMap): SystemSource {
+    const what = `System ${context.name}`;
+    if (typeof state.derivation === "string") return { derivation: parseInput(derivationSchema, state.derivation, `${what}: derivation`) };
+    return { storePath: parseInput(storePathSchema, state.storePath ?? state.closure, `${what}: storePath`) };
+}
+
+async function withHost<T>(settings: SystemSettings, work: (host: SshHost) => Promise<T>): Promise<T> {
+    const connection = SshConnection.open(settings.connection);
+    try {
+        return await work(new SshHost(connection));
+    } finally {
+        await connection.close();
+    }
+}
+
+/**
+ * The project's folder (the one holding Pulumi.yaml): the engine starts the provider in the
+ * program's folder, which is the project's or, with `main`, one inside it.
+ */
+function projectFolder(start = process.cwd()): string {
+    for (let dir = start; ; dir = path.dirname(dir)) {
+        if (["Pulumi.yaml", "Pulumi.yml"].some((file) => fs.existsSync(path.join(dir, file)))) return dir;
+        if (path.dirname(dir) === dir) return start;
+    }
+}
+
+/** Evaluates where the system comes from: a flake's configuration, or a given store path. */
+async function evaluateSource(inputs: PropertyMap): Promise<PropertyMap | CheckFailure> {
+    const { flake, configuration, storePath } = inputs;
+    if (storePath !== undefined) {
+        if (flake !== undefined || configuration !== undefined) return { reason: "storePath: give either flake and configuration, or storePath, not both" };
+        return { closure: storePath, packages: {} };
+    }
+    if (flake === undefined || configuration === undefined) return { reason: "flake and configuration are required (or storePath)" };
+    if (flake === UNKNOWN || configuration === UNKNOWN) return Object.fromEntries(EVALUATED.map((key) => [key, UNKNOWN]));
+    try {
+        // A local flake stays as given in the state; it is resolved against the project's folder
+        // only to evaluate it.
+        const evaluated = await evaluateConfiguration(resolveFlakeReference(flake as string, projectFolder()), configuration as string);
+        // What the evaluation says is handed to Nix later: it must be a plain store path too.
+        parseInput(storePathSchema, evaluated.closure, "the evaluated closure");
+        parseInput(derivationSchema, evaluated.derivation, "the evaluated derivation");
+        return { ...evaluated };
+    } catch (error) {
+        return { reason: (error as Error).message };
+    }
+}
+
+async function deploy(context: OperationContext, state: PropertyMap): Promise<PropertyMap> {
+    const settings = settingsOf(context, state);
+    const result = await withHost(settings, (host) => deploySystem({
+        name: context.name,
+        host,
+        source: sourceOf(context, state),
+        closure: parseInput(storePathSchema, state.closure, `System ${context.name}: closure`),
+        action: settings.action,
+        healthChecks: settings.healthChecks,
+        substituteOnDestination: settings.substituteOnDestination,
+        confirmTimeoutSeconds: settings.confirmTimeoutSeconds,
+        reboot: { enabled: settings.reboot, timeoutSeconds: settings.rebootTimeoutSeconds },
+        log: context.log,
+    }));
+    return { ...state, generation: result.generation };
+}
+
+export const system: ResourceHandler = {
+    definition: SYSTEM,
+
+    /**
+     * Validates every input before anything else happens (failures name the field, never its
+     * value), then evaluates the system. Inputs not known yet in a preview are checked when known.
+     */
+    async check(_context, news) {
+        const validated = validateInputs(SYSTEM, news);
+        if (validated.failures.length) return validated;
+        const source = await evaluateSource(validated.inputs);
+        if ("reason" in source) return { inputs: news, failures: [source as CheckFailure] };
+        return { inputs: { ...validated.inputs, ...source }, failures: [] };
+    },
+
+    /**
+     * A change exactly when what the host should run, or where, or how it is reached or deployed,
+     * changes. The diff names the closure and the packages, kernel and release that change with it.
+     */
+    async diff(_context, olds, news) {
+        const detailedDiff: DetailedDiff = diffProperties(olds, news, [...Object.keys(SYSTEM.inputs), "closure"]);
+        if (detailedDiff.closure) {
+            Object.assign(detailedDiff, diffProperties(olds, news, ["kernel", "nixosRelease"]));
+            const oldPackages = (olds.packages ?? {}) as PropertyMap;
+            const newPackages = (news.packages ?? {}) as PropertyMap;
+            for (const [name, kind] of Object.entries(diffProperties(oldPackages, newPackages, [...new Set([...Object.keys(oldPackages), ...Object.keys(newPackages)])]))) {
+                detailedDiff[`packages.${name}`] = kind;
+            }
+        }
+        return { detailedDiff };
+    },
+
+    async create(context, inputs) {
+        const outputs = await deploy(context, inputs);
+        return { id: `${inputs.address}:${inputs.port}`, outputs };
+    },
+
+    async update(context, _id, _olds, news) {
+        return deploy(context, news);
+    },
+
+    /** Refresh: what the host runs now, or with the `boot` action what it boots next. */
+    async read(context, _id, state) {
+        const host = await withHost(settingsOf(context, state), (connected) => probeHost(connected));
+        const closure = state.action === "boot" ? host.generationClosure : host.current;
+        return { ...state, closure: closure ?? "", generation: host.generation };
+    },
+
+    /**
+     * Deleting the resource leaves the host running its system: a system is not removed from a
+     * machine that keeps running. The machine itself, if Pulumi made it, is deleted by its own resource.
+     */
+    async delete(context, _id, state) {
+        context.log(`no longer managed: ${state.address}:${state.port} keeps running ${state.closure}`);
+    },
+};

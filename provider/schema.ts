@@ -1,0 +1,247 @@
+// The package schema of pulumi-resource-nixos, the one place where each resource's inputs and
+// outputs are declared: every input carries the zod schema that validates it (in the provider's
+// Check and in the TypeScript SDK's constructors), its documentation, and whether it is secret.
+// GetSchema serves the Pulumi schema derived from it, and the SDK generators read that.
+import { z } from "zod";
+import {
+    actionSchema, addressSchema, commandCheckSchema, configurationNameSchema, connectionSchema, flakeSchema, healthChecksSchema,
+    hostPublicKeySchema, httpCheckSchema, portSchema, privateKeySchema, storePathSchema, systemSettingsSchema, userSchema,
+} from "../components/schema";
+
+export const PACKAGE_NAME = "nixos";
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+export const PACKAGE_VERSION: string = require("../../package.json").version;
+
+/** A Pulumi schema property or type reference (the subset this package uses). */
+interface PropertySpec {
+    type?: "string" | "integer" | "number" | "boolean" | "array" | "object";
+    items?: PropertySpec;
+    additionalProperties?: PropertySpec;
+    $ref?: string;
+    description?: string;
+    default?: unknown;
+    secret?: boolean;
+}
+
+interface InputDefinition {
+    schema: z.ZodType;
+    description: string;
+    /** Must be given (no default). */
+    required?: boolean;
+    secret?: boolean;
+    /** A named object type of the schema, for structured inputs. */
+    type?: string;
+}
+
+interface OutputDefinition {
+    spec: PropertySpec;
+    description: string;
+    /** Always present once the resource exists. */
+    required?: boolean;
+    secret?: boolean;
+}
+
+export interface ResourceDefinition {
+    token: string;
+    description: string;
+    inputs: Record<string, InputDefinition>;
+    /** Outputs besides the inputs, which every resource of this package also returns. */
+    outputs: Record<string, OutputDefinition>;
+}
+
+const typeRef = (name: string) => `#/types/${PACKAGE_NAME}:index:${name}`;
+
+/** The Pulumi type of a zod schema of a plain value (string, number, boolean, list or map of those). */
+function specOf(schema: z.ZodType): PropertySpec {
+    const json = z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) as Record<string, unknown>;
+    const convert = (node: Record<string, unknown>): PropertySpec => {
+        const type = node.type as PropertySpec["type"];
+        if (type === "array") return { type, items: convert(node.items as Record<string, unknown>) };
+        if (type === "object") return { type, additionalProperties: convert(node.additionalProperties as Record<string, unknown>) };
+        return { type, ...(node.default !== undefined ? { default: node.default } : {}) };
+    };
+    return convert(json);
+}
+
+const timeoutDescription = "Seconds to keep retrying (once a second) before the check fails; default 30.";
+const nameDescription = "A name for messages.";
+
+/** The Pulumi properties of a zod object's fields, each with its description. */
+function documented<Shape extends Record<string, z.ZodType>>(shape: Shape, descriptions: Record<keyof Shape, string>): Record<string, PropertySpec> {
+    return Object.fromEntries(Object.entries(shape).map(([name, schema]) => [name, { ...specOf(schema), description: descriptions[name] }]));
+}
+
+/** Named object types: the health checks. */
+const TYPES: Record<string, { description: string; properties: Record<string, PropertySpec>; required: string[] }> = {
+    CommandHealthCheck: {
+        description: "A command run on the host after activation; healthy when it exits 0 within the timeout.",
+        properties: documented(commandCheckSchema.shape, { name: nameDescription, command: "Run by `sh -c` on the host.", timeoutSeconds: timeoutDescription }),
+        required: ["name", "command"],
+    },
+    HttpHealthCheck: {
+        description: "A URL fetched from the deployer after activation; healthy when it answers `expectStatus`.",
+        properties: documented(httpCheckSchema.shape, {
+            name: nameDescription, url: "An http:// or https:// URL.", expectStatus: "The HTTP status that means healthy; default 200.", timeoutSeconds: timeoutDescription,
+        }),
+        required: ["name", "url"],
+    },
+    HealthChecks: {
+        description: "Checks that must pass after activation, or the host is rolled back.",
+        properties: {
+            commands: { type: "array", items: { $ref: typeRef("CommandHealthCheck") }, description: "Commands run on the host." },
+            http: { type: "array", items: { $ref: typeRef("HttpHealthCheck") }, description: "URLs fetched from the deployer." },
+        },
+        required: [],
+    },
+};
+
+/** How the deployer reaches a host over SSH: shared by System and WaitForNixos. */
+const connectionInputs = {
+    address: { schema: addressSchema, required: true, description: "Host name or IP address the deployer reaches the host at." },
+    port: { schema: portSchema.default(22), description: "SSH port; default 22." },
+    user: {
+        schema: userSchema.default("root"),
+        description: "SSH user; default \"root\". Another user must be able to run sudo without a password and be a trusted Nix user " +
+            "(to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.",
+    },
+    privateKey: { schema: privateKeySchema, required: true, secret: true, description: "The deployer's private key, as text. Always stored as a secret." },
+    hostPublicKey: {
+        schema: hostPublicKeySchema, required: true,
+        description: "The host's SSH public key (\"ssh-ed25519 AAAA…\"), pinned: a host that presents any other key is refused before anything is sent to it.",
+    },
+} satisfies Record<string, InputDefinition>;
+
+export const SYSTEM: ResourceDefinition = {
+    token: `${PACKAGE_NAME}:index:System`,
+    description: "One host's NixOS system. Its identity is its closure: the store path of the configuration's `system.build.toplevel`, " +
+        "evaluated (not built) in Check, so a preview shows the old and new closure and the package versions that change without " +
+        "touching the host. An update builds the closure, copies the paths the host lacks, switches, runs the health checks and " +
+        "returns the host to the generation it ran before (by number) if any of that fails. Refresh reads what the host runs. " +
+        "Delete leaves the host running its system.",
+    inputs: {
+        ...connectionInputs,
+        connectTimeoutSeconds: { schema: connectionSchema.shape.connectTimeoutSeconds, description: "Seconds to wait for the SSH connection; default 10." },
+        flake: {
+            schema: flakeSchema,
+            description: "The flake holding the configuration: a local path (\"./nix\", relative to the project) or a reference (\"github:owner/repo/rev\").",
+        },
+        configuration: { schema: configurationNameSchema, description: "The name under the flake's `nixosConfigurations`." },
+        storePath: { schema: storePathSchema, description: "Instead of flake and configuration: an already-built system's store path." },
+        action: { schema: actionSchema.default("switch"), description: "As in nixos-rebuild: \"switch\" (default), \"boot\" (next boot only) or \"test\" (now, no generation)." },
+        healthChecks: { schema: healthChecksSchema, type: "HealthChecks", description: "Checks that must pass after activation, or the host is rolled back." },
+        substituteOnDestination: {
+            schema: systemSettingsSchema.shape.substituteOnDestination,
+            description: "Let the host fetch paths from its own substituters instead of receiving them; default false.",
+        },
+        confirmTimeoutSeconds: {
+            schema: systemSettingsSchema.shape.confirmTimeoutSeconds,
+            description: "Seconds the host waits for the deployer's confirmation before it rolls itself back; default 60.",
+        },
+        reboot: {
+            schema: systemSettingsSchema.shape.reboot,
+            description: "Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration " +
+                "exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure " +
+                "and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the " +
+                "host stays on its previous generation. Default false.",
+        },
+        rebootTimeoutSeconds: {
+            schema: systemSettingsSchema.shape.rebootTimeoutSeconds,
+            description: "Seconds a rebooting host may take to answer again; default 600.",
+        },
+    },
+    outputs: {
+        closure: { spec: { type: "string" }, required: true, description: "The store path of the system the host runs (as of the last up or refresh)." },
+        derivation: { spec: { type: "string" }, description: "The derivation a deploy builds (for a flake's system)." },
+        packages: { spec: { type: "object", additionalProperties: { type: "string" } }, required: true, description: "pname → version of the system's packages." },
+        kernel: { spec: { type: "string" }, description: "The system's kernel version, when it has one." },
+        nixosRelease: { spec: { type: "string" }, description: "The system's NixOS release, when it has one." },
+        generation: { spec: { type: "integer" }, description: "The system profile generation the host runs." },
+    },
+};
+
+export const WAIT_FOR_NIXOS: ResourceDefinition = {
+    token: `${PACKAGE_NAME}:index:WaitForNixos`,
+    description: "Waits until a freshly provisioned machine runs NixOS: it checks over SSH, with the pinned host key, for " +
+        "/run/current-system; it does not sleep a fixed time. A new address or host key is waited for again.",
+    inputs: {
+        ...connectionInputs,
+        timeoutSeconds: { schema: z.number().int().min(1).max(86400).default(900), description: "Seconds to wait for NixOS; default 900 (nixos-infect builds a system and reboots)." },
+        pollSeconds: { schema: z.number().int().min(1).max(300).default(5), description: "Seconds between attempts; default 5." },
+        consoleHint: {
+            schema: z.string().max(1024).default("the console of the machine"),
+            description: "Where a user should look when the host does not come up, for the timeout message.",
+        },
+    },
+    outputs: {
+        initialSystem: { spec: { type: "string" }, required: true, description: "The system the host ran when it was first seen as NixOS." },
+    },
+};
+
+export const SSH_KEY_PAIR: ResourceDefinition = {
+    token: `${PACKAGE_NAME}:index:SshKeyPair`,
+    description: "An ed25519 SSH key pair made by the provider and kept in the state, the private key a secret. As a host key it is " +
+        "known (and pinned) before the host first boots: no trust on first use.",
+    inputs: {
+        comment: { schema: z.string().min(1).max(256).regex(/^[^\n\r]*$/, "must be one line"), required: true, description: "The key's comment, e.g. the host's name; changing it makes a new key." },
+    },
+    outputs: {
+        privateKey: { spec: { type: "string" }, required: true, secret: true, description: "OpenSSH private key text." },
+        publicKey: { spec: { type: "string" }, required: true, description: "\"ssh-ed25519 AAAA…\"" },
+    },
+};
+
+export const RESOURCES = [SYSTEM, WAIT_FOR_NIXOS, SSH_KEY_PAIR];
+
+/** The zod schema of each input, by name (optional unless required): what Check and the SDK validate. */
+export function inputSchemas(resource: ResourceDefinition): Record<string, z.ZodType> {
+    return Object.fromEntries(Object.entries(resource.inputs).map(([name, input]) => [name, input.required ? input.schema : input.schema.optional()]));
+}
+
+/** The properties whose values are always secrets. */
+export function secretProperties(resource: ResourceDefinition): string[] {
+    return [...Object.entries(resource.inputs), ...Object.entries(resource.outputs)].filter(([, property]) => property.secret).map(([name]) => name);
+}
+
+function inputSpec(input: InputDefinition): PropertySpec {
+    const spec = input.type ? { $ref: typeRef(input.type) } : specOf(input.schema);
+    return { ...spec, description: input.description, ...(input.secret ? { secret: true } : {}) };
+}
+
+/** The Pulumi package schema (https://www.pulumi.com/docs/iac/extending-pulumi/schema/). */
+export function packageSchema(): Record<string, unknown> {
+    const resources = Object.fromEntries(RESOURCES.map((resource) => {
+        const inputProperties = Object.fromEntries(Object.entries(resource.inputs).map(([name, input]) => [name, inputSpec(input)]));
+        const requiredInputs = Object.entries(resource.inputs).filter(([, input]) => input.required).map(([name]) => name);
+        const outputs = Object.fromEntries(Object.entries(resource.outputs).map(([name, output]) =>
+            [name, { ...output.spec, description: output.description, ...(output.secret ? { secret: true } : {}) }]));
+        const requiredOutputs = Object.entries(resource.outputs).filter(([, output]) => output.required).map(([name]) => name);
+        return [resource.token, {
+            description: resource.description,
+            inputProperties,
+            requiredInputs,
+            properties: { ...inputProperties, ...outputs },
+            required: [...requiredInputs, ...requiredOutputs],
+        }];
+    }));
+    const types = Object.fromEntries(Object.entries(TYPES).map(([name, type]) => [`${PACKAGE_NAME}:index:${name}`, { type: "object", ...type }]));
+    return {
+        name: PACKAGE_NAME,
+        displayName: "NixOS",
+        version: PACKAGE_VERSION,
+        description: "Deploys flake-pinned NixOS systems to hosts over SSH, keyed by their closure, with rollback by generation.",
+        keywords: ["pulumi", "nixos", "nix", "category/infrastructure", "kind/native"],
+        license: "Apache-2.0",
+        publisher: "pulumi-nixos",
+        meta: { moduleFormat: "(.*)" },
+        language: {
+            nodejs: { packageName: "@pulumi-nixos/nixos" },
+            python: { packageName: "pulumi_nixos" },
+            go: { importBasePath: "github.com/pulumi-nixos/pulumi-nixos/sdk/go/nixos", generateResourceContainerTypes: false },
+            csharp: { rootNamespace: "PulumiNixos", packageReferences: { Pulumi: "3.*" } },
+        },
+        config: {},
+        provider: { description: "The nixos provider: no configuration; each resource carries its own connection." },
+        types,
+        resources,
+    };
+}
