@@ -113,6 +113,18 @@ namespace PulumiNixos.Nixos
         public Output<string> PrivateKey { get; private set; } = null!;
 
         /// <summary>
+        /// Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
+        /// </summary>
+        [Output("reboot")]
+        public Output<bool?> Reboot { get; private set; } = null!;
+
+        /// <summary>
+        /// Seconds a rebooting host may take to answer again; default 600.
+        /// </summary>
+        [Output("rebootTimeoutSeconds")]
+        public Output<int?> RebootTimeoutSeconds { get; private set; } = null!;
+
+        /// <summary>
         /// Instead of flake and configuration: an already-built system's store path.
         /// </summary>
         [Output("storePath")]
@@ -125,7 +137,7 @@ namespace PulumiNixos.Nixos
         public Output<bool?> SubstituteOnDestination { get; private set; } = null!;
 
         /// <summary>
-        /// SSH user; default "root" (activation needs root).
+        /// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         /// </summary>
         [Output("user")]
         public Output<string?> User { get; private set; } = null!;
@@ -250,6 +262,18 @@ namespace PulumiNixos.Nixos
         }
 
         /// <summary>
+        /// Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
+        /// </summary>
+        [Input("reboot")]
+        public Input<bool>? Reboot { get; set; }
+
+        /// <summary>
+        /// Seconds a rebooting host may take to answer again; default 600.
+        /// </summary>
+        [Input("rebootTimeoutSeconds")]
+        public Input<int>? RebootTimeoutSeconds { get; set; }
+
+        /// <summary>
         /// Instead of flake and configuration: an already-built system's store path.
         /// </summary>
         [Input("storePath")]
@@ -262,7 +286,7 @@ namespace PulumiNixos.Nixos
         public Input<bool>? SubstituteOnDestination { get; set; }
 
         /// <summary>
-        /// SSH user; default "root" (activation needs root).
+        /// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         /// </summary>
         [Input("user")]
         public Input<string>? User { get; set; }
@@ -273,6 +297,8 @@ namespace PulumiNixos.Nixos
             ConfirmTimeoutSeconds = 60;
             ConnectTimeoutSeconds = 10;
             Port = 22;
+            Reboot = false;
+            RebootTimeoutSeconds = 600;
             SubstituteOnDestination = false;
             User = "root";
         }

@@ -65,7 +65,7 @@ namespace PulumiNixos.Nixos
         public Output<int?> TimeoutSeconds { get; private set; } = null!;
 
         /// <summary>
-        /// SSH user; default "root" (activation needs root).
+        /// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         /// </summary>
         [Output("user")]
         public Output<string?> User { get; private set; } = null!;
@@ -172,7 +172,7 @@ namespace PulumiNixos.Nixos
         public Input<int>? TimeoutSeconds { get; set; }
 
         /// <summary>
-        /// SSH user; default "root" (activation needs root).
+        /// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         /// </summary>
         [Input("user")]
         public Input<string>? User { get; set; }

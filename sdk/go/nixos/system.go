@@ -48,11 +48,15 @@ type System struct {
 	Port pulumi.IntPtrOutput `pulumi:"port"`
 	// The deployer's private key, as text. Always stored as a secret.
 	PrivateKey pulumi.StringOutput `pulumi:"privateKey"`
+	// Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
+	Reboot pulumi.BoolPtrOutput `pulumi:"reboot"`
+	// Seconds a rebooting host may take to answer again; default 600.
+	RebootTimeoutSeconds pulumi.IntPtrOutput `pulumi:"rebootTimeoutSeconds"`
 	// Instead of flake and configuration: an already-built system's store path.
 	StorePath pulumi.StringPtrOutput `pulumi:"storePath"`
 	// Let the host fetch paths from its own substituters instead of receiving them; default false.
 	SubstituteOnDestination pulumi.BoolPtrOutput `pulumi:"substituteOnDestination"`
-	// SSH user; default "root" (activation needs root).
+	// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
 	User pulumi.StringPtrOutput `pulumi:"user"`
 }
 
@@ -83,6 +87,12 @@ func NewSystem(ctx *pulumi.Context,
 	}
 	if args.Port == nil {
 		args.Port = pulumi.IntPtr(22)
+	}
+	if args.Reboot == nil {
+		args.Reboot = pulumi.BoolPtr(false)
+	}
+	if args.RebootTimeoutSeconds == nil {
+		args.RebootTimeoutSeconds = pulumi.IntPtr(600)
 	}
 	if args.SubstituteOnDestination == nil {
 		args.SubstituteOnDestination = pulumi.BoolPtr(false)
@@ -150,11 +160,15 @@ type systemArgs struct {
 	Port *int `pulumi:"port"`
 	// The deployer's private key, as text. Always stored as a secret.
 	PrivateKey string `pulumi:"privateKey"`
+	// Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
+	Reboot *bool `pulumi:"reboot"`
+	// Seconds a rebooting host may take to answer again; default 600.
+	RebootTimeoutSeconds *int `pulumi:"rebootTimeoutSeconds"`
 	// Instead of flake and configuration: an already-built system's store path.
 	StorePath *string `pulumi:"storePath"`
 	// Let the host fetch paths from its own substituters instead of receiving them; default false.
 	SubstituteOnDestination *bool `pulumi:"substituteOnDestination"`
-	// SSH user; default "root" (activation needs root).
+	// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
 	User *string `pulumi:"user"`
 }
 
@@ -180,11 +194,15 @@ type SystemArgs struct {
 	Port pulumi.IntPtrInput
 	// The deployer's private key, as text. Always stored as a secret.
 	PrivateKey pulumi.StringInput
+	// Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
+	Reboot pulumi.BoolPtrInput
+	// Seconds a rebooting host may take to answer again; default 600.
+	RebootTimeoutSeconds pulumi.IntPtrInput
 	// Instead of flake and configuration: an already-built system's store path.
 	StorePath pulumi.StringPtrInput
 	// Let the host fetch paths from its own substituters instead of receiving them; default false.
 	SubstituteOnDestination pulumi.BoolPtrInput
-	// SSH user; default "root" (activation needs root).
+	// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
 	User pulumi.StringPtrInput
 }
 
@@ -305,6 +323,16 @@ func (o SystemOutput) PrivateKey() pulumi.StringOutput {
 	return o.ApplyT(func(v *System) pulumi.StringOutput { return v.PrivateKey }).(pulumi.StringOutput)
 }
 
+// Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
+func (o SystemOutput) Reboot() pulumi.BoolPtrOutput {
+	return o.ApplyT(func(v *System) pulumi.BoolPtrOutput { return v.Reboot }).(pulumi.BoolPtrOutput)
+}
+
+// Seconds a rebooting host may take to answer again; default 600.
+func (o SystemOutput) RebootTimeoutSeconds() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v *System) pulumi.IntPtrOutput { return v.RebootTimeoutSeconds }).(pulumi.IntPtrOutput)
+}
+
 // Instead of flake and configuration: an already-built system's store path.
 func (o SystemOutput) StorePath() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *System) pulumi.StringPtrOutput { return v.StorePath }).(pulumi.StringPtrOutput)
@@ -315,7 +343,7 @@ func (o SystemOutput) SubstituteOnDestination() pulumi.BoolPtrOutput {
 	return o.ApplyT(func(v *System) pulumi.BoolPtrOutput { return v.SubstituteOnDestination }).(pulumi.BoolPtrOutput)
 }
 
-// SSH user; default "root" (activation needs root).
+// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
 func (o SystemOutput) User() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *System) pulumi.StringPtrOutput { return v.User }).(pulumi.StringPtrOutput)
 }

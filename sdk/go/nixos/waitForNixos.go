@@ -32,7 +32,7 @@ type WaitForNixos struct {
 	PrivateKey pulumi.StringOutput `pulumi:"privateKey"`
 	// Seconds to wait for NixOS; default 900 (nixos-infect builds a system and reboots).
 	TimeoutSeconds pulumi.IntPtrOutput `pulumi:"timeoutSeconds"`
-	// SSH user; default "root" (activation needs root).
+	// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
 	User pulumi.StringPtrOutput `pulumi:"user"`
 }
 
@@ -121,7 +121,7 @@ type waitForNixosArgs struct {
 	PrivateKey string `pulumi:"privateKey"`
 	// Seconds to wait for NixOS; default 900 (nixos-infect builds a system and reboots).
 	TimeoutSeconds *int `pulumi:"timeoutSeconds"`
-	// SSH user; default "root" (activation needs root).
+	// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
 	User *string `pulumi:"user"`
 }
 
@@ -141,7 +141,7 @@ type WaitForNixosArgs struct {
 	PrivateKey pulumi.StringInput
 	// Seconds to wait for NixOS; default 900 (nixos-infect builds a system and reboots).
 	TimeoutSeconds pulumi.IntPtrInput
-	// SSH user; default "root" (activation needs root).
+	// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
 	User pulumi.StringPtrInput
 }
 
@@ -222,7 +222,7 @@ func (o WaitForNixosOutput) TimeoutSeconds() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v *WaitForNixos) pulumi.IntPtrOutput { return v.TimeoutSeconds }).(pulumi.IntPtrOutput)
 }
 
-// SSH user; default "root" (activation needs root).
+// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
 func (o WaitForNixosOutput) User() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *WaitForNixos) pulumi.StringPtrOutput { return v.User }).(pulumi.StringPtrOutput)
 }

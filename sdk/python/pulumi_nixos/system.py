@@ -31,6 +31,8 @@ class SystemArgs:
                  flake: pulumi.Input[Optional[_builtins.str]] = None,
                  health_checks: pulumi.Input[Optional['HealthChecksArgs']] = None,
                  port: pulumi.Input[Optional[_builtins.int]] = None,
+                 reboot: pulumi.Input[Optional[_builtins.bool]] = None,
+                 reboot_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
                  store_path: pulumi.Input[Optional[_builtins.str]] = None,
                  substitute_on_destination: pulumi.Input[Optional[_builtins.bool]] = None,
                  user: pulumi.Input[Optional[_builtins.str]] = None):
@@ -47,9 +49,11 @@ class SystemArgs:
         :param pulumi.Input[_builtins.str] flake: The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").
         :param pulumi.Input['HealthChecksArgs'] health_checks: Checks that must pass after activation, or the host is rolled back.
         :param pulumi.Input[_builtins.int] port: SSH port; default 22.
+        :param pulumi.Input[_builtins.bool] reboot: Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
+        :param pulumi.Input[_builtins.int] reboot_timeout_seconds: Seconds a rebooting host may take to answer again; default 600.
         :param pulumi.Input[_builtins.str] store_path: Instead of flake and configuration: an already-built system's store path.
         :param pulumi.Input[_builtins.bool] substitute_on_destination: Let the host fetch paths from its own substituters instead of receiving them; default false.
-        :param pulumi.Input[_builtins.str] user: SSH user; default "root" (activation needs root).
+        :param pulumi.Input[_builtins.str] user: SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         """
         pulumi.set(__self__, "address", address)
         pulumi.set(__self__, "host_public_key", host_public_key)
@@ -76,6 +80,14 @@ class SystemArgs:
             port = 22
         if port is not None:
             pulumi.set(__self__, "port", port)
+        if reboot is None:
+            reboot = False
+        if reboot is not None:
+            pulumi.set(__self__, "reboot", reboot)
+        if reboot_timeout_seconds is None:
+            reboot_timeout_seconds = 600
+        if reboot_timeout_seconds is not None:
+            pulumi.set(__self__, "reboot_timeout_seconds", reboot_timeout_seconds)
         if store_path is not None:
             pulumi.set(__self__, "store_path", store_path)
         if substitute_on_destination is None:
@@ -208,6 +220,30 @@ class SystemArgs:
         pulumi.set(self, "port", value)
 
     @_builtins.property
+    @pulumi.getter
+    def reboot(self) -> pulumi.Input[Optional[_builtins.bool]]:
+        """
+        Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
+        """
+        return pulumi.get(self, "reboot")
+
+    @reboot.setter
+    def reboot(self, value: pulumi.Input[Optional[_builtins.bool]]):
+        pulumi.set(self, "reboot", value)
+
+    @_builtins.property
+    @pulumi.getter(name="rebootTimeoutSeconds")
+    def reboot_timeout_seconds(self) -> pulumi.Input[Optional[_builtins.int]]:
+        """
+        Seconds a rebooting host may take to answer again; default 600.
+        """
+        return pulumi.get(self, "reboot_timeout_seconds")
+
+    @reboot_timeout_seconds.setter
+    def reboot_timeout_seconds(self, value: pulumi.Input[Optional[_builtins.int]]):
+        pulumi.set(self, "reboot_timeout_seconds", value)
+
+    @_builtins.property
     @pulumi.getter(name="storePath")
     def store_path(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
@@ -235,7 +271,7 @@ class SystemArgs:
     @pulumi.getter
     def user(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        SSH user; default "root" (activation needs root).
+        SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         """
         return pulumi.get(self, "user")
 
@@ -260,6 +296,8 @@ class System(pulumi.CustomResource):
                  host_public_key: pulumi.Input[Optional[_builtins.str]] = None,
                  port: pulumi.Input[Optional[_builtins.int]] = None,
                  private_key: pulumi.Input[Optional[_builtins.str]] = None,
+                 reboot: pulumi.Input[Optional[_builtins.bool]] = None,
+                 reboot_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
                  store_path: pulumi.Input[Optional[_builtins.str]] = None,
                  substitute_on_destination: pulumi.Input[Optional[_builtins.bool]] = None,
                  user: pulumi.Input[Optional[_builtins.str]] = None,
@@ -279,9 +317,11 @@ class System(pulumi.CustomResource):
         :param pulumi.Input[_builtins.str] host_public_key: The host's SSH public key ("ssh-ed25519 AAAA…"), pinned: a host that presents any other key is refused before anything is sent to it.
         :param pulumi.Input[_builtins.int] port: SSH port; default 22.
         :param pulumi.Input[_builtins.str] private_key: The deployer's private key, as text. Always stored as a secret.
+        :param pulumi.Input[_builtins.bool] reboot: Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
+        :param pulumi.Input[_builtins.int] reboot_timeout_seconds: Seconds a rebooting host may take to answer again; default 600.
         :param pulumi.Input[_builtins.str] store_path: Instead of flake and configuration: an already-built system's store path.
         :param pulumi.Input[_builtins.bool] substitute_on_destination: Let the host fetch paths from its own substituters instead of receiving them; default false.
-        :param pulumi.Input[_builtins.str] user: SSH user; default "root" (activation needs root).
+        :param pulumi.Input[_builtins.str] user: SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         """
         ...
     @overload
@@ -317,6 +357,8 @@ class System(pulumi.CustomResource):
                  host_public_key: pulumi.Input[Optional[_builtins.str]] = None,
                  port: pulumi.Input[Optional[_builtins.int]] = None,
                  private_key: pulumi.Input[Optional[_builtins.str]] = None,
+                 reboot: pulumi.Input[Optional[_builtins.bool]] = None,
+                 reboot_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
                  store_path: pulumi.Input[Optional[_builtins.str]] = None,
                  substitute_on_destination: pulumi.Input[Optional[_builtins.bool]] = None,
                  user: pulumi.Input[Optional[_builtins.str]] = None,
@@ -353,6 +395,12 @@ class System(pulumi.CustomResource):
             if private_key is None and not opts.urn:
                 raise TypeError("Missing required property 'private_key'")
             __props__.__dict__["private_key"] = None if private_key is None else pulumi.Output.secret(private_key)
+            if reboot is None:
+                reboot = False
+            __props__.__dict__["reboot"] = reboot
+            if reboot_timeout_seconds is None:
+                reboot_timeout_seconds = 600
+            __props__.__dict__["reboot_timeout_seconds"] = reboot_timeout_seconds
             __props__.__dict__["store_path"] = store_path
             if substitute_on_destination is None:
                 substitute_on_destination = False
@@ -406,6 +454,8 @@ class System(pulumi.CustomResource):
         __props__.__dict__["packages"] = None
         __props__.__dict__["port"] = None
         __props__.__dict__["private_key"] = None
+        __props__.__dict__["reboot"] = None
+        __props__.__dict__["reboot_timeout_seconds"] = None
         __props__.__dict__["store_path"] = None
         __props__.__dict__["substitute_on_destination"] = None
         __props__.__dict__["user"] = None
@@ -540,6 +590,22 @@ class System(pulumi.CustomResource):
         return pulumi.get(self, "private_key")
 
     @_builtins.property
+    @pulumi.getter
+    def reboot(self) -> pulumi.Output[Optional[_builtins.bool]]:
+        """
+        Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
+        """
+        return pulumi.get(self, "reboot")
+
+    @_builtins.property
+    @pulumi.getter(name="rebootTimeoutSeconds")
+    def reboot_timeout_seconds(self) -> pulumi.Output[Optional[_builtins.int]]:
+        """
+        Seconds a rebooting host may take to answer again; default 600.
+        """
+        return pulumi.get(self, "reboot_timeout_seconds")
+
+    @_builtins.property
     @pulumi.getter(name="storePath")
     def store_path(self) -> pulumi.Output[Optional[_builtins.str]]:
         """
@@ -559,7 +625,7 @@ class System(pulumi.CustomResource):
     @pulumi.getter
     def user(self) -> pulumi.Output[Optional[_builtins.str]]:
         """
-        SSH user; default "root" (activation needs root).
+        SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         """
         return pulumi.get(self, "user")
 

@@ -37,7 +37,7 @@ class WaitForNixosArgs:
         :param pulumi.Input[_builtins.int] poll_seconds: Seconds between attempts; default 5.
         :param pulumi.Input[_builtins.int] port: SSH port; default 22.
         :param pulumi.Input[_builtins.int] timeout_seconds: Seconds to wait for NixOS; default 900 (nixos-infect builds a system and reboots).
-        :param pulumi.Input[_builtins.str] user: SSH user; default "root" (activation needs root).
+        :param pulumi.Input[_builtins.str] user: SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         """
         pulumi.set(__self__, "address", address)
         pulumi.set(__self__, "host_public_key", host_public_key)
@@ -151,7 +151,7 @@ class WaitForNixosArgs:
     @pulumi.getter
     def user(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        SSH user; default "root" (activation needs root).
+        SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         """
         return pulumi.get(self, "user")
 
@@ -187,7 +187,7 @@ class WaitForNixos(pulumi.CustomResource):
         :param pulumi.Input[_builtins.int] port: SSH port; default 22.
         :param pulumi.Input[_builtins.str] private_key: The deployer's private key, as text. Always stored as a secret.
         :param pulumi.Input[_builtins.int] timeout_seconds: Seconds to wait for NixOS; default 900 (nixos-infect builds a system and reboots).
-        :param pulumi.Input[_builtins.str] user: SSH user; default "root" (activation needs root).
+        :param pulumi.Input[_builtins.str] user: SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         """
         ...
     @overload
@@ -358,7 +358,7 @@ class WaitForNixos(pulumi.CustomResource):
     @pulumi.getter
     def user(self) -> pulumi.Output[Optional[_builtins.str]]:
         """
-        SSH user; default "root" (activation needs root).
+        SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         """
         return pulumi.get(self, "user")
 
