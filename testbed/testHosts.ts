@@ -95,6 +95,8 @@ export interface TestFleetOptions {
     count: number;
     /** Name prefix for the hosts; default "host". */
     namePrefix?: string;
+    /** Boot the hosts Debian-like, with no NixOS system (a cloud image before nixos-infect). */
+    debianLike?: boolean;
 }
 
 function run(file: string, args: string[]): string {
@@ -549,7 +551,7 @@ export async function startTestHosts(options: TestFleetOptions): Promise<TestFle
         run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pulumi-nixos-deployer", "-f", deployerPrivateKeyPath]);
         const deployerPublicKey = fs.readFileSync(`${deployerPrivateKeyPath}.pub`, "utf8");
         const prefix = options.namePrefix ?? "host";
-        const system = await firstBootSystem();
+        const system = options.debianLike ? undefined : await firstBootSystem();
         for (let i = 0; i < options.count; i++) {
             hosts.push(await startTestHost({ baseDir, name: `${prefix}${i}`, authorizedKey: deployerPublicKey, system }));
         }

@@ -95,7 +95,7 @@ test("an inline program (run in the deployer's process): a missing configuration
     try {
         const message = await inline.failedDeploy("v9");
         assert.match(message, /nixos:index:System resource 'web' has a problem: flake \S+ has no nixosConfigurations\.v9/);
-        assert.equal(fleet.hosts[0].currentSystem(), undefined);
+        assert.equal(fleet.hosts[0].currentSystem(), await firstBootSystem());
     } finally {
         await inline.remove();
     }

@@ -16,7 +16,7 @@ let testStack: TestStack;
 before(async () => {
     useTestEngine();
     // A reachable machine that does not run NixOS: the wait would go on for TIMEOUT_SECONDS.
-    fleet = await startTestHosts({ count: 1 });
+    fleet = await startTestHosts({ count: 1, debianLike: true });
     const host = fleet.hosts[0];
     testStack = await createTestStack("cancel", async () => {
         const booted = new WaitForNixos("boot", {
