@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
+import { AGENT_DIR } from "../../components/deploy/activate";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
 import { startTestHosts, TestFleet, TestHost, waitFor } from "../../testbed/testHosts";
 import { killEngine, readEachProcess, useTestEngine } from "./engine";
@@ -76,11 +77,20 @@ test("a health check that never returns is cut off by its timeout, and the host 
 
 test("killing the deployer during the switch: the host returns to its old generation alone, and up converges", async () => {
     let killed = 0;
+    let polling: NodeJS.Timeout | undefined;
+    // Killed once the agent on the host has begun (its log exists): a kill before that, while the
+    // deployer still starts it, is the interrupted copy's case, not this one.
+    const agentBegan = () => host.shell(`ls ${AGENT_DIR}/*/switch.log 2> /dev/null || true`).trim() !== "";
     const error = await up("slow-switch", {
         onOutput: (out) => {
-            if (!killed && /switching \S+ to/.test(out)) killed = killEngine();
+            if (polling || !/switching \S+ to/.test(out)) return;
+            polling = setInterval(() => {
+                if (killed || !agentBegan()) return;
+                clearInterval(polling);
+                killed = killEngine();
+            }, 100);
         },
-    }).then(() => undefined, (e: Error) => e);
+    }).then(() => undefined, (e: Error) => e).finally(() => clearInterval(polling));
     assert.ok(killed > 0 && error, "the engine was not killed during the switch");
     // The switch finishes without the deployer, then nobody confirms: the host rolls back.
     await waitFor("the new system becomes current", () => host.currentSystem() === systems["slow-switch"].closure, 30);
