@@ -14,10 +14,8 @@
 //
 //   In either mode, `pulumi config set canary 1` (or '["web-2"]') deploys that host first and the
 //   others only after it succeeded.
-import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { NixosFleet, NixosFleetHost, SshKeyPair } from "./components";
-import { localMachinesFolder } from "./testbed/testHosts";
 import { TestMachine } from "./testbed/testMachine";
 
 const config = new pulumi.Config();
@@ -37,10 +35,9 @@ function localFleet(): NixosFleet {
             hostPrivateKey: hostKey.privateKey,
             hostPublicKey: hostKey.publicKey,
             authorizedKey: deployer.publicKey,
-            firstSystemFlake: config.get("flake") ?? `path:${path.resolve(__dirname, "..", "nix", "fixtures")}`,
+            firstSystemFlake: flake,
             firstSystemConfiguration: "first-boot",
             infectAfterSeconds: 2,
-            baseDir: localMachinesFolder(pulumi.getStack()),
         });
         hosts[name] = {
             address: machine.address,

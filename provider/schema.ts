@@ -207,9 +207,9 @@ function inputSpec(input: InputDefinition): PropertySpec {
     return { ...spec, description: input.description, ...(input.secret ? { secret: true } : {}) };
 }
 
-/** The Pulumi package schema (https://www.pulumi.com/docs/iac/extending-pulumi/schema/). */
-export function packageSchema(): Record<string, unknown> {
-    const resources = Object.fromEntries(RESOURCES.map((resource) => {
+/** The Pulumi schema of each resource, by token. */
+export function resourceSchemas(resources: readonly ResourceDefinition[]): Record<string, unknown> {
+    return Object.fromEntries(resources.map((resource) => {
         const inputProperties = Object.fromEntries(Object.entries(resource.inputs).map(([name, input]) => [name, inputSpec(input)]));
         const requiredInputs = Object.entries(resource.inputs).filter(([, input]) => input.required).map(([name]) => name);
         const outputs = Object.fromEntries(Object.entries(resource.outputs).map(([name, output]) =>
@@ -223,6 +223,11 @@ export function packageSchema(): Record<string, unknown> {
             required: [...requiredInputs, ...requiredOutputs],
         }];
     }));
+}
+
+/** The Pulumi package schema (https://www.pulumi.com/docs/iac/extending-pulumi/schema/). */
+export function packageSchema(): Record<string, unknown> {
+    const resources = resourceSchemas(RESOURCES);
     const types = Object.fromEntries(Object.entries(TYPES).map(([name, type]) => [`${PACKAGE_NAME}:index:${name}`, { type: "object", ...type }]));
     return {
         name: PACKAGE_NAME,

@@ -8,11 +8,11 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { engineBinDir, OFFLINE_NIX_CONFIG, REPO_ROOT } from "../test/engine/engine";
 import { currentSystemOf, localMachinesFolder, removeTestHostsUnder, shellIn } from "../testbed/testHosts";
-import { buildPlugin, PLUGIN_VERSION } from "./plugin";
+import { buildPlugin, NIXOS_PLUGIN, PLUGIN_VERSION, TESTBED_PLUGIN } from "./plugin";
 
 const STACK = "demo";
 const WORK = path.join(REPO_ROOT, ".work", "demo");
-const MACHINES = localMachinesFolder(STACK);
+const MACHINES = localMachinesFolder("pulumi-nixos-example", STACK);
 const HOSTS = ["web-1", "web-2", "web-3"];
 
 function environment(): NodeJS.ProcessEnv {
@@ -70,7 +70,9 @@ function switchByHand(host: string): void {
 
 function main(): void {
     step("The nixos provider plugin, installed as users install it");
-    mustSucceed(pulumi("plugin", "install", "resource", "nixos", PLUGIN_VERSION, "--file", path.relative(REPO_ROOT, buildPlugin())), "plugin install");
+    for (const plugin of [NIXOS_PLUGIN, TESTBED_PLUGIN]) {
+        mustSucceed(pulumi("plugin", "install", "resource", plugin.name, PLUGIN_VERSION, "--file", path.relative(REPO_ROOT, buildPlugin(plugin))), "plugin install");
+    }
 
     step("A stack for the example program (Pulumi.yaml, index.ts: three local machines from one flake)");
     mustSucceed(pulumi("stack", "init", STACK), "stack init");

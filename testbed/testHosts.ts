@@ -10,13 +10,13 @@
 // after a reboot; stopping a host kills them by PID and deletes the namespace. Hosts left behind by
 // a run that was killed outright are swept by the next run (their owner PID is dead).
 import { execFileSync, spawn } from "node:child_process";
-import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { evaluateConfigurations } from "../components/deploy/evaluate";
 import { nix, realiseDerivation } from "../components/transport/nix";
+import { BOOT_SCRIPT } from "./boot";
 import { openCpuAccount, removeCpuAccount } from "./cpuAccount";
 
 const NAMESPACE_PREFIX = "pnx-";
@@ -284,7 +284,6 @@ const SUPERVISOR = `while :; do
   [ "$code" -eq 129 ] || exit "$code"
 done`;
 
-const BOOT_SCRIPT = path.resolve(__dirname, "../../testbed/boot.sh");
 
 const GENERATORS = "/lib/systemd/system-generators";
 
@@ -407,6 +406,7 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
     const veth = `pnxv${slot}`;
     const address = `10.237.${slot}.2`;
     prepareHostFolder(dir, options, address);
+    fs.writeFileSync(path.join(dir, "boot.sh"), BOOT_SCRIPT);
     if (options.system) await installSystem(dir, options.system);
 
     run("ip", ["link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", namespace]);
@@ -417,7 +417,7 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
     run("ip", ["-n", namespace, "link", "set", "lo", "up"]);
 
     const log = fs.openSync(path.join(dir, "console.log"), "a");
-    const child = spawn("sh", ["-c", SUPERVISOR, "supervisor", namespace, dir, name, BOOT_SCRIPT, NIXOS_PATH],
+    const child = spawn("sh", ["-c", SUPERVISOR, "supervisor", namespace, dir, name, path.join(dir, "boot.sh"), NIXOS_PATH],
         { detached: true, stdio: ["ignore", log, log] });
     fs.closeSync(log);
     child.unref();
@@ -487,13 +487,9 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
     };
 }
 
-/**
- * The folder a stack's local machines live in: one per checkout and stack, so that two clones
- * running the example on one computer do not remove each other's machines.
- */
-export function localMachinesFolder(stack: string): string {
-    const checkout = createHash("sha256").update(path.resolve(__dirname, "../..")).digest("hex").slice(0, 8);
-    return path.join(os.tmpdir(), `pulumi-nixos-${stack}-${checkout}`);
+/** The folder a stack's local machines live in, by project and stack (no path of a checkout: the state travels). */
+export function localMachinesFolder(project: string, stack: string): string {
+    return path.join(os.tmpdir(), `pulumi-nixos-${project}-${stack}`);
 }
 
 /** Polls `condition` (host state, read from this machine) until it holds, or fails after `seconds`. */

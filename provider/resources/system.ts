@@ -50,7 +50,7 @@ async function withHost<T>(settings: SystemSettings, work: (host: SshHost) => Pr
  * The project's folder (the one holding Pulumi.yaml): the engine starts the provider in the
  * program's folder, which is the project's or, with `main`, one inside it.
  */
-function projectFolder(start = process.cwd()): string {
+export function projectFolder(start = process.cwd()): string {
     for (let dir = start; ; dir = path.dirname(dir)) {
         if (["Pulumi.yaml", "Pulumi.yml"].some((file) => fs.existsSync(path.join(dir, file)))) return dir;
         if (path.dirname(dir) === dir) return start;

@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { ConfigMap, LocalWorkspace, LocalWorkspaceOptions, ProjectRuntime, ProjectSettings, PulumiCommand, PulumiFn, Stack } from "@pulumi/pulumi/automation";
-import { buildPlugin, PLUGIN_VERSION } from "../../scripts/plugin";
+import { buildPlugin, NIXOS_PLUGIN, Plugin, PLUGIN_VERSION, TESTBED_PLUGIN } from "../../scripts/plugin";
 
 export const REPO_ROOT = path.resolve(__dirname, "../../..");
 export const TEST_PASSPHRASE = "pulumi-nixos test passphrase";
@@ -14,7 +14,6 @@ export const TEST_PASSPHRASE = "pulumi-nixos test passphrase";
 export const OFFLINE_NIX_CONFIG = ["flake-registry =", "substituters =", "builders =", "sandbox = false", "build-users-group ="].join("\n");
 
 let engineBin: string | undefined;
-let pluginDir: string | undefined;
 
 /** The folder holding `pulumi`, the language host and the dynamic-provider shim. */
 export function engineBinDir(): string {
@@ -23,20 +22,24 @@ export function engineBinDir(): string {
     return engineBin;
 }
 
-/** The nixos provider plugin's folder, built from this checkout once per test process. */
-function pluginFolder(): string {
-    pluginDir ??= buildPlugin();
-    return pluginDir;
+const pluginFolders = new Map<Plugin, string>();
+
+/** A provider plugin's folder, built from this checkout once per test process. */
+function pluginFolder(plugin: Plugin = NIXOS_PLUGIN): string {
+    if (!pluginFolders.has(plugin)) pluginFolders.set(plugin, buildPlugin(plugin));
+    return pluginFolders.get(plugin)!;
 }
 
 /**
- * Installs the nixos provider plugin into a
- * PULUMI_HOME, as users install it: `pulumi plugin install resource nixos VERSION --file DIR`.
+ * Installs the nixos provider plugin, and the testbed's that serves the local machines, into a
+ * PULUMI_HOME, as users install plugins: `pulumi plugin install resource NAME VERSION --file DIR`.
  */
-export function installPlugin(pulumiHome: string): void {
-    execFileSync(path.join(engineBinDir(), "pulumi"), ["plugin", "install", "resource", "nixos", PLUGIN_VERSION, "--file", pluginFolder()], {
-        env: { ...process.env, PULUMI_HOME: pulumiHome }, stdio: ["ignore", "ignore", "inherit"],
-    });
+export function installPlugins(pulumiHome: string, plugins: readonly Plugin[] = [NIXOS_PLUGIN, TESTBED_PLUGIN]): void {
+    for (const plugin of plugins) {
+        execFileSync(path.join(engineBinDir(), "pulumi"), ["plugin", "install", "resource", plugin.name, PLUGIN_VERSION, "--file", pluginFolder(plugin)], {
+            env: { ...process.env, PULUMI_HOME: pulumiHome }, stdio: ["ignore", "ignore", "inherit"],
+        });
+    }
 }
 
 /** Puts the engine and the offline Nix settings into this process's environment (inherited by the CLI). */
@@ -91,7 +94,7 @@ export async function createTestStack(
     for (const sub of ["backend", "home", "work"]) fs.mkdirSync(path.join(dir, sub));
     const pulumiCommand = await PulumiCommand.get({ root: path.dirname(bin) });
     const workDir = path.join(dir, "work");
-    if (!stackOptions.pluginFromProject) installPlugin(path.join(dir, "home"));
+    if (!stackOptions.pluginFromProject) installPlugins(path.join(dir, "home"));
     const options: LocalWorkspaceOptions = {
         pulumiCommand,
         workDir,

@@ -1,7 +1,7 @@
 // A test-only dynamic resource: a file on a test host, written over the project's SSH transport.
 // The engine smoke test uses it to prove the engine, dynamic providers and SSH work together.
 import * as pulumi from "@pulumi/pulumi";
-import { moduleProvider } from "../../components/provider/moduleProvider";
+import { moduleProvider } from "./moduleProvider";
 
 export interface HostFileArgs {
     address: pulumi.Input<string>;

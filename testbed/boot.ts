@@ -1,13 +1,16 @@
-# Boots a test host. Runs as the first process of the host's own PID, mount and UTS namespaces
-# (inside its network namespace), prepares what a machine's boot would, and becomes its systemd.
-# $1 the host's folder on this machine, $2 its host name, $3 an SSH session's PATH on NixOS. (This file may be under /tmp, which the
-# host gets a tmpfs of its own for: the shell keeps reading it through its open file.)
-#
-# A host with a system profile boots NixOS-shaped: the profile's current generation is activated
-# (as NixOS's stage 2 does), its own sshd runs, and Debian's userland is hidden (/bin holds only
-# sh, /usr/bin only env, /usr/sbin nothing), so every tool comes from /run/current-system/sw/bin.
-# A host without one boots Debian-like: what a cloud image is before nixos-infect.
-set -eu
+// Boots a test host. Runs as the first process of the host's own PID, mount and UTS namespaces
+// (inside its network namespace), prepares what a machine's boot would, and becomes its systemd.
+// $1 the host's folder on this machine, $2 its host name, $3 an SSH session's PATH on NixOS.
+//
+// A host with a system profile boots NixOS-shaped: the profile's current generation is activated
+// (as NixOS's stage 2 does), its own sshd runs, and Debian's userland is hidden (/bin holds only
+// sh, /usr/bin only env, /usr/sbin nothing), so every tool comes from /run/current-system/sw/bin.
+// A host without one boots Debian-like: what a cloud image is before nixos-infect.
+//
+// Each host's folder gets a copy (boot.sh), which its supervisor runs at every boot. (The folder is
+// under /tmp, which the host gets a tmpfs of its own for: the shell keeps reading the script
+// through its open file.)
+export const BOOT_SCRIPT = String.raw`set -eu
 dir=$1
 hostname "$2"
 
@@ -56,3 +59,4 @@ if [ -e "$profile" ]; then
 fi
 export container=pulumi-nixos-test-host
 exec /lib/systemd/systemd --system --unit=pnx-host.target
+`;
