@@ -3,7 +3,7 @@ import { evaluateConfiguration, resolveFlakeReference, SystemEvaluation } from "
 import { moduleProvider } from "./provider/moduleProvider";
 import { z } from "zod";
 import {
-    Action, configurationNameSchema, connectionSchema, flakeSchema, InvalidInputError, parseInput, storePathSchema, systemSettingsSchema,
+    Action, configurationNameSchema, connectionSchema, flakeSchema, hostFilesSchema, InvalidInputError, parseInput, storePathSchema, systemSettingsSchema,
 } from "./schema";
 
 /** A command run on the host after activation; healthy when it exits 0 within the timeout. */
@@ -28,6 +28,28 @@ export interface HttpHealthCheck {
 export interface HealthChecksArgs {
     commands?: CommandHealthCheck[];
     http?: HttpHealthCheck[];
+}
+
+/**
+ * A file written on the host from a Pulumi secret (a key, a password, a token): never through the
+ * Nix store, in an argument list, in Pulumi's output or in the state in plaintext.
+ */
+export interface HostFileArgs {
+    /** The file's content, always stored as a Pulumi secret. */
+    content: pulumi.Input<string>;
+    /** "utf8" (default) writes `content` as text; "base64" decodes it (binary files). */
+    encoding?: "utf8" | "base64";
+    /** Default "root". */
+    owner?: string;
+    /** Default "root". */
+    group?: string;
+    /** Octal permission bits, default "0400"; no setuid/setgid/sticky bit, never writable by every user. */
+    mode?: string;
+    /**
+     * "before" (default): written before the new system activates, so its services find their keys
+     * when they start. "after": written after its switch, for a user or group the new system creates.
+     */
+    activation?: "before" | "after";
 }
 
 export interface NixosSystemArgs {
@@ -73,6 +95,12 @@ export interface NixosSystemArgs {
     reboot?: pulumi.Input<boolean>;
     /** Seconds a rebooting host may take to answer again; default 600. */
     rebootTimeoutSeconds?: pulumi.Input<number>;
+    /**
+     * Files written on the host, by absolute path (or a bare name, which lands in /run/keys): only
+     * the ones that differ from the host are sent; a file removed from here is removed from the host;
+     * a failed deploy puts the previous versions back with the previous system.
+     */
+    files?: Record<string, HostFileArgs>;
 }
 
 const PROVIDER_MODULE = require.resolve("./nixosSystemProvider");
@@ -93,9 +121,9 @@ async function evaluateSource(name: string, flake?: string, configuration?: stri
     return { ...evaluation, flake: resolved };
 }
 
-const KNOWN_INPUT_SCHEMAS: Record<keyof NixosSystemArgs, z.ZodType> = {
+const KNOWN_INPUT_SCHEMAS: Record<Exclude<keyof NixosSystemArgs, "files">, z.ZodType> = {
     ...connectionSchema.shape,
-    ...systemSettingsSchema.omit({ connection: true }).shape,
+    ...systemSettingsSchema.omit({ connection: true, files: true }).shape,
     flake: flakeSchema,
     configuration: configurationNameSchema,
     storePath: storePathSchema,
@@ -112,6 +140,16 @@ function validateKnownInputs(name: string, args: NixosSystemArgs): void {
         if (value === undefined || pulumi.Output.isInstance(value) || value instanceof Promise) continue;
         parseInput(schema, value, `NixosSystem ${name}: ${field}`);
     }
+    // Contents are secrets (usually outputs): the paths and settings are checked here, and the
+    // contents too once known, by the provider's check.
+    const files = Object.fromEntries(Object.entries(args.files ?? {}).map(([path, file]) =>
+        [path, { ...file, content: pulumi.Output.isInstance(file?.content) || file?.content instanceof Promise ? "" : file?.content }]));
+    parseInput(hostFilesSchema, files, `NixosSystem ${name}: files`);
+}
+
+/** The files input with every content a secret. */
+function secretFiles(files: Record<string, HostFileArgs> = {}): Record<string, HostFileArgs> {
+    return Object.fromEntries(Object.entries(files).map(([path, file]) => [path, { ...file, content: pulumi.secret(file.content) }]));
 }
 
 /**
@@ -165,7 +203,10 @@ export class NixosSystem extends pulumi.dynamic.Resource {
             confirmTimeoutSeconds: args.confirmTimeoutSeconds ?? 60,
             reboot: args.reboot ?? false,
             rebootTimeoutSeconds: args.rebootTimeoutSeconds ?? 600,
+            files: secretFiles(args.files),
             generation: undefined,
-        }, { ...opts, additionalSecretOutputs: ["privateKey"] }, "nixos", "System");
+            fileDigestKey: undefined,
+            fileDigests: undefined,
+        }, { ...opts, additionalSecretOutputs: ["privateKey", "files", "fileDigestKey", "fileDigests"] }, "nixos", "System");
     }
 }

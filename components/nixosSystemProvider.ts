@@ -6,9 +6,10 @@ import * as log from "@pulumi/pulumi/log";
 import { unknownValue } from "@pulumi/pulumi/runtime/rpc";
 import { probeHost } from "./deploy/activate";
 import { SystemSource } from "./deploy/build";
+import { changedFiles, desiredDigests, FileChanges, hasFileChanges, hostFile, newDigestKey, observedDigests, probeFiles } from "./deploy/files";
 import { SshHost } from "./deploy/host";
 import { deploySystem } from "./deploy/pipeline";
-import { derivationSchema, parseInput, storePathSchema, systemSettingsSchema, SystemSettings } from "./schema";
+import { derivationSchema, fieldName, hostFilesSchema, parseInput, storePathSchema, systemSettingsSchema, SystemSettings } from "./schema";
 import { SshConnection } from "./transport/ssh";
 import { z } from "zod";
 
@@ -38,8 +39,14 @@ export interface NixosSystemState {
     confirmTimeoutSeconds: number;
     reboot: boolean;
     rebootTimeoutSeconds: number;
+    /** Files by path, each with its content (a secret), owner, group, mode and activation. */
+    files?: Record<string, unknown>;
     /** Output: the system profile generation the host runs. */
     generation?: number;
+    /** Output (secret): the key of the file digests, made when the resource is created (see deploy/files.ts). */
+    fileDigestKey?: string;
+    /** Output (secret): path → digest of each file as last written or read on the host. */
+    fileDigests?: Record<string, string>;
 }
 
 /** The inputs that decide what the host runs, or which host: a change to one is a deploy. */
@@ -73,6 +80,7 @@ function settingsInput(state: NixosSystemState): Record<string, unknown> {
         confirmTimeoutSeconds: state.confirmTimeoutSeconds,
         reboot: state.reboot,
         rebootTimeoutSeconds: state.rebootTimeoutSeconds,
+        files: state.files,
     };
 }
 
@@ -114,19 +122,36 @@ export async function check(_olds: NixosSystemState, news: NixosSystemState): Pr
     return {
         failures: failures.map((issue) => ({
             property: String(issue.path[issue.path.length - 1] ?? "inputs"),
-            reason: `${issue.path.join(".")}: ${issue.message}`,
+            reason: `${fieldName(issue.path)}: ${issue.message}`,
         })),
     };
 }
 
-/** A change exactly when what the host should run, or where, or how it is reached, changes. */
+/** Which files change between the state (as last written or read) and the new inputs: by path only. */
+function fileChanges(olds: NixosSystemState, news: NixosSystemState): FileChanges | undefined {
+    const files = hostFilesSchema.safeParse(news.files);
+    if (!files.success) return undefined; // a content not known yet (a preview): the files change
+    return changedFiles(olds.fileDigests ?? {}, desiredDigests(olds.fileDigestKey ?? newDigestKey(), files.data.map(hostFile)));
+}
+
+/**
+ * A change exactly when what the host should run, or where, or how it is reached, changes, or a
+ * file differs from what the state recorded on the host (compared by digest; named by path).
+ */
 export async function diff(_id: string, olds: NixosSystemState, news: NixosSystemState): Promise<pulumi.dynamic.DiffResult> {
-    const changed = [...DEPLOY_INPUTS, ...SETTING_INPUTS].filter((key) => !sameValue(olds[key], news[key]));
+    const changed: string[] = [...DEPLOY_INPUTS, ...SETTING_INPUTS].filter((key) => !sameValue(olds[key], news[key]));
+    const files = fileChanges(olds, news);
+    if (!files || hasFileChanges(files)) {
+        changed.push("files");
+        const paths = files ? [...files.write, ...files.remove.map((path) => `${path} (removed)`)] : ["not known until their contents are"];
+        log.info(`[${news.name}] files that change: ${paths.join(", ")}`);
+    }
     return { changes: changed.length > 0 };
 }
 
-async function deploy(state: NixosSystemState): Promise<NixosSystemState> {
+async function deploy(state: NixosSystemState, olds?: NixosSystemState): Promise<NixosSystemState> {
     const settings = settingsOf(state);
+    const files = settings.files.map(hostFile);
     const result = await withHost(settings, (host) => deploySystem({
         name: state.name,
         host,
@@ -137,9 +162,12 @@ async function deploy(state: NixosSystemState): Promise<NixosSystemState> {
         substituteOnDestination: settings.substituteOnDestination,
         confirmTimeoutSeconds: settings.confirmTimeoutSeconds,
         reboot: { enabled: settings.reboot, timeoutSeconds: settings.rebootTimeoutSeconds },
+        files,
+        previousFiles: Object.keys(olds?.fileDigests ?? {}),
         log: (message) => log.info(`[${state.name}] ${message}`),
     }));
-    return { ...state, generation: result.generation };
+    const fileDigestKey = olds?.fileDigestKey ?? newDigestKey();
+    return { ...state, generation: result.generation, fileDigestKey, fileDigests: desiredDigests(fileDigestKey, files) };
 }
 
 export async function create(inputs: NixosSystemState): Promise<pulumi.dynamic.CreateResult> {
@@ -147,18 +175,21 @@ export async function create(inputs: NixosSystemState): Promise<pulumi.dynamic.C
     return { id: `${inputs.address}:${inputs.port}`, outs };
 }
 
-export async function update(_id: string, _olds: NixosSystemState, news: NixosSystemState): Promise<pulumi.dynamic.UpdateResult> {
-    return { outs: await deploy(news) };
+export async function update(_id: string, olds: NixosSystemState, news: NixosSystemState): Promise<pulumi.dynamic.UpdateResult> {
+    return { outs: await deploy(news, olds) };
 }
 
 /**
- * Refresh: what the host runs now, or with the `boot` action what it boots next. A host switched
- * by hand shows up as a different closure.
+ * Refresh: what the host runs now, or with the `boot` action what it boots next, and the digests
+ * of the files it holds. A host switched by hand shows up as a different closure; a file changed,
+ * re-permissioned or deleted by hand, as a file that changes in the next preview.
  */
 export async function read(id: string, props: NixosSystemState): Promise<pulumi.dynamic.ReadResult> {
-    const host = await withHost(settingsOf(props), (connected) => probeHost(connected));
+    const paths = Object.keys(props.fileDigests ?? {});
+    const [host, files] = await withHost(settingsOf(props), async (connected) => [await probeHost(connected), await probeFiles(connected, paths)] as const);
     const closure = props.action === "boot" ? host.generationClosure : host.current;
-    return { id, props: { ...props, closure: closure ?? "", generation: host.generation } };
+    const fileDigests = props.fileDigestKey ? observedDigests(props.fileDigestKey, files) : props.fileDigests;
+    return { id, props: { ...props, closure: closure ?? "", generation: host.generation, fileDigests } };
 }
 
 /**
