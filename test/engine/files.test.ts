@@ -11,9 +11,11 @@ import { HostFileArgs } from "../../components";
 import { SystemEvaluation } from "../../components/deploy/evaluate";
 import { TestHost } from "../../testbed/testHosts";
 import { watchProcesses } from "./engine";
-import { createSingleHostStack, SingleHostStack, SystemStack } from "./systemStack";
+import { createSingleHostStack, HEALTHY_CHECK, SingleHostStack, SystemStack } from "./systemStack";
 
 const TOKEN = "/run/keys/app-token";
+/** How Pulumi's state marks a secret value. */
+const [SECRET_SIGNATURE, SECRET_TYPE] = ["4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"];
 const first = `first-${randomBytes(12).toString("hex")}`;
 const second = `second-${randomBytes(12).toString("hex")}`;
 const third = `third-${randomBytes(12).toString("hex")}`;
@@ -27,9 +29,10 @@ let testStack: SystemStack;
 let systems: Record<string, SystemEvaluation>;
 
 before(async () => {
-    setUp = await createSingleHostStack("files", ["with-key", "switch-fails", "cuts-ssh", "v2"], (config) => ({
+    setUp = await createSingleHostStack("files", ["with-key", "switch-fails", "cuts-ssh", "v2", "unhealthy"], (config) => ({
         confirmTimeoutSeconds: 5,
         connectTimeoutSeconds: 2,
+        healthChecks: { commands: [HEALTHY_CHECK, ...(config.get("mustExist") ? [{ name: "file is there", command: `test -e ${config.get("mustExist")}`, timeoutSeconds: 2 }] : [])] },
         files: Object.fromEntries(Object.entries(config.requireObject<Record<string, FileSpec>>("files"))
             .map(([path, { secret, ...file }]) => [path, { ...file, content: config.requireSecret(secret) }])),
     }));
@@ -156,6 +159,21 @@ test("a symbolic link on the way is refused on the host: a file written before i
     host.shell("rm /run/linked");
 });
 
+test("a file written after activation is there for the health checks, and put back when they fail", async () => {
+    const files: Record<string, FileSpec> = { "app-token": TOKEN_FILE, "/run/keys/late": { secret: "late", owner: "guest", activation: "after" } };
+    await testStack.stack.setConfig("mustExist", { value: "/run/keys/late" });
+    await testStack.deploy("v2", { config: filesConfig(files, { token: first, late: third }) });
+    assert.equal(host.currentSystem(), systems.v2.closure);
+    assert.equal(host.readFile("/run/keys/late"), third);
+    assert.match(statOf("/run/keys/late"), /^guest root 400 /);
+
+    const message = await testStack.failedDeploy("unhealthy", { config: filesConfig(files, { token: first, late: second }) });
+    assert.match(message, /failed at verify: health check "app is healthy" failed/);
+    assert.equal(host.currentSystem(), systems.v2.closure);
+    assert.equal(host.readFile("/run/keys/late"), third, "the file written after the switch was not put back");
+    await testStack.stack.removeConfig("mustExist");
+});
+
 test("contents never appear in process arguments, output, errors or the state (not even as a plain hash)", async () => {
     const sampled: string[] = [];
     for (const [configuration, token, shouldFail] of [["with-key", second, false], ["switch-fails", third, true], ["with-key", first, false]] as const) {
@@ -175,8 +193,9 @@ test("contents never appear in process arguments, output, errors or the state (n
     assert.equal(host.readFile(TOKEN), first);
     const exported = await testStack.stack.exportStack();
     const system = exported.deployment.resources.find((r: { type: string }) => r.type.endsWith("nixos:System"));
+    // The Automation API exports with --show-secrets: a secret shows as its signature and its plaintext.
     for (const output of ["files", "fileDigestKey", "fileDigests"]) {
-        assert.ok(system.outputs[output]?.ciphertext, `the state's ${output} is not a secret`);
+        assert.equal(system.outputs[output]?.[SECRET_SIGNATURE], SECRET_TYPE, `the state's ${output} is not a secret`);
     }
     const state = testStack.stateText();
     for (const secret of [first, second, third]) {
