@@ -133,19 +133,31 @@ async function rollBackByReboot(request: DeployRequest, previous: RollbackTarget
 }
 
 /**
- * Writes files (keeping the previous versions); when that fails before an agent could take over,
- * puts the previous versions back and says so.
+ * Writes the files due before activation, keeping the previous versions in the agent's folder;
+ * when that fails (no agent runs yet to do it), puts the previous versions back and says so.
  */
-async function writeOrRestore(request: DeployRequest, plan: FilePlan, backup: FileBackup, when: string): Promise<void> {
+async function writeBeforeActivation(request: DeployRequest, plan: FilePlan, backup: FileBackup): Promise<void> {
     const { host, log } = request;
     if (plan.write.length === 0 && plan.remove.length === 0) return;
-    log(`files on ${host.name} ${when}: ${describePlan(plan)}`);
+    log(`files on ${host.name} before activation: ${describePlan(plan)}`);
     await writeFiles(host, plan, backup).catch(async (error: Error) => {
         const outcome = await restoreFiles(host, backup.folder).then(
             () => "the host was not changed (the files written so far were put back)",
             (restoreError: Error) => `putting back the previous files failed (${restoreError.message}); they are kept in ${backup.folder} on the host`);
         throw new DeployError(host.name, "files", request.closure, error, outcome);
     });
+}
+
+/** Writes files outside an activation (nothing switches): all of them or, on a failure, none. */
+async function writeFilesAlone(host: Host, plan: FilePlan): Promise<void> {
+    const folder = newAgentFolder();
+    await writeFiles(host, plan, { folder }).catch(async (error: Error) => {
+        await restoreFiles(host, folder).catch((restoreError: Error) => {
+            throw new Error(`${error.message}\nputting back the previous files failed too (${restoreError.message}); they are kept in ${folder} on the host`);
+        });
+        throw error;
+    });
+    await dropBackup(host, folder);
 }
 
 export async function deploySystem(request: DeployRequest): Promise<DeployResult> {
@@ -169,9 +181,8 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
         log(`${host.name} already runs ${closure}`);
         if (filesChanged > 0) {
             // Nothing activates, so nothing restarts: the files change alone, all or none.
-            const folder = newAgentFolder();
-            await writeOrRestore(request, files, { folder }, "(the system is unchanged)");
-            await inStage(request, "files", "the files are written; a copy of their previous versions is left on the host", () => dropBackup(host, folder));
+            log(`files on ${host.name} (the system is unchanged): ${describePlan(files)}`);
+            await inStage(request, "files", "the host's files were not changed (the ones written were put back)", () => writeFilesAlone(host, files));
         }
         return { closure, generation: before.generation, previousGeneration: before.generation, copiedPaths: 0, copiedBytes: 0, unchanged: filesChanged === 0, rebooted: false, filesChanged };
     }
@@ -183,7 +194,7 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
     const previous = { generation: before.generation, closure: setsProfile(action) ? before.generationClosure : before.current };
     const activation = new Activation(host, previous, request.confirmTimeoutSeconds);
     const backup = `${activation.dir}/${FILES_BACKUP}`;
-    await writeOrRestore(request, { write: files.write.filter((file) => file.activation === "before"), remove: files.remove }, { folder: backup }, "before activation");
+    await writeBeforeActivation(request, { write: files.write.filter((file) => file.activation === "before"), remove: files.remove }, { folder: backup });
     log(`switching ${host.name} to ${closure} (${action}); it returns to ` +
         `${previous.generation !== undefined ? `generation ${previous.generation}` : "its previous system"} by itself unless confirmed within ${request.confirmTimeoutSeconds} s`);
     let stage: Stage = "activate";
@@ -223,6 +234,13 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
             await rebootHost(host, before.bootId ?? "", request.reboot.timeoutSeconds, log);
             const after = await probeHost(host);
             if (after.current !== closure) throw new Error(`after the reboot the host runs ${after.current ?? "no system"}, not ${closure}`);
+            // A reboot empties /run (and so /run/keys): the files go back before the health checks.
+            stage = "files";
+            const lost = planFiles(request.files, await probeFiles(host, request.files.map((file) => file.path)), []);
+            if (lost.write.length > 0) {
+                log(`files on ${host.name} after the reboot: ${describePlan(lost)}`);
+                await writeFilesAlone(host, lost);
+            }
             stage = "verify";
             await runHealthChecks(host, request.healthChecks, log);
         })().catch(async (error) => {

@@ -29,9 +29,12 @@ let testStack: SystemStack;
 let systems: Record<string, SystemEvaluation>;
 
 before(async () => {
-    setUp = await createSingleHostStack("files", ["with-key", "switch-fails", "cuts-ssh", "v2", "unhealthy"], (config) => ({
+    setUp = await createSingleHostStack("files", ["with-key", "switch-fails", "cuts-ssh", "v2", "unhealthy", "needs-reboot"], (config) => ({
         confirmTimeoutSeconds: 5,
         connectTimeoutSeconds: 2,
+        user: config.get("user") ?? "root",
+        reboot: config.getBoolean("reboot") ?? false,
+        rebootTimeoutSeconds: 60,
         healthChecks: { commands: [HEALTHY_CHECK, ...(config.get("mustExist") ? [{ name: "file is there", command: `test -e ${config.get("mustExist")}`, timeoutSeconds: 2 }] : [])] },
         files: Object.fromEntries(Object.entries(config.requireObject<Record<string, FileSpec>>("files"))
             .map(([path, { secret, ...file }]) => [path, { ...file, content: config.requireSecret(secret) }])),
@@ -171,6 +174,30 @@ test("a file written after activation is there for the health checks, and put ba
     assert.match(message, /failed at verify: health check "app is healthy" failed/);
     assert.equal(host.currentSystem(), systems.v2.closure);
     assert.equal(host.readFile("/run/keys/late"), third, "the file written after the switch was not put back");
+    await testStack.stack.removeConfig("mustExist");
+});
+
+test("a deploy user other than root writes files through sudo", async () => {
+    await testStack.stack.setConfig("user", { value: "deploy" });
+    await up("v2", second);
+    assert.equal(host.readFile(TOKEN), second);
+    assert.match(statOf(TOKEN), /^deploy users 440 /);
+    await up("with-key", first);
+    assert.equal(host.readFile(TOKEN), first);
+    assert.equal(host.currentSystem(), systems["with-key"].closure);
+    await testStack.stack.removeConfig("user");
+});
+
+test("a deploy that reboots writes the files again after the reboot (it empties /run), before the health checks", async () => {
+    const bootId = host.bootId();
+    await testStack.stack.setAllConfig({ reboot: { value: "true" }, mustExist: { value: TOKEN } });
+    const result = await up("needs-reboot", first);
+    assert.match(result.stdout, /files on \S+ after the reboot: \/run\/keys\/app-token/);
+    assert.notEqual(host.bootId(), bootId, "the host did not reboot");
+    assert.equal(host.currentSystem(), systems["needs-reboot"].closure);
+    assert.equal(host.readFile(TOKEN), first);
+    assert.match(statOf(TOKEN), /^deploy users 440 /);
+    await testStack.stack.removeConfig("reboot");
     await testStack.stack.removeConfig("mustExist");
 });
 
