@@ -6,10 +6,10 @@ import * as log from "@pulumi/pulumi/log";
 import { unknownValue } from "@pulumi/pulumi/runtime/rpc";
 import { probeHost } from "./deploy/activate";
 import { SystemSource } from "./deploy/build";
-import { changedFiles, desiredDigests, FileChanges, hasFileChanges, hostFile, newDigestKey, observedDigests, probeFiles } from "./deploy/files";
+import { describeChanges, diffFiles, hasFileChanges, hostFile, observedDigests, probeFiles, recordFiles } from "./deploy/files";
 import { SshHost } from "./deploy/host";
 import { deploySystem } from "./deploy/pipeline";
-import { derivationSchema, fieldName, hostFilesSchema, parseInput, storePathSchema, systemSettingsSchema, SystemSettings } from "./schema";
+import { derivationSchema, fieldName, parseInput, storePathSchema, systemSettingsSchema, SystemSettings } from "./schema";
 import { SshConnection } from "./transport/ssh";
 import { z } from "zod";
 
@@ -127,24 +127,16 @@ export async function check(_olds: NixosSystemState, news: NixosSystemState): Pr
     };
 }
 
-/** Which files change between the state (as last written or read) and the new inputs: by path only. */
-function fileChanges(olds: NixosSystemState, news: NixosSystemState): FileChanges | undefined {
-    const files = hostFilesSchema.safeParse(news.files);
-    if (!files.success) return undefined; // a content not known yet (a preview): the files change
-    return changedFiles(olds.fileDigests ?? {}, desiredDigests(olds.fileDigestKey ?? newDigestKey(), files.data.map(hostFile)));
-}
-
 /**
  * A change exactly when what the host should run, or where, or how it is reached, changes, or a
  * file differs from what the state recorded on the host (compared by digest; named by path).
  */
 export async function diff(_id: string, olds: NixosSystemState, news: NixosSystemState): Promise<pulumi.dynamic.DiffResult> {
     const changed: string[] = [...DEPLOY_INPUTS, ...SETTING_INPUTS].filter((key) => !sameValue(olds[key], news[key]));
-    const files = fileChanges(olds, news);
+    const files = diffFiles(olds, news.files);
     if (!files || hasFileChanges(files)) {
         changed.push("files");
-        const paths = files ? [...files.write, ...files.remove.map((path) => `${path} (removed)`)] : ["not known until their contents are"];
-        log.info(`[${news.name}] files that change: ${paths.join(", ")}`);
+        log.info(`[${news.name}] files that change: ${describeChanges(files)}`);
     }
     return { changes: changed.length > 0 };
 }
@@ -166,8 +158,7 @@ async function deploy(state: NixosSystemState, olds?: NixosSystemState): Promise
         previousFiles: Object.keys(olds?.fileDigests ?? {}),
         log: (message) => log.info(`[${state.name}] ${message}`),
     }));
-    const fileDigestKey = olds?.fileDigestKey ?? newDigestKey();
-    return { ...state, generation: result.generation, fileDigestKey, fileDigests: desiredDigests(fileDigestKey, files) };
+    return { ...state, generation: result.generation, ...recordFiles(olds ?? {}, files) };
 }
 
 export async function create(inputs: NixosSystemState): Promise<pulumi.dynamic.CreateResult> {

@@ -24,7 +24,7 @@
 // SHA-256 of what it holds (over the encrypted SSH channel, into the deployer's memory); the digest
 // is computed on the deployer, so the key never leaves it.
 import { createHash, createHmac, randomBytes } from "node:crypto";
-import { HostFileSetting } from "../schema";
+import { HostFileSetting, hostFilesSchema } from "../schema";
 import { Host } from "./host";
 
 /** A file as it should be on the host. */
@@ -84,6 +84,28 @@ export function observedDigests(key: string, observed: Record<string, HostFileSt
         .map(([path, state]) => [path, fileDigest(key, path, state)]));
 }
 
+/** What a resource's state records of its files: the digest key and a digest per path. */
+export interface RecordedFiles {
+    fileDigestKey?: string;
+    fileDigests?: Record<string, string>;
+}
+
+/**
+ * Which files the new `files` input changes against the state, by path (for a preview: no host
+ * needed); undefined when the input cannot be read yet (a content not known in a preview).
+ */
+export function diffFiles(recorded: RecordedFiles, files: unknown): FileChanges | undefined {
+    const parsed = hostFilesSchema.safeParse(files);
+    if (!parsed.success) return undefined;
+    return changedFiles(recorded.fileDigests ?? {}, desiredDigests(recorded.fileDigestKey ?? newDigestKey(), parsed.data.map(hostFile)));
+}
+
+/** What the state records after `files` were written: the key kept (or a new one) and their digests. */
+export function recordFiles(recorded: RecordedFiles, files: readonly HostFile[]): Required<RecordedFiles> {
+    const fileDigestKey = recorded.fileDigestKey ?? newDigestKey();
+    return { fileDigestKey, fileDigests: desiredDigests(fileDigestKey, files) };
+}
+
 /** Which files change, by path only: written (new or different) and removed. */
 export interface FileChanges {
     write: string[];
@@ -100,6 +122,11 @@ export function changedFiles(recorded: Record<string, string>, wanted: Record<st
 
 export function hasFileChanges(changes: FileChanges): boolean {
     return changes.write.length > 0 || changes.remove.length > 0;
+}
+
+/** The changes for a preview's message: paths only. */
+export function describeChanges(changes: FileChanges | undefined): string {
+    return changes ? [...changes.write, ...changes.remove.map((path) => `${path} (removed)`)].join(", ") : "not known until their contents are";
 }
 
 /** The writes and removals that bring the host from what it holds to what is wanted. */
@@ -218,8 +245,9 @@ while [ $# -ge 6 ]; do
   if [ -L "$path" ] || { [ -e "$path" ] && [ ! -f "$path" ]; }; then fail "$path exists and is not a regular file"; fi
   save "$path"
   if [ "$op" = remove ]; then rm -f "$path" || fail "could not remove $path"; continue; fi
-  mkdir -p "\${path%/*}" && check_folders "$path"
-  tmp=$(mktemp "\${path%/*}/.pulumi-nixos.XXXXXX") || fail "could not make a temporary file beside $path"
+  dir="\${path%/*}"; [ -n "$dir" ] || dir=/
+  mkdir -p "$dir" && check_folders "$path"
+  tmp=$(mktemp "$dir/.pulumi-nixos.XXXXXX") || fail "could not make a temporary file beside $path"
   chown "$owner:$group" "$tmp" || { rm -f "$tmp"; fail "could not give $path to $owner:$group (does the user or group exist? for one the new system makes, write the file after activation)"; }
   chmod "$mode" "$tmp" && head -c "$size" > "$tmp" && [ "$(wc -c < "$tmp")" = "$size" ] || { rm -f "$tmp"; fail "could not write $path"; }
   mv -f "$tmp" "$path" || { rm -f "$tmp"; fail "could not put $path in place"; }
