@@ -18,14 +18,13 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { NixosFleet, NixosFleetHost, SshKeyPair } from "./components";
-import { FIXTURE_FLAKE } from "./testbed/testHosts";
 import { TestMachine } from "./testbed/testMachine";
 
 const config = new pulumi.Config();
 const hostNames = ["web-1", "web-2", "web-3"];
 
 function localFleet(): NixosFleet {
-    const flake = config.get("flake") ?? FIXTURE_FLAKE;
+    const flake = config.get("flake") ?? `path:${path.resolve(__dirname, "..", "nix", "fixtures")}`;
     // The stand-in configuration every host runs, and optionally one host given a broken system.
     const version = config.get("version") ?? "v1";
     const brokenHost = config.get("brokenHost");

@@ -487,12 +487,7 @@ export async function waitFor(what: string, condition: () => boolean, seconds: n
     }
 }
 
-/**
- * The stand-in systems' flake. Addressed through git (with `dir`), not as `path:`: the stand-ins
- * import the NixOS module's unit from nix/modules, outside their own folder, which a `path:` flake
- * cannot reach. So the flake sees what git tracks (a new file needs `git add -N`).
- */
-export const FIXTURE_FLAKE = `git+file://${path.resolve(__dirname, "../..")}?dir=nix/fixtures`;
+const FIXTURE_FLAKE = `path:${path.resolve(__dirname, "../../nix/fixtures")}`;
 
 let firstBoot: Promise<string> | undefined;
 

@@ -1,9 +1,11 @@
 // Bad inputs fail before any change on the host, each with a message a user can act on.
 import assert from "node:assert/strict";
+import * as path from "node:path";
 import { after, before, test } from "node:test";
-import { FIXTURE_FLAKE, firstBootSystem, startTestHosts, TestFleet } from "../../testbed/testHosts";
-import { createTestStack, TestStack } from "./engine";
+import { firstBootSystem, startTestHosts, TestFleet } from "../../testbed/testHosts";
+import { createTestStack, REPO_ROOT, TestStack } from "./engine";
 
+const FLAKE = `path:${path.join(REPO_ROOT, "nix/fixtures")}`;
 
 let fleet: TestFleet;
 let testStack: TestStack;
@@ -39,7 +41,7 @@ new NixosSystem("target", {
 });
 ` }, {
         hosts: { value: JSON.stringify([target, other].map(({ address, hostPublicKey }) => ({ address, hostPublicKey }))) },
-        flake: { value: FIXTURE_FLAKE },
+        flake: { value: FLAKE },
         privateKey: { value: fleet.deployerPrivateKey, secret: true },
     });
 });

@@ -11,7 +11,7 @@ import { HostFileArgs } from "../../components";
 import { SystemEvaluation } from "../../components/deploy/evaluate";
 import { TestHost } from "../../testbed/testHosts";
 import { watchProcesses } from "./engine";
-import { createSingleHostStack, HEALTHY_CHECK, SingleHostStack, SystemStack } from "./systemStack";
+import { createSingleHostStack, HEALTHY_CHECK, KEYS_FIXTURE_FLAKE, SingleHostStack, SystemStack } from "./systemStack";
 
 const TOKEN = "/run/keys/app-token";
 /** How Pulumi's state marks a secret value. */
@@ -30,6 +30,7 @@ let systems: Record<string, SystemEvaluation>;
 
 before(async () => {
     setUp = await createSingleHostStack("files", ["with-key", "switch-fails", "cuts-ssh", "v2", "unhealthy", "needs-reboot"], (config) => ({
+        flake: KEYS_FIXTURE_FLAKE,
         confirmTimeoutSeconds: 5,
         connectTimeoutSeconds: 2,
         user: config.get("user") ?? "root",
@@ -38,7 +39,7 @@ before(async () => {
         healthChecks: { commands: [HEALTHY_CHECK, ...(config.get("mustExist") ? [{ name: "file is there", command: `test -e ${config.get("mustExist")}`, timeoutSeconds: 2 }] : [])] },
         files: Object.fromEntries(Object.entries(config.requireObject<Record<string, FileSpec>>("files"))
             .map(([path, { secret, ...file }]) => [path, { ...file, content: config.requireSecret(secret) }])),
-    }));
+    }), KEYS_FIXTURE_FLAKE);
     ({ host, testStack, systems } = setUp);
 });
 

@@ -5,10 +5,18 @@ import * as pulumi from "@pulumi/pulumi";
 import { ConfigMap, PulumiFn, Stack, UpResult } from "@pulumi/pulumi/automation";
 import { NixosSystem, NixosSystemArgs } from "../../components";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
-import { FIXTURE_FLAKE, startTestHosts, TestFleet, TestHost } from "../../testbed/testHosts";
-import { createTestStack, TestStack, useTestEngine } from "./engine";
+import * as path from "node:path";
+import { startTestHosts, TestFleet, TestHost } from "../../testbed/testHosts";
+import { createTestStack, REPO_ROOT, TestStack, useTestEngine } from "./engine";
 
-export { FIXTURE_FLAKE };
+export const FIXTURE_FLAKE = `path:${path.join(REPO_ROOT, "nix/fixtures")}`;
+
+/**
+ * The same flake addressed through git, so that it can import nix/modules (outside its folder,
+ * which a `path:` flake cannot reach): only then does it have the `with-key` system, which uses the
+ * NixOS module's unit. It sees what git tracks (a new file needs `git add -N`).
+ */
+export const KEYS_FIXTURE_FLAKE = `git+file://${REPO_ROOT}?dir=nix/fixtures`;
 
 /** Healthy when the stand-in system's service says so. */
 export const HEALTHY_CHECK = { name: "app is healthy", command: 'test "$(cat /run/standin/health)" = ok', timeoutSeconds: 2 };
@@ -88,9 +96,10 @@ export async function createSingleHostStack(
     projectName: string,
     configurations: string[],
     moreArgs?: (config: pulumi.Config) => Partial<NixosSystemArgs>,
+    flake = FIXTURE_FLAKE,
 ): Promise<SingleHostStack> {
     useTestEngine();
-    const systems = await evaluateConfigurations(FIXTURE_FLAKE, configurations);
+    const systems = await evaluateConfigurations(flake, configurations);
     const fleet = await startTestHosts({ count: 1, namePrefix: projectName });
     const host = fleet.hosts[0];
     const testStack = await createSystemStack(projectName, fleet, host, moreArgs).catch((error) => {
