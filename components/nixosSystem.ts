@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { inputSchemas, PACKAGE_VERSION, SYSTEM } from "../provider/schema";
-import { Action, parseInput } from "./schema";
+import { Action, hostFilesSchema, parseInput } from "./schema";
 
 /** A command run on the host after activation; healthy when it exits 0 within the timeout. */
 export interface CommandHealthCheck {
@@ -24,6 +24,28 @@ export interface HttpHealthCheck {
 export interface HealthChecksArgs {
     commands?: CommandHealthCheck[];
     http?: HttpHealthCheck[];
+}
+
+/**
+ * A file written on the host from a Pulumi secret (a key, a password, a token): never through the
+ * Nix store, in an argument list, in Pulumi's output or in the state in plaintext.
+ */
+export interface HostFileArgs {
+    /** The file's content, always stored as a Pulumi secret. */
+    content: pulumi.Input<string>;
+    /** "utf8" (default) writes `content` as text; "base64" decodes it (binary files). */
+    encoding?: "utf8" | "base64";
+    /** Default "root". */
+    owner?: string;
+    /** Default "root". */
+    group?: string;
+    /** Octal permission bits, default "0400"; no setuid/setgid/sticky bit, never writable by every user. */
+    mode?: string;
+    /**
+     * "before" (default): written before the new system activates, so its services find their keys
+     * when they start. "after": written after its switch, for a user or group the new system creates.
+     */
+    activation?: "before" | "after";
 }
 
 export interface NixosSystemArgs {
@@ -69,6 +91,12 @@ export interface NixosSystemArgs {
     reboot?: pulumi.Input<boolean>;
     /** Seconds a rebooting host may take to answer again; default 600. */
     rebootTimeoutSeconds?: pulumi.Input<number>;
+    /**
+     * Files written on the host, by absolute path (or a bare name, which lands in /run/keys): only
+     * the ones that differ from the host are sent; a file removed from here is removed from the host;
+     * a failed deploy puts the previous versions back with the previous system.
+     */
+    files?: Record<string, HostFileArgs>;
 }
 
 /**
@@ -77,11 +105,21 @@ export interface NixosSystemArgs {
  * and all of them again by the provider's check before anything is deployed.
  */
 function validateKnownInputs(name: string, args: NixosSystemArgs): void {
-    for (const [field, schema] of Object.entries(inputSchemas(SYSTEM))) {
+    for (const [field, schema] of Object.entries(inputSchemas(SYSTEM)).filter(([field]) => field !== "files")) {
         const value = args[field as keyof NixosSystemArgs];
         if (value === undefined || pulumi.Output.isInstance(value) || value instanceof Promise) continue;
         parseInput(schema, value, `NixosSystem ${name}: ${field}`);
     }
+    // Contents are secrets (usually outputs): the paths and settings are checked here, and the
+    // contents too once known, by the provider's check.
+    const files = Object.fromEntries(Object.entries(args.files ?? {}).map(([path, file]) =>
+        [path, { ...file, content: pulumi.Output.isInstance(file?.content) || file?.content instanceof Promise ? "" : file?.content }]));
+    parseInput(hostFilesSchema, files, `NixosSystem ${name}: files`);
+}
+
+/** The files input with every content a secret. */
+function secretFiles(files: Record<string, HostFileArgs> = {}): Record<string, HostFileArgs> {
+    return Object.fromEntries(Object.entries(files).map(([path, file]) => [path, { ...file, content: pulumi.secret(file.content) }]));
 }
 
 /**
@@ -112,7 +150,9 @@ export class NixosSystem extends pulumi.CustomResource {
         super(SYSTEM.token, name, {
             ...args,
             privateKey: pulumi.secret(args.privateKey),
+            files: secretFiles(args.files),
             closure: undefined, derivation: undefined, packages: undefined, kernel: undefined, nixosRelease: undefined, generation: undefined,
-        }, { version: PACKAGE_VERSION, ...opts, additionalSecretOutputs: ["privateKey"] });
+            fileDigestKey: undefined, fileDigests: undefined,
+        }, { version: PACKAGE_VERSION, ...opts, additionalSecretOutputs: ["privateKey", "files", "fileDigestKey", "fileDigests"] });
     }
 }

@@ -88,6 +88,65 @@ export const healthChecksSchema = z.object({
     http: z.array(httpCheckSchema).max(50).default([]),
 }).default({ commands: [], http: [] });
 
+/** Where a file named without a folder lands on the host: a tmpfs on NixOS, so keys never reach a disk. */
+export const DEFAULT_FILES_FOLDER = "/run/keys";
+
+/** Folders no file may be written into: the Nix store and profiles, the kernel's, the deploy agents'. */
+const FORBIDDEN_FOLDERS = ["/nix", "/proc", "/sys", "/dev", "/run/pulumi-nixos"];
+
+const pathSegment = /^[A-Za-z0-9_@+=,-][A-Za-z0-9._@+=,-]*$/;
+
+/**
+ * Where a file goes on the host: an absolute path, or a bare file name (placed in /run/keys). Each
+ * segment is a plain name: no `..`, no `.`, no empty segment, no spaces, quotes or shell characters.
+ * Symbolic links on the way cannot be seen here; the host refuses them when it writes.
+ */
+export const hostFilePathSchema = z.string().min(1, "must not be empty").max(1024, "is longer than 1024 characters")
+    .refine(noControlCharacters, "must not contain control characters")
+    .refine((value) => value.startsWith("/") || !value.includes("/"), "must be an absolute path, or a file name alone (which lands in /run/keys)")
+    .transform((value) => (value.startsWith("/") ? value : `${DEFAULT_FILES_FOLDER}/${value}`))
+    .refine((value) => value.slice(1).split("/").every((segment) => pathSegment.test(segment)),
+        "must be made of plain names separated by single slashes (letters, digits, . _ @ + = , -; no `..`, no `.`, no trailing slash)")
+    .refine((value) => !FORBIDDEN_FOLDERS.some((folder) => value === folder || value.startsWith(`${folder}/`)),
+        `must not be in ${FORBIDDEN_FOLDERS.join(", ")} (the Nix store is world-readable; the others are not files of yours)`);
+
+/** A file mode in octal ("0400"): no setuid, setgid or sticky bit, and not writable by everyone. */
+export const fileModeSchema = z.string().regex(/^0?[0-7]{3}$/, "must be an octal mode such as \"0400\" (no setuid, setgid or sticky bit)")
+    .transform((value) => parseInt(value, 8))
+    .refine((mode) => (mode & 0o002) === 0, "must not let every user write the file");
+
+const base64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** One file written on the host from a Pulumi secret. Messages never quote the content. */
+export const hostFileSchema = z.object({
+    content: z.string({ error: "must be text (a Pulumi secret)" }).max(1_048_576 * 4 / 3 + 4, "is larger than 1 MiB"),
+    /** How `content` is written: as UTF-8 text, or decoded from base64 (for binary files). */
+    encoding: z.enum(["utf8", "base64"]).default("utf8"),
+    owner: userSchema.default("root"),
+    group: userSchema.default("root"),
+    mode: fileModeSchema.default(0o400),
+    /** Written before the new system activates (its services find their keys), or after (for a user it creates). */
+    activation: z.enum(["before", "after"]).default("before"),
+}).refine((file) => file.encoding !== "base64" || base64.test(file.content), { message: "is not valid base64", path: ["content"] });
+
+/** Files by path (absolute, or a name in /run/keys); normalized to a list, each path once. */
+export const hostFilesSchema = z.record(z.string(), hostFileSchema).superRefine((files, context) => {
+    const seen = new Map<string, string>();
+    for (const key of Object.keys(files)) {
+        const result = hostFilePathSchema.safeParse(key);
+        if (!result.success) {
+            for (const issue of result.error.issues) context.addIssue({ code: "custom", path: [key], message: `path ${issue.message}` });
+            continue;
+        }
+        const earlier = seen.get(result.data);
+        if (earlier !== undefined) context.addIssue({ code: "custom", path: [key], message: `names the same file as ${earlier}` });
+        seen.set(result.data, key);
+    }
+}).transform((files) => Object.entries(files)
+    .map(([key, file]) => ({ path: hostFilePathSchema.parse(key), ...file }))
+    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)))
+    .default([]);
+
 /** The inputs of one host's system, after the program has evaluated the flake. */
 export const systemSettingsSchema = z.object({
     connection: connectionSchema,
@@ -100,6 +159,8 @@ export const systemSettingsSchema = z.object({
     reboot: z.boolean().default(false),
     /** Seconds a rebooting host may take to answer again. */
     rebootTimeoutSeconds: z.number().int().min(10).max(3600).default(600),
+    /** Files written on the host from Pulumi secrets, rolled back with the system. */
+    files: hostFilesSchema,
 });
 
 /**
@@ -127,15 +188,18 @@ export type Connection = z.output<typeof connectionSchema>;
 export type HealthChecks = z.output<typeof healthChecksSchema>;
 export type Action = z.output<typeof actionSchema>;
 export type SystemSettings = z.output<typeof systemSettingsSchema>;
+export type HostFileSetting = z.output<typeof hostFileSchema> & { path: string };
+
+/** A field's path for messages; a key with control characters (a hostile file path) is quoted, so it cannot forge lines. */
+export function fieldName(path: readonly PropertyKey[]): string {
+    return path.map((key) => (typeof key === "string" && !noControlCharacters(key) ? JSON.stringify(key) : String(key))).join(".");
+}
 
 /** Validates `value` and throws one error that lists every mistake, each with its field. */
 export function parseInput<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
     const result = schema.safeParse(value);
     if (result.success) return result.data;
-    const mistakes = result.error.issues.map((issue) => {
-        const field = issue.path.length ? issue.path.join(".") : "value";
-        return `  - ${field}: ${issue.message}`;
-    });
+    const mistakes = result.error.issues.map((issue) => `  - ${issue.path.length ? fieldName(issue.path) : "value"}: ${issue.message}`);
     throw new InvalidInputError(`${what}: invalid input\n${mistakes.join("\n")}`);
 }
 

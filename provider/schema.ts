@@ -5,7 +5,7 @@
 import { z } from "zod";
 import {
     actionSchema, addressSchema, commandCheckSchema, configurationNameSchema, connectionSchema, flakeSchema, healthChecksSchema,
-    hostPublicKeySchema, httpCheckSchema, portSchema, privateKeySchema, storePathSchema, systemSettingsSchema, userSchema,
+    hostFilesSchema, hostPublicKeySchema, httpCheckSchema, portSchema, privateKeySchema, storePathSchema, systemSettingsSchema, userSchema,
 } from "../components/schema";
 
 export const PACKAGE_NAME = "nixos";
@@ -31,6 +31,8 @@ interface InputDefinition {
     secret?: boolean;
     /** A named object type of the schema, for structured inputs. */
     type?: string;
+    /** A map from names to a named object type of the schema. */
+    mapOf?: string;
 }
 
 interface OutputDefinition {
@@ -47,6 +49,17 @@ export interface ResourceDefinition {
     inputs: Record<string, InputDefinition>;
     /** Outputs besides the inputs, which every resource of this package also returns. */
     outputs: Record<string, OutputDefinition>;
+}
+
+/**
+ * A schema that validates with `schema`'s messages but keeps the value as given: the provider's
+ * state keeps the input as the program wrote it, and the deploy normalizes it.
+ */
+function validatedOnly(schema: z.ZodType): z.ZodType {
+    return z.unknown().superRefine((value, context) => {
+        const result = schema.safeParse(value);
+        if (!result.success) for (const issue of result.error.issues) context.addIssue({ code: "custom", path: issue.path, message: issue.message });
+    });
 }
 
 const typeRef = (name: string) => `#/types/${PACKAGE_NAME}:index:${name}`;
@@ -84,6 +97,23 @@ const TYPES: Record<string, { description: string; properties: Record<string, Pr
             name: nameDescription, url: "An http:// or https:// URL.", expectStatus: "The HTTP status that means healthy; default 200.", timeoutSeconds: timeoutDescription,
         }),
         required: ["name", "url"],
+    },
+    HostFile: {
+        description: "A file written on the host from a Pulumi secret: never through the Nix store, in an argument list, in Pulumi's output " +
+            "or in the state in plaintext.",
+        properties: {
+            content: { type: "string", secret: true, description: "The file's content, always a secret." },
+            encoding: { type: "string", default: "utf8", description: "\"utf8\" (default) writes `content` as text; \"base64\" decodes it (binary files)." },
+            owner: { type: "string", default: "root", description: "Default \"root\"." },
+            group: { type: "string", default: "root", description: "Default \"root\"." },
+            mode: { type: "string", default: "0400", description: "Octal permission bits, default \"0400\"; no setuid, setgid or sticky bit, never writable by every user." },
+            activation: {
+                type: "string", default: "before",
+                description: "\"before\" (default): written before the new system activates, so its services find their keys when they start. " +
+                    "\"after\": written after its switch, for a user or group the new system creates.",
+            },
+        },
+        required: ["content"],
     },
     HealthChecks: {
         description: "Checks that must pass after activation, or the host is rolled back.",
@@ -148,6 +178,12 @@ export const SYSTEM: ResourceDefinition = {
             schema: systemSettingsSchema.shape.rebootTimeoutSeconds,
             description: "Seconds a rebooting host may take to answer again; default 600.",
         },
+        files: {
+            schema: validatedOnly(hostFilesSchema), mapOf: "HostFile", secret: true,
+            description: "Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the " +
+                "ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the " +
+                "previous versions back with the previous system.",
+        },
     },
     outputs: {
         closure: { spec: { type: "string" }, required: true, description: "The store path of the system the host runs (as of the last up or refresh)." },
@@ -156,6 +192,11 @@ export const SYSTEM: ResourceDefinition = {
         kernel: { spec: { type: "string" }, description: "The system's kernel version, when it has one." },
         nixosRelease: { spec: { type: "string" }, description: "The system's NixOS release, when it has one." },
         generation: { spec: { type: "integer" }, description: "The system profile generation the host runs." },
+        fileDigestKey: { spec: { type: "string" }, secret: true, description: "The key of the file digests, made when the resource is created." },
+        fileDigests: {
+            spec: { type: "object", additionalProperties: { type: "string" } }, secret: true,
+            description: "Path → keyed digest of each file as last written or read on the host.",
+        },
     },
 };
 
@@ -203,7 +244,9 @@ export function secretProperties(resource: ResourceDefinition): string[] {
 }
 
 function inputSpec(input: InputDefinition): PropertySpec {
-    const spec = input.type ? { $ref: typeRef(input.type) } : specOf(input.schema);
+    const spec: PropertySpec = input.type ? { $ref: typeRef(input.type) }
+        : input.mapOf ? { type: "object", additionalProperties: { $ref: typeRef(input.mapOf) } }
+            : specOf(input.schema);
     return { ...spec, description: input.description, ...(input.secret ? { secret: true } : {}) };
 }
 

@@ -16,6 +16,7 @@
 import { randomBytes } from "node:crypto";
 import { Action } from "../schema";
 import { RemoteCommandError, SshConnectionError } from "../transport/ssh";
+import { RESTORE_FILES } from "./files";
 import { Host } from "./host";
 
 export const SYSTEM_PROFILE = "/nix/var/nix/profiles/system";
@@ -101,11 +102,23 @@ export function setsProfile(action: Action): boolean {
 /** Where activation agents keep their files on the host (a tmpfs on NixOS: gone after a reboot). */
 export const AGENT_DIR = "/run/pulumi-nixos";
 
+/** A new, unique folder under AGENT_DIR for one activation (or one deploy of files alone). */
+export function newAgentFolder(): string {
+    return `${AGENT_DIR}/${Date.now()}-${randomBytes(4).toString("hex")}`;
+}
+
+/** The folder, inside an agent's, that keeps the previous versions of the files a deploy changes. */
+export const FILES_BACKUP = "files";
+
 // The agent. $1 closure, $2 action, $3 profile, $4 its folder, $5 confirm timeout (s),
 // $6 generation to return to (may be empty), $7 closure to return to (may be empty).
 //
 // A rollback also returns the host's failed units to what they were: a unit the new system failed
 // stays failed under the old one (so its switch exits 4), and would fail every later switch.
+//
+// Rolling back, it first puts back the files the deploy changed (see files.ts), waiting up to 30 s
+// for a writer that holds "writing", so that the old system's switch starts its services with
+// their old files; a confirmation deletes the kept versions.
 const AGENT = `
 dir="$4"
 publish() { echo "$2" > "$dir/$1.new" && mv "$dir/$1.new" "$dir/$1"; }
@@ -116,15 +129,19 @@ reset_new_failures() {
   failed_units | while read -r unit; do grep -qxF "$unit" "$dir/failed-before" || systemctl reset-failed "$unit"; done
 }
 if [ -d /run/systemd/system ]; then failed_units > "$dir/failed-before"; fi
+${RESTORE_FILES}
 if [ "$2" != test ]; then
-  nix-env -p "$3" --set "$1" > "$dir/switch.log" 2>&1 || { publish switch-exit "profile $?"; finish unchanged; }
+  nix-env -p "$3" --set "$1" > "$dir/switch.log" 2>&1 || { publish switch-exit "profile $?"; restore_files "$dir/${FILES_BACKUP}"; finish unchanged; }
   readlink "$3" > "$dir/generation"
 fi
 "$1/bin/switch-to-configuration" "$2" >> "$dir/switch.log" 2>&1
 publish switch-exit "switch $?"
 steps=0
 while [ -e "$dir/pending" ] && [ "$steps" -lt $(($5 * 2)) ]; do sleep 0.5; steps=$((steps + 1)); done
-if ! mv "$dir/pending" "$dir/expired" 2> /dev/null && [ -e "$dir/confirmed" ]; then finish confirmed; fi
+if ! mv "$dir/pending" "$dir/expired" 2> /dev/null && [ -e "$dir/confirmed" ]; then rm -rf "$dir/${FILES_BACKUP}"; finish confirmed; fi
+steps=0
+while [ -d "$dir/writing" ] && [ "$steps" -lt 60 ]; do sleep 0.5; steps=$((steps + 1)); done
+restore_files "$dir/${FILES_BACKUP}"
 back=switch; [ "$2" = boot ] && back=boot
 if [ -n "$6" ]; then
   nix-env -p "$3" --switch-generation "$6" >> "$dir/rollback.log" 2>&1 || finish "rollback-failed profile $?"
@@ -169,7 +186,7 @@ const START_AGENT = `
 steps="$1"; agent="$2"; shift 2
 dir="$4"
 tools=
-for tool in nix-env readlink mv sleep grep systemctl; do
+for tool in nix-env readlink mv sleep cp rm grep systemctl; do
   found=$(command -v "$tool") || { [ "$tool" = systemctl ] && continue; echo "$tool is not on the host's PATH" >&2; exit 1; }
   bin=$(dirname "$(readlink -f "$found")")
   case ":$tools:" in *":$bin:"*) ;; *) tools="$tools\${tools:+:}$bin" ;; esac
@@ -272,7 +289,8 @@ export interface SwitchResult {
 
 /** One magic-rollback activation on one host. */
 export class Activation {
-    private readonly dir = `${AGENT_DIR}/${Date.now()}-${randomBytes(4).toString("hex")}`;
+    /** The agent's folder on the host (root-only files: its log, the claim, the files' backups). */
+    readonly dir = newAgentFolder();
     /** What the start command saw of the switch, when it finished while it waited. */
     private startReport?: SwitchReport;
     /** Whether the host said the agent runs: its folder missing later is then a lost trace, not "never started". */

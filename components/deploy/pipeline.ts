@@ -3,15 +3,17 @@
 // inputs, plain outputs: no Pulumi here, so the pipeline runs (and is tested) on its own.
 import { Action, HealthChecks } from "../schema";
 import {
-    Activation, ActivationError, ActivationNotStartedError, activatesNow, HostSystemState, probeHost, RollbackTarget, setsProfile, SYSTEM_PROFILE,
+    Activation, ActivationError, ActivationNotStartedError, activatesNow, FILES_BACKUP, HostSystemState, newAgentFolder, probeHost, RollbackTarget,
+    setsProfile, SYSTEM_PROFILE,
 } from "./activate";
 import { buildSystem, SystemSource } from "./build";
 import { copyMissing, formatBytes, listClosure, planCopy } from "./copy";
+import { describePlan, dropBackup, FileBackup, FilePlan, HostFile, planFiles, probeFiles, restoreFiles, writeFiles } from "./files";
 import { Host } from "./host";
 import { rebootHost } from "./reboot";
 import { runHealthChecks } from "./verify";
 
-export type Stage = "build" | "probe" | "copy" | "activate" | "reboot" | "verify" | "confirm";
+export type Stage = "build" | "probe" | "copy" | "files" | "activate" | "reboot" | "verify" | "confirm";
 
 /** Whether and how the deploy reboots the host to activate the new system. */
 export interface RebootSettings {
@@ -37,6 +39,10 @@ export interface DeployRequest {
     /** Seconds the host waits for the confirmation before it rolls itself back. */
     confirmTimeoutSeconds: number;
     reboot: RebootSettings;
+    /** Files from secrets to have on the host (see files.ts). */
+    files: HostFile[];
+    /** The paths the previous deploy wrote: removed from the host when no longer in `files`. */
+    previousFiles: string[];
     log: (message: string) => void;
 }
 
@@ -52,6 +58,8 @@ export interface DeployResult {
     unchanged: boolean;
     /** True when the deploy rebooted the host into the new system. */
     rebooted: boolean;
+    /** How many files were written or removed (none when the host held them already). */
+    filesChanged: number;
 }
 
 /** A failed deploy: names the host, the stage, the closure and where the host is now. */
@@ -124,6 +132,34 @@ async function rollBackByReboot(request: DeployRequest, previous: RollbackTarget
         : { outcome: `the host rebooted, but runs ${state.current ?? "no system"}, not generation ${previous.generation} (${previous.closure})` };
 }
 
+/**
+ * Writes the files due before activation, keeping the previous versions in the agent's folder;
+ * when that fails (no agent runs yet to do it), puts the previous versions back and says so.
+ */
+async function writeBeforeActivation(request: DeployRequest, plan: FilePlan, backup: FileBackup): Promise<void> {
+    const { host, log } = request;
+    if (plan.write.length === 0 && plan.remove.length === 0) return;
+    log(`files on ${host.name} before activation: ${describePlan(plan)}`);
+    await writeFiles(host, plan, backup).catch(async (error: Error) => {
+        const outcome = await restoreFiles(host, backup.folder).then(
+            () => "the host was not changed (the files written so far were put back)",
+            (restoreError: Error) => `putting back the previous files failed (${restoreError.message}); they are kept in ${backup.folder} on the host`);
+        throw new DeployError(host.name, "files", request.closure, error, outcome);
+    });
+}
+
+/** Writes files outside an activation (nothing switches): all of them or, on a failure, none. */
+async function writeFilesAlone(host: Host, plan: FilePlan): Promise<void> {
+    const folder = newAgentFolder();
+    await writeFiles(host, plan, { folder }).catch(async (error: Error) => {
+        await restoreFiles(host, folder).catch((restoreError: Error) => {
+            throw new Error(`${error.message}\nputting back the previous files failed too (${restoreError.message}); they are kept in ${folder} on the host`);
+        });
+        throw error;
+    });
+    await dropBackup(host, folder);
+}
+
 export async function deploySystem(request: DeployRequest): Promise<DeployResult> {
     const { host, closure, action, log } = request;
     const untouched = "the host was not changed";
@@ -137,9 +173,18 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
         checkUserRights(state);
         return state;
     });
+    const filesOnHost = await inStage(request, "probe", untouched,
+        () => probeFiles(host, [...new Set([...request.files.map((file) => file.path), ...request.previousFiles])]));
+    const files = planFiles(request.files, filesOnHost, request.previousFiles);
+    const filesChanged = files.write.length + files.remove.length;
     if (alreadyDeployed(before, closure, action)) {
         log(`${host.name} already runs ${closure}`);
-        return { closure, generation: before.generation, previousGeneration: before.generation, copiedPaths: 0, copiedBytes: 0, unchanged: true, rebooted: false };
+        if (filesChanged > 0) {
+            // Nothing activates, so nothing restarts: the files change alone, all or none.
+            log(`files on ${host.name} (the system is unchanged): ${describePlan(files)}`);
+            await inStage(request, "files", "the host's files were not changed (the ones written were put back)", () => writeFilesAlone(host, files));
+        }
+        return { closure, generation: before.generation, previousGeneration: before.generation, copiedPaths: 0, copiedBytes: 0, unchanged: filesChanged === 0, rebooted: false, filesChanged };
     }
 
     const plan = planCopy(closureInfo, before.missing);
@@ -148,6 +193,8 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
 
     const previous = { generation: before.generation, closure: setsProfile(action) ? before.generationClosure : before.current };
     const activation = new Activation(host, previous, request.confirmTimeoutSeconds);
+    const backup = `${activation.dir}/${FILES_BACKUP}`;
+    await writeBeforeActivation(request, { write: files.write.filter((file) => file.activation === "before"), remove: files.remove }, { folder: backup });
     log(`switching ${host.name} to ${closure} (${action}); it returns to ` +
         `${previous.generation !== undefined ? `generation ${previous.generation}` : "its previous system"} by itself unless confirmed within ${request.confirmTimeoutSeconds} s`);
     let stage: Stage = "activate";
@@ -156,6 +203,12 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
         const switched = await activation.switched();
         if (switched.rebootRequired && !request.reboot.enabled) throw new ActivationError(host.name, NEEDS_REBOOT);
         const rebootNext = switched.rebootRequired || (action === "boot" && request.reboot.enabled);
+        stage = "files";
+        const afterSwitch = { write: files.write.filter((file) => file.activation === "after"), remove: [] };
+        if (afterSwitch.write.length > 0) {
+            log(`files on ${host.name} after activation: ${describePlan(afterSwitch)}`);
+            await writeFiles(host, afterSwitch, { folder: backup, agentFolder: activation.dir });
+        }
         if (!rebootNext) {
             stage = "verify";
             if (activatesNow(action)) await runHealthChecks(host, request.healthChecks, log);
@@ -166,7 +219,11 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
         return { ...switched, rebootNext };
     };
     const activationResult = await switchVerifyConfirm().catch(async (error) => {
-        if (error instanceof ActivationNotStartedError) throw new DeployError(host.name, stage, closure, error, untouched);
+        if (error instanceof ActivationNotStartedError) {
+            const outcome = await restoreFiles(host, backup).then(() => untouched,
+                (restoreError: Error) => `the system was not changed, but putting back the previous files failed (${restoreError.message}); they are kept in ${backup} on the host`);
+            throw new DeployError(host.name, stage, closure, error, outcome);
+        }
         log(`${stage} failed on ${host.name}; rolling back`);
         const { outcome, returnedTo } = await activation.rollBack();
         throw new DeployError(host.name, stage, closure, asError(error), outcome, returnedTo);
@@ -177,6 +234,13 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
             await rebootHost(host, before.bootId ?? "", request.reboot.timeoutSeconds, log);
             const after = await probeHost(host);
             if (after.current !== closure) throw new Error(`after the reboot the host runs ${after.current ?? "no system"}, not ${closure}`);
+            // A reboot empties /run (and so /run/keys): the files go back before the health checks.
+            stage = "files";
+            const lost = planFiles(request.files, await probeFiles(host, request.files.map((file) => file.path)), []);
+            if (lost.write.length > 0) {
+                log(`files on ${host.name} after the reboot: ${describePlan(lost)}`);
+                await writeFilesAlone(host, lost);
+            }
             stage = "verify";
             await runHealthChecks(host, request.healthChecks, log);
         })().catch(async (error) => {
@@ -196,5 +260,6 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
         copiedBytes: plan.missingBytes,
         unchanged: false,
         rebooted: activationResult.rebootNext,
+        filesChanged,
     };
 }

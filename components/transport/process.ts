@@ -14,7 +14,7 @@ export interface ProcessOptions {
     env?: NodeJS.ProcessEnv;
     cwd?: string;
     /** Written to standard input, which is then closed. */
-    input?: string;
+    input?: string | Buffer;
     /** Killed (SIGTERM, then SIGKILL two seconds later) after this long. */
     timeoutMs?: number;
     /** Called with each complete line of standard error as it arrives (progress reporting). */

@@ -98,7 +98,7 @@ function classifyFailure(stderr: string): SshFailure {
 
 export interface RemoteRunOptions {
     timeoutMs?: number;
-    input?: string;
+    input?: string | Buffer;
     /** Open a new connection instead of reusing the shared one. */
     fresh?: boolean;
     /** Run as root: through `sudo -n` when the connection's user is not root. */

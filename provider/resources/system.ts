@@ -6,6 +6,7 @@ import * as path from "node:path";
 import { probeHost } from "../../components/deploy/activate";
 import { SystemSource } from "../../components/deploy/build";
 import { evaluateConfiguration, resolveFlakeReference } from "../../components/deploy/evaluate";
+import { describeChanges, diffFiles, hasFileChanges, hostFile, observedDigests, probeFiles, RecordedFiles, recordFiles } from "../../components/deploy/files";
 import { SshHost } from "../../components/deploy/host";
 import { deploySystem } from "../../components/deploy/pipeline";
 import { derivationSchema, parseInput, storePathSchema, systemSettingsSchema, SystemSettings } from "../../components/schema";
@@ -22,11 +23,11 @@ const EVALUATED = ["closure", "derivation", "packages", "kernel", "nixosRelease"
 function settingsOf(context: OperationContext, state: PropertyMap): SystemSettings {
     const {
         address, port, user, privateKey, hostPublicKey, connectTimeoutSeconds, action, healthChecks, substituteOnDestination, confirmTimeoutSeconds,
-        reboot, rebootTimeoutSeconds,
+        reboot, rebootTimeoutSeconds, files,
     } = state;
     return parseInput(systemSettingsSchema, {
         connection: { address, port, user, privateKey, hostPublicKey, connectTimeoutSeconds },
-        action, healthChecks, substituteOnDestination, confirmTimeoutSeconds, reboot, rebootTimeoutSeconds,
+        action, healthChecks, substituteOnDestination, confirmTimeoutSeconds, reboot, rebootTimeoutSeconds, files,
     }, `System ${context.name}`);
 }
 
@@ -79,8 +80,10 @@ async function evaluateSource(inputs: PropertyMap): Promise<PropertyMap | CheckF
     }
 }
 
-async function deploy(context: OperationContext, state: PropertyMap): Promise<PropertyMap> {
+/** Deploys the state's system and files; `olds` is what the state recorded before (its file digests). */
+async function deploy(context: OperationContext, state: PropertyMap, olds: RecordedFiles = {}): Promise<PropertyMap> {
     const settings = settingsOf(context, state);
+    const files = settings.files.map(hostFile);
     const result = await withHost(settings, (host) => deploySystem({
         name: context.name,
         host,
@@ -91,9 +94,11 @@ async function deploy(context: OperationContext, state: PropertyMap): Promise<Pr
         substituteOnDestination: settings.substituteOnDestination,
         confirmTimeoutSeconds: settings.confirmTimeoutSeconds,
         reboot: { enabled: settings.reboot, timeoutSeconds: settings.rebootTimeoutSeconds },
+        files,
+        previousFiles: Object.keys(olds.fileDigests ?? {}),
         log: context.log,
     }));
-    return { ...state, generation: result.generation };
+    return { ...state, generation: result.generation, ...recordFiles(olds, files) };
 }
 
 export const system: ResourceHandler = {
@@ -115,8 +120,14 @@ export const system: ResourceHandler = {
      * A change exactly when what the host should run, or where, or how it is reached or deployed,
      * changes. The diff names the closure and the packages, kernel and release that change with it.
      */
-    async diff(_context, olds, news) {
-        const detailedDiff: DetailedDiff = diffProperties(olds, news, [...Object.keys(SYSTEM.inputs), "closure"]);
+    async diff(context, olds, news) {
+        // Files are compared by their keyed digests (the state's, refreshed from the host), not as inputs.
+        const detailedDiff: DetailedDiff = diffProperties(olds, news, [...Object.keys(SYSTEM.inputs).filter((name) => name !== "files"), "closure"]);
+        const files = diffFiles(olds as RecordedFiles, news.files);
+        if (!files || hasFileChanges(files)) {
+            detailedDiff.files = "update";
+            context.log(`files that change: ${describeChanges(files)}`);
+        }
         if (detailedDiff.closure) {
             Object.assign(detailedDiff, diffProperties(olds, news, ["kernel", "nixosRelease"]));
             const oldPackages = (olds.packages ?? {}) as PropertyMap;
@@ -133,15 +144,18 @@ export const system: ResourceHandler = {
         return { id: `${inputs.address}:${inputs.port}`, outputs };
     },
 
-    async update(context, _id, _olds, news) {
-        return deploy(context, news);
+    async update(context, _id, olds, news) {
+        return deploy(context, news, olds as RecordedFiles);
     },
 
-    /** Refresh: what the host runs now, or with the `boot` action what it boots next. */
+    /** Refresh: what the host runs now (with the `boot` action, what it boots next), and the digests of its files. */
     async read(context, _id, state) {
-        const host = await withHost(settingsOf(context, state), (connected) => probeHost(connected));
+        const recorded = state as RecordedFiles;
+        const [host, files] = await withHost(settingsOf(context, state),
+            async (connected) => [await probeHost(connected), await probeFiles(connected, Object.keys(recorded.fileDigests ?? {}))] as const);
         const closure = state.action === "boot" ? host.generationClosure : host.current;
-        return { ...state, closure: closure ?? "", generation: host.generation };
+        const fileDigests = recorded.fileDigestKey ? observedDigests(recorded.fileDigestKey, files) : recorded.fileDigests;
+        return { ...state, closure: closure ?? "", generation: host.generation, fileDigests };
     },
 
     /**

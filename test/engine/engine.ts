@@ -193,3 +193,25 @@ export function killEngine(): number {
     }
     return doomed.length;
 }
+
+/** Samples every process's arguments and every key file the deploy writes while `work` runs. */
+export async function watchProcesses<T>(work: () => Promise<T>) {
+    const argumentLists = new Set<string>();
+    const keyFiles = new Map<string, number>();
+    let sampling = true;
+    const sample = () => {
+        for (const argv of readEachProcess("cmdline").values()) argumentLists.add(argv);
+        for (const dir of fs.readdirSync(os.tmpdir()).filter((entry) => entry.startsWith("pnx-ssh-"))) {
+            try {
+                keyFiles.set(path.join(os.tmpdir(), dir, "id"), fs.statSync(path.join(os.tmpdir(), dir, "id")).mode & 0o777);
+            } catch {
+                // Not written yet, or already removed.
+            }
+        }
+        if (sampling) setTimeout(sample, 5);
+    };
+    sample();
+    const outcome = await work().then((value) => ({ value }), (error: Error) => ({ error }));
+    sampling = false;
+    return { outcome, argumentLists, keyFiles };
+}

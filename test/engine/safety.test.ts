@@ -10,7 +10,7 @@ import { after, before, test } from "node:test";
 import { AGENT_DIR } from "../../components/deploy/activate";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
 import { startTestHosts, TestFleet, TestHost, waitFor } from "../../testbed/testHosts";
-import { killEngine, readEachProcess, useTestEngine } from "./engine";
+import { killEngine, readEachProcess, useTestEngine, watchProcesses } from "./engine";
 import { createSystemStack, FIXTURE_FLAKE, HEALTHY_CHECK, SystemStack } from "./systemStack";
 
 const CONFIRM_TIMEOUT = 5;
@@ -127,28 +127,6 @@ test("killing the deployer during the copy leaves the host as it was, and up con
     assert.equal(host.currentSystem(), systems.large.closure);
     assert.equal(await recordedClosure(), systems.large.closure);
 });
-
-/** Samples every process's arguments and every key file the deploy writes while `work` runs. */
-async function watchProcesses<T>(work: () => Promise<T>) {
-    const argumentLists = new Set<string>();
-    const keyFiles = new Map<string, number>();
-    let sampling = true;
-    const sample = () => {
-        for (const argv of readEachProcess("cmdline").values()) argumentLists.add(argv);
-        for (const dir of fs.readdirSync(os.tmpdir()).filter((entry) => entry.startsWith("pnx-ssh-"))) {
-            try {
-                keyFiles.set(path.join(os.tmpdir(), dir, "id"), fs.statSync(path.join(os.tmpdir(), dir, "id")).mode & 0o777);
-            } catch {
-                // Not written yet, or already removed.
-            }
-        }
-        if (sampling) setTimeout(sample, 5);
-    };
-    sample();
-    const outcome = await work().then((value) => ({ value }), (error: Error) => ({ error }));
-    sampling = false;
-    return { outcome, argumentLists, keyFiles };
-}
 
 /** Whether a process is this test process or runs under it; false when it has ended. */
 function runsUnderThisTest(pid: number): boolean {

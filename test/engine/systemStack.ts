@@ -1,15 +1,22 @@
 // A stack that deploys one NixosSystem ("web") of the fixture flake to a test host, with the
 // configuration chosen by stack config: the shape most engine tests share.
 import assert from "node:assert/strict";
-import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigMap, PulumiFn, Stack, UpResult } from "@pulumi/pulumi/automation";
 import { NixosSystem, NixosSystemArgs } from "../../components";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
+import * as path from "node:path";
 import { startTestHosts, TestFleet, TestHost } from "../../testbed/testHosts";
 import { createTestStack, REPO_ROOT, TestStack, useTestEngine } from "./engine";
 
 export const FIXTURE_FLAKE = `path:${path.join(REPO_ROOT, "nix/fixtures")}`;
+
+/**
+ * The same flake addressed through git, so that it can import nix/modules (outside its folder,
+ * which a `path:` flake cannot reach): only then does it have the `with-key` system, which uses the
+ * NixOS module's unit. It sees what git tracks (a new file needs `git add -N`).
+ */
+export const KEYS_FIXTURE_FLAKE = `git+file://${REPO_ROOT}?dir=nix/fixtures`;
 
 /** Healthy when the stand-in system's service says so. */
 export const HEALTHY_CHECK = { name: "app is healthy", command: 'test "$(cat /run/standin/health)" = ok', timeoutSeconds: 2 };
@@ -70,6 +77,40 @@ export async function createSystemStack(
         },
         async recordedClosure() {
             return (await recordedClosures(testStack.stack)).web;
+        },
+    };
+}
+
+export interface SingleHostStack {
+    fleet: TestFleet;
+    host: TestHost;
+    testStack: SystemStack;
+    /** The fixture's systems the test named, evaluated (not built). */
+    systems: Record<string, SystemEvaluation>;
+    /** Removes the stack and stops the host. */
+    remove(): Promise<void>;
+}
+
+/** One fresh test host, the fixture's `configurations` evaluated, and a SystemStack deploying to it. */
+export async function createSingleHostStack(
+    projectName: string,
+    configurations: string[],
+    moreArgs?: (config: pulumi.Config) => Partial<NixosSystemArgs>,
+    flake = FIXTURE_FLAKE,
+): Promise<SingleHostStack> {
+    useTestEngine();
+    const systems = await evaluateConfigurations(flake, configurations);
+    const fleet = await startTestHosts({ count: 1, namePrefix: projectName });
+    const host = fleet.hosts[0];
+    const testStack = await createSystemStack(projectName, fleet, host, moreArgs).catch((error) => {
+        fleet.stop();
+        throw error;
+    });
+    return {
+        fleet, host, testStack, systems,
+        async remove() {
+            await testStack.remove();
+            fleet.stop();
         },
     };
 }

@@ -54,7 +54,39 @@ const CATALOGUE: HostileCase[] = [
     { what: "health checks of the wrong type", args: { healthChecks: "yes" }, field: /healthChecks/ },
     { what: "a negative connect timeout", args: { connectTimeoutSeconds: -1 }, field: /connectTimeoutSeconds/ },
     { what: "no time for the host to await confirmation", args: { confirmTimeoutSeconds: 0 }, field: /confirmTimeoutSeconds/ },
+    ...fileCases(),
 ];
+
+/** Files: paths that leave their folder, reach the Nix store or another system folder, and unsafe modes or owners. */
+function fileCases(): HostileCase[] {
+    const file = (path: string, settings: Record<string, unknown> = {}) => ({ files: { [path]: { content: "s3cret", ...settings } } });
+    return [
+        { what: "a relative file path", args: file("keys/db-password"), field: /files[\s\S]*absolute path/ },
+        { what: "a file path that climbs out of its folder", args: file("/run/keys/../../etc/shadow"), field: /files[\s\S]*plain names/ },
+        { what: "a file path with a . segment", args: file("/run/keys/./db"), field: /files[\s\S]*plain names/ },
+        { what: "a file path with an empty segment", args: file("/run//keys/db"), field: /files[\s\S]*plain names/ },
+        { what: "a file path that names a folder", args: file("/run/keys/"), field: /files[\s\S]*plain names/ },
+        { what: "the root folder as a file", args: file("/"), field: /files/ },
+        { what: "a file in the Nix store", args: file("/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-keys/db"), field: /files[\s\S]*Nix store/ },
+        { what: "a file in the system profiles", args: file("/nix/var/nix/profiles/system"), field: /files[\s\S]*\/nix/ },
+        { what: "a file in /proc", args: file("/proc/sys/kernel/core_pattern"), field: /files[\s\S]*\/proc/ },
+        { what: "a file among the deploy agents' own", args: file("/run/pulumi-nixos/1-abc/pending"), field: /files[\s\S]*\/run\/pulumi-nixos/ },
+        { what: "command substitution in a file path", args: file("/run/keys/$(id)"), field: /files[\s\S]*plain names/ },
+        { what: "a newline in a file path", args: file("/run/keys/a\nb"), field: /files[\s\S]*control characters/ },
+        { what: "a file given twice (by name and by path)", args: { files: { db: { content: "a" }, "/run/keys/db": { content: "b" } } }, field: /files[\s\S]*same file/ },
+        { what: "a setuid file mode", args: file("/run/keys/db", { mode: "4755" }), field: /files[\s\S]*mode/ },
+        { what: "a file every user may write", args: file("/run/keys/db", { mode: "0666" }), field: /files[\s\S]*mode.*every user/ },
+        { what: "a file mode that is not octal", args: file("/run/keys/db", { mode: "0999" }), field: /files[\s\S]*mode/ },
+        { what: "a symbolic file mode", args: file("/run/keys/db", { mode: "u+rwx" }), field: /files[\s\S]*mode/ },
+        { what: "a command in a file's owner", args: file("/run/keys/db", { owner: "root;id" }), field: /files[\s\S]*owner/ },
+        { what: "an option as a file's group", args: file("/run/keys/db", { group: "-R" }), field: /files[\s\S]*group/ },
+        { what: "owner and group smuggled in one field", args: file("/run/keys/db", { owner: "root:root" }), field: /files[\s\S]*owner/ },
+        { what: "base64 content that is not base64", args: file("/run/keys/db", { encoding: "base64", content: "not base64!" }), field: /files[\s\S]*content.*base64/ },
+        { what: "an unknown activation time", args: file("/run/keys/db", { activation: "during" }), field: /files[\s\S]*activation/ },
+        { what: "a file's content that is not text", args: file("/run/keys/db", { content: 42 }), field: /files[\s\S]*content/ },
+        { what: "a file over 1 MiB", args: file("/run/keys/db", { content: "x".repeat(2 * 1024 * 1024) }), field: /files[\s\S]*content.*1 MiB/ },
+    ];
+}
 
 before(async () => {
     await pulumi.runtime.setMocks({
@@ -99,6 +131,16 @@ for (const hostile of CATALOGUE) {
         assert.ok(!reasons.includes(PRIVATE_KEY.split("\n")[1]), "the message repeats the private key");
     });
 }
+
+test("a refused file's message names the file, never its content", async () => {
+    const content = "hunter2-never-shown";
+    const args = { ...GOOD, files: { "/run/keys/db": { content, mode: "0666" }, "/run/keys/b64": { content: `${content}!`, encoding: "base64" as const } } };
+    assert.throws(() => new NixosSystem("target", args), (error: Error) => /\/run\/keys\/db/.test(error.message) && !error.message.includes(content));
+    const result = await check({ ...STATE, files: args.files });
+    const reasons = result.failures.map((f) => f.reason).join("\n");
+    assert.match(reasons, /\/run\/keys\/b64/);
+    assert.ok(!reasons.includes(content), "check repeats the content");
+});
 
 test("the good inputs pass the provider's check, with the defaults applied", async () => {
     const result = await check({ ...STATE, port: undefined, action: undefined, healthChecks: undefined });

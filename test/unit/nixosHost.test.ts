@@ -279,3 +279,27 @@ test("a fleet makes a host per entry, named after the fleet, with one existing m
     assert.ok(amiLookups.some((lookup) => (lookup.owners as string[])[0] === "136693071363"), "debian AMI lookup");
     assert.throws(() => new NixosFleet("bad", { flake: FIXTURE_FLAKE, sshPrivateKey: "k", hosts: { x: {} } }), /needs either aws, or address and hostPublicKey/);
 });
+
+test("a fleet's deploy files reach every host's system, their contents secrets", async () => {
+    const fleet = new NixosFleet("keys", {
+        flake: FIXTURE_FLAKE,
+        sshPrivateKey: pulumi.secret(DEPLOYER.privateKey),
+        sshPublicKey: DEPLOYER.publicKey,
+        deploy: { files: { "db-password": { content: "pw", owner: "postgres" } } }, // not marked secret: the system makes it one
+        hosts: {
+            a: { configuration: "v1", aws: { instanceType: "t3.micro" } },
+            b: { configuration: "v1", address: "192.0.2.8", hostPublicKey: HOST_KEY.publicKey },
+        },
+    });
+    await value(fleet.hosts);
+    // A secret reaches the mocks as { [signature]: …, value }: the whole files (through the
+    // bootstrap's outputs) or each content.
+    const secret = (value: unknown) => (value as Record<string, unknown> | undefined)?.["4dabf18193072939515e22adb298388d"] !== undefined;
+    for (const name of ["keys-a-nixos-system", "keys-b"]) {
+        const raw = byName(name).inputs.files as Record<string, unknown>;
+        const files = (secret(raw) ? raw.value : raw) as Record<string, { owner: string; content: unknown }>;
+        assert.deepEqual(Object.keys(files), ["db-password"], name);
+        assert.equal(files["db-password"].owner, "postgres");
+        assert.ok(secret(raw) || secret(files["db-password"].content), `${name}: the content is not a secret`);
+    }
+});
