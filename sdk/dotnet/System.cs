@@ -59,6 +59,24 @@ namespace PulumiNixos.Nixos
         public Output<string?> Derivation { get; private set; } = null!;
 
         /// <summary>
+        /// The key of the file digests, made when the resource is created.
+        /// </summary>
+        [Output("fileDigestKey")]
+        public Output<string?> FileDigestKey { get; private set; } = null!;
+
+        /// <summary>
+        /// Path → keyed digest of each file as last written or read on the host.
+        /// </summary>
+        [Output("fileDigests")]
+        public Output<ImmutableDictionary<string, string>?> FileDigests { get; private set; } = null!;
+
+        /// <summary>
+        /// Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
+        /// </summary>
+        [Output("files")]
+        public Output<ImmutableDictionary<string, Outputs.HostFile>?> Files { get; private set; } = null!;
+
+        /// <summary>
         /// The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").
         /// </summary>
         [Output("flake")]
@@ -167,6 +185,9 @@ namespace PulumiNixos.Nixos
                 Version = Utilities.Version,
                 AdditionalSecretOutputs =
                 {
+                    "fileDigestKey",
+                    "fileDigests",
+                    "files",
                     "privateKey",
                 },
             };
@@ -220,6 +241,22 @@ namespace PulumiNixos.Nixos
         /// </summary>
         [Input("connectTimeoutSeconds")]
         public Input<int>? ConnectTimeoutSeconds { get; set; }
+
+        [Input("files")]
+        private InputMap<Inputs.HostFileArgs>? _files;
+
+        /// <summary>
+        /// Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
+        /// </summary>
+        public InputMap<Inputs.HostFileArgs> Files
+        {
+            get => _files ?? (_files = new InputMap<Inputs.HostFileArgs>());
+            set
+            {
+                var emptySecret = Output.CreateSecret(ImmutableDictionary.Create<string, Inputs.HostFileArgs>());
+                _files = Output.All(value, emptySecret).Apply(v => v[0]);
+            }
+        }
 
         /// <summary>
         /// The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").

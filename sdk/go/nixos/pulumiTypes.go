@@ -314,6 +314,203 @@ func (o HealthChecksPtrOutput) Http() HttpHealthCheckArrayOutput {
 	}).(HttpHealthCheckArrayOutput)
 }
 
+// A file written on the host from a Pulumi secret: never through the Nix store, in an argument list, in Pulumi's output or in the state in plaintext.
+type HostFile struct {
+	// "before" (default): written before the new system activates, so its services find their keys when they start. "after": written after its switch, for a user or group the new system creates.
+	Activation *string `pulumi:"activation"`
+	// The file's content, always a secret.
+	Content string `pulumi:"content"`
+	// "utf8" (default) writes `content` as text; "base64" decodes it (binary files).
+	Encoding *string `pulumi:"encoding"`
+	// Default "root".
+	Group *string `pulumi:"group"`
+	// Octal permission bits, default "0400"; no setuid, setgid or sticky bit, never writable by every user.
+	Mode *string `pulumi:"mode"`
+	// Default "root".
+	Owner *string `pulumi:"owner"`
+}
+
+// Defaults sets the appropriate defaults for HostFile
+func (val *HostFile) Defaults() *HostFile {
+	if val == nil {
+		return nil
+	}
+	tmp := *val
+	if tmp.Activation == nil {
+		activation_ := "before"
+		tmp.Activation = &activation_
+	}
+	if tmp.Encoding == nil {
+		encoding_ := "utf8"
+		tmp.Encoding = &encoding_
+	}
+	if tmp.Group == nil {
+		group_ := "root"
+		tmp.Group = &group_
+	}
+	if tmp.Mode == nil {
+		mode_ := "0400"
+		tmp.Mode = &mode_
+	}
+	if tmp.Owner == nil {
+		owner_ := "root"
+		tmp.Owner = &owner_
+	}
+	return &tmp
+}
+
+// HostFileInput is an input type that accepts HostFileArgs and HostFileOutput values.
+// You can construct a concrete instance of `HostFileInput` via:
+//
+//	HostFileArgs{...}
+type HostFileInput interface {
+	pulumi.Input
+
+	ToHostFileOutput() HostFileOutput
+	ToHostFileOutputWithContext(context.Context) HostFileOutput
+}
+
+// A file written on the host from a Pulumi secret: never through the Nix store, in an argument list, in Pulumi's output or in the state in plaintext.
+type HostFileArgs struct {
+	// "before" (default): written before the new system activates, so its services find their keys when they start. "after": written after its switch, for a user or group the new system creates.
+	Activation pulumi.StringPtrInput `pulumi:"activation"`
+	// The file's content, always a secret.
+	Content pulumi.StringInput `pulumi:"content"`
+	// "utf8" (default) writes `content` as text; "base64" decodes it (binary files).
+	Encoding pulumi.StringPtrInput `pulumi:"encoding"`
+	// Default "root".
+	Group pulumi.StringPtrInput `pulumi:"group"`
+	// Octal permission bits, default "0400"; no setuid, setgid or sticky bit, never writable by every user.
+	Mode pulumi.StringPtrInput `pulumi:"mode"`
+	// Default "root".
+	Owner pulumi.StringPtrInput `pulumi:"owner"`
+}
+
+// Defaults sets the appropriate defaults for HostFileArgs
+func (val *HostFileArgs) Defaults() *HostFileArgs {
+	if val == nil {
+		return nil
+	}
+	tmp := *val
+	if tmp.Activation == nil {
+		tmp.Activation = pulumi.StringPtr("before")
+	}
+	if tmp.Encoding == nil {
+		tmp.Encoding = pulumi.StringPtr("utf8")
+	}
+	if tmp.Group == nil {
+		tmp.Group = pulumi.StringPtr("root")
+	}
+	if tmp.Mode == nil {
+		tmp.Mode = pulumi.StringPtr("0400")
+	}
+	if tmp.Owner == nil {
+		tmp.Owner = pulumi.StringPtr("root")
+	}
+	return &tmp
+}
+func (HostFileArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*HostFile)(nil)).Elem()
+}
+
+func (i HostFileArgs) ToHostFileOutput() HostFileOutput {
+	return i.ToHostFileOutputWithContext(context.Background())
+}
+
+func (i HostFileArgs) ToHostFileOutputWithContext(ctx context.Context) HostFileOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(HostFileOutput)
+}
+
+// HostFileMapInput is an input type that accepts HostFileMap and HostFileMapOutput values.
+// You can construct a concrete instance of `HostFileMapInput` via:
+//
+//	HostFileMap{ "key": HostFileArgs{...} }
+type HostFileMapInput interface {
+	pulumi.Input
+
+	ToHostFileMapOutput() HostFileMapOutput
+	ToHostFileMapOutputWithContext(context.Context) HostFileMapOutput
+}
+
+type HostFileMap map[string]HostFileInput
+
+func (HostFileMap) ElementType() reflect.Type {
+	return reflect.TypeOf((*map[string]HostFile)(nil)).Elem()
+}
+
+func (i HostFileMap) ToHostFileMapOutput() HostFileMapOutput {
+	return i.ToHostFileMapOutputWithContext(context.Background())
+}
+
+func (i HostFileMap) ToHostFileMapOutputWithContext(ctx context.Context) HostFileMapOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(HostFileMapOutput)
+}
+
+// A file written on the host from a Pulumi secret: never through the Nix store, in an argument list, in Pulumi's output or in the state in plaintext.
+type HostFileOutput struct{ *pulumi.OutputState }
+
+func (HostFileOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*HostFile)(nil)).Elem()
+}
+
+func (o HostFileOutput) ToHostFileOutput() HostFileOutput {
+	return o
+}
+
+func (o HostFileOutput) ToHostFileOutputWithContext(ctx context.Context) HostFileOutput {
+	return o
+}
+
+// "before" (default): written before the new system activates, so its services find their keys when they start. "after": written after its switch, for a user or group the new system creates.
+func (o HostFileOutput) Activation() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v HostFile) *string { return v.Activation }).(pulumi.StringPtrOutput)
+}
+
+// The file's content, always a secret.
+func (o HostFileOutput) Content() pulumi.StringOutput {
+	return o.ApplyT(func(v HostFile) string { return v.Content }).(pulumi.StringOutput)
+}
+
+// "utf8" (default) writes `content` as text; "base64" decodes it (binary files).
+func (o HostFileOutput) Encoding() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v HostFile) *string { return v.Encoding }).(pulumi.StringPtrOutput)
+}
+
+// Default "root".
+func (o HostFileOutput) Group() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v HostFile) *string { return v.Group }).(pulumi.StringPtrOutput)
+}
+
+// Octal permission bits, default "0400"; no setuid, setgid or sticky bit, never writable by every user.
+func (o HostFileOutput) Mode() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v HostFile) *string { return v.Mode }).(pulumi.StringPtrOutput)
+}
+
+// Default "root".
+func (o HostFileOutput) Owner() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v HostFile) *string { return v.Owner }).(pulumi.StringPtrOutput)
+}
+
+type HostFileMapOutput struct{ *pulumi.OutputState }
+
+func (HostFileMapOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*map[string]HostFile)(nil)).Elem()
+}
+
+func (o HostFileMapOutput) ToHostFileMapOutput() HostFileMapOutput {
+	return o
+}
+
+func (o HostFileMapOutput) ToHostFileMapOutputWithContext(ctx context.Context) HostFileMapOutput {
+	return o
+}
+
+func (o HostFileMapOutput) MapIndex(k pulumi.StringInput) HostFileOutput {
+	return pulumi.All(o, k).ApplyT(func(vs []interface{}) HostFile {
+		return vs[0].(map[string]HostFile)[vs[1].(string)]
+	}).(HostFileOutput)
+}
+
 // A URL fetched from the deployer after activation; healthy when it answers `expectStatus`.
 type HttpHealthCheck struct {
 	// The HTTP status that means healthy; default 200.
@@ -477,12 +674,16 @@ func init() {
 	pulumi.RegisterInputType(reflect.TypeOf((*CommandHealthCheckArrayInput)(nil)).Elem(), CommandHealthCheckArray{})
 	pulumi.RegisterInputType(reflect.TypeOf((*HealthChecksInput)(nil)).Elem(), HealthChecksArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*HealthChecksPtrInput)(nil)).Elem(), HealthChecksArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*HostFileInput)(nil)).Elem(), HostFileArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*HostFileMapInput)(nil)).Elem(), HostFileMap{})
 	pulumi.RegisterInputType(reflect.TypeOf((*HttpHealthCheckInput)(nil)).Elem(), HttpHealthCheckArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*HttpHealthCheckArrayInput)(nil)).Elem(), HttpHealthCheckArray{})
 	pulumi.RegisterOutputType(CommandHealthCheckOutput{})
 	pulumi.RegisterOutputType(CommandHealthCheckArrayOutput{})
 	pulumi.RegisterOutputType(HealthChecksOutput{})
 	pulumi.RegisterOutputType(HealthChecksPtrOutput{})
+	pulumi.RegisterOutputType(HostFileOutput{})
+	pulumi.RegisterOutputType(HostFileMapOutput{})
 	pulumi.RegisterOutputType(HttpHealthCheckOutput{})
 	pulumi.RegisterOutputType(HttpHealthCheckArrayOutput{})
 }

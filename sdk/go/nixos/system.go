@@ -30,6 +30,12 @@ type System struct {
 	ConnectTimeoutSeconds pulumi.IntPtrOutput `pulumi:"connectTimeoutSeconds"`
 	// The derivation a deploy builds (for a flake's system).
 	Derivation pulumi.StringPtrOutput `pulumi:"derivation"`
+	// The key of the file digests, made when the resource is created.
+	FileDigestKey pulumi.StringPtrOutput `pulumi:"fileDigestKey"`
+	// Path → keyed digest of each file as last written or read on the host.
+	FileDigests pulumi.StringMapOutput `pulumi:"fileDigests"`
+	// Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
+	Files HostFileMapOutput `pulumi:"files"`
 	// The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").
 	Flake pulumi.StringPtrOutput `pulumi:"flake"`
 	// The system profile generation the host runs.
@@ -100,10 +106,16 @@ func NewSystem(ctx *pulumi.Context,
 	if args.User == nil {
 		args.User = pulumi.StringPtr("root")
 	}
+	if args.Files != nil {
+		args.Files = pulumi.ToSecret(args.Files).(HostFileMapInput)
+	}
 	if args.PrivateKey != nil {
 		args.PrivateKey = pulumi.ToSecret(args.PrivateKey).(pulumi.StringInput)
 	}
 	secrets := pulumi.AdditionalSecretOutputs([]string{
+		"fileDigestKey",
+		"fileDigests",
+		"files",
 		"privateKey",
 	})
 	opts = append(opts, secrets)
@@ -150,6 +162,8 @@ type systemArgs struct {
 	ConfirmTimeoutSeconds *int `pulumi:"confirmTimeoutSeconds"`
 	// Seconds to wait for the SSH connection; default 10.
 	ConnectTimeoutSeconds *int `pulumi:"connectTimeoutSeconds"`
+	// Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
+	Files map[string]HostFile `pulumi:"files"`
 	// The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").
 	Flake *string `pulumi:"flake"`
 	// Checks that must pass after activation, or the host is rolled back.
@@ -184,6 +198,8 @@ type SystemArgs struct {
 	ConfirmTimeoutSeconds pulumi.IntPtrInput
 	// Seconds to wait for the SSH connection; default 10.
 	ConnectTimeoutSeconds pulumi.IntPtrInput
+	// Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
+	Files HostFileMapInput
 	// The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").
 	Flake pulumi.StringPtrInput
 	// Checks that must pass after activation, or the host is rolled back.
@@ -276,6 +292,21 @@ func (o SystemOutput) ConnectTimeoutSeconds() pulumi.IntPtrOutput {
 // The derivation a deploy builds (for a flake's system).
 func (o SystemOutput) Derivation() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *System) pulumi.StringPtrOutput { return v.Derivation }).(pulumi.StringPtrOutput)
+}
+
+// The key of the file digests, made when the resource is created.
+func (o SystemOutput) FileDigestKey() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *System) pulumi.StringPtrOutput { return v.FileDigestKey }).(pulumi.StringPtrOutput)
+}
+
+// Path → keyed digest of each file as last written or read on the host.
+func (o SystemOutput) FileDigests() pulumi.StringMapOutput {
+	return o.ApplyT(func(v *System) pulumi.StringMapOutput { return v.FileDigests }).(pulumi.StringMapOutput)
+}
+
+// Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
+func (o SystemOutput) Files() HostFileMapOutput {
+	return o.ApplyT(func(v *System) HostFileMapOutput { return v.Files }).(HostFileMapOutput)
 }
 
 // The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").

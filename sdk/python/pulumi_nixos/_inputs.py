@@ -19,6 +19,8 @@ __all__ = [
     'CommandHealthCheckArgsDict',
     'HealthChecksArgs',
     'HealthChecksArgsDict',
+    'HostFileArgs',
+    'HostFileArgsDict',
     'HttpHealthCheckArgs',
     'HttpHealthCheckArgsDict',
 ]
@@ -149,6 +151,149 @@ class HealthChecksArgs:
     @http.setter
     def http(self, value: pulumi.Input[Optional[Sequence[pulumi.Input['HttpHealthCheckArgs']]]]):
         pulumi.set(self, "http", value)
+
+
+class HostFileArgsDict(TypedDict):
+    """
+    A file written on the host from a Pulumi secret: never through the Nix store, in an argument list, in Pulumi's output or in the state in plaintext.
+    """
+    content: pulumi.Input[_builtins.str]
+    """
+    The file's content, always a secret.
+    """
+    activation: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    "before" (default): written before the new system activates, so its services find their keys when they start. "after": written after its switch, for a user or group the new system creates.
+    """
+    encoding: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    "utf8" (default) writes `content` as text; "base64" decodes it (binary files).
+    """
+    group: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    Default "root".
+    """
+    mode: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    Octal permission bits, default "0400"; no setuid, setgid or sticky bit, never writable by every user.
+    """
+    owner: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    Default "root".
+    """
+
+@pulumi.input_type
+class HostFileArgs:
+    def __init__(__self__, *,
+                 content: pulumi.Input[_builtins.str],
+                 activation: pulumi.Input[Optional[_builtins.str]] = None,
+                 encoding: pulumi.Input[Optional[_builtins.str]] = None,
+                 group: pulumi.Input[Optional[_builtins.str]] = None,
+                 mode: pulumi.Input[Optional[_builtins.str]] = None,
+                 owner: pulumi.Input[Optional[_builtins.str]] = None):
+        """
+        A file written on the host from a Pulumi secret: never through the Nix store, in an argument list, in Pulumi's output or in the state in plaintext.
+
+        :param pulumi.Input[_builtins.str] content: The file's content, always a secret.
+        :param pulumi.Input[_builtins.str] activation: "before" (default): written before the new system activates, so its services find their keys when they start. "after": written after its switch, for a user or group the new system creates.
+        :param pulumi.Input[_builtins.str] encoding: "utf8" (default) writes `content` as text; "base64" decodes it (binary files).
+        :param pulumi.Input[_builtins.str] group: Default "root".
+        :param pulumi.Input[_builtins.str] mode: Octal permission bits, default "0400"; no setuid, setgid or sticky bit, never writable by every user.
+        :param pulumi.Input[_builtins.str] owner: Default "root".
+        """
+        pulumi.set(__self__, "content", content)
+        if activation is None:
+            activation = 'before'
+        if activation is not None:
+            pulumi.set(__self__, "activation", activation)
+        if encoding is None:
+            encoding = 'utf8'
+        if encoding is not None:
+            pulumi.set(__self__, "encoding", encoding)
+        if group is None:
+            group = 'root'
+        if group is not None:
+            pulumi.set(__self__, "group", group)
+        if mode is None:
+            mode = '0400'
+        if mode is not None:
+            pulumi.set(__self__, "mode", mode)
+        if owner is None:
+            owner = 'root'
+        if owner is not None:
+            pulumi.set(__self__, "owner", owner)
+
+    @_builtins.property
+    @pulumi.getter
+    def content(self) -> pulumi.Input[_builtins.str]:
+        """
+        The file's content, always a secret.
+        """
+        return pulumi.get(self, "content")
+
+    @content.setter
+    def content(self, value: pulumi.Input[_builtins.str]):
+        pulumi.set(self, "content", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def activation(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        "before" (default): written before the new system activates, so its services find their keys when they start. "after": written after its switch, for a user or group the new system creates.
+        """
+        return pulumi.get(self, "activation")
+
+    @activation.setter
+    def activation(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "activation", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def encoding(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        "utf8" (default) writes `content` as text; "base64" decodes it (binary files).
+        """
+        return pulumi.get(self, "encoding")
+
+    @encoding.setter
+    def encoding(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "encoding", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def group(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Default "root".
+        """
+        return pulumi.get(self, "group")
+
+    @group.setter
+    def group(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "group", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def mode(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Octal permission bits, default "0400"; no setuid, setgid or sticky bit, never writable by every user.
+        """
+        return pulumi.get(self, "mode")
+
+    @mode.setter
+    def mode(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "mode", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def owner(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Default "root".
+        """
+        return pulumi.get(self, "owner")
+
+    @owner.setter
+    def owner(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "owner", value)
 
 
 class HttpHealthCheckArgsDict(TypedDict):

@@ -28,6 +28,7 @@ class SystemArgs:
                  configuration: pulumi.Input[Optional[_builtins.str]] = None,
                  confirm_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
                  connect_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
+                 files: pulumi.Input[Optional[Mapping[str, pulumi.Input['HostFileArgs']]]] = None,
                  flake: pulumi.Input[Optional[_builtins.str]] = None,
                  health_checks: pulumi.Input[Optional['HealthChecksArgs']] = None,
                  port: pulumi.Input[Optional[_builtins.int]] = None,
@@ -46,6 +47,7 @@ class SystemArgs:
         :param pulumi.Input[_builtins.str] configuration: The name under the flake's `nixosConfigurations`.
         :param pulumi.Input[_builtins.int] confirm_timeout_seconds: Seconds the host waits for the deployer's confirmation before it rolls itself back; default 60.
         :param pulumi.Input[_builtins.int] connect_timeout_seconds: Seconds to wait for the SSH connection; default 10.
+        :param pulumi.Input[Mapping[str, pulumi.Input['HostFileArgs']]] files: Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
         :param pulumi.Input[_builtins.str] flake: The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").
         :param pulumi.Input['HealthChecksArgs'] health_checks: Checks that must pass after activation, or the host is rolled back.
         :param pulumi.Input[_builtins.int] port: SSH port; default 22.
@@ -72,6 +74,8 @@ class SystemArgs:
             connect_timeout_seconds = 10
         if connect_timeout_seconds is not None:
             pulumi.set(__self__, "connect_timeout_seconds", connect_timeout_seconds)
+        if files is not None:
+            pulumi.set(__self__, "files", files)
         if flake is not None:
             pulumi.set(__self__, "flake", flake)
         if health_checks is not None:
@@ -185,6 +189,18 @@ class SystemArgs:
 
     @_builtins.property
     @pulumi.getter
+    def files(self) -> pulumi.Input[Optional[Mapping[str, pulumi.Input['HostFileArgs']]]]:
+        """
+        Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
+        """
+        return pulumi.get(self, "files")
+
+    @files.setter
+    def files(self, value: pulumi.Input[Optional[Mapping[str, pulumi.Input['HostFileArgs']]]]):
+        pulumi.set(self, "files", value)
+
+    @_builtins.property
+    @pulumi.getter
     def flake(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
         The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").
@@ -291,6 +307,7 @@ class System(pulumi.CustomResource):
                  configuration: pulumi.Input[Optional[_builtins.str]] = None,
                  confirm_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
                  connect_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
+                 files: pulumi.Input[Optional[Mapping[str, pulumi.Input[Union['HostFileArgs', 'HostFileArgsDict']]]]] = None,
                  flake: pulumi.Input[Optional[_builtins.str]] = None,
                  health_checks: pulumi.Input[Optional[Union['HealthChecksArgs', 'HealthChecksArgsDict']]] = None,
                  host_public_key: pulumi.Input[Optional[_builtins.str]] = None,
@@ -312,6 +329,7 @@ class System(pulumi.CustomResource):
         :param pulumi.Input[_builtins.str] configuration: The name under the flake's `nixosConfigurations`.
         :param pulumi.Input[_builtins.int] confirm_timeout_seconds: Seconds the host waits for the deployer's confirmation before it rolls itself back; default 60.
         :param pulumi.Input[_builtins.int] connect_timeout_seconds: Seconds to wait for the SSH connection; default 10.
+        :param pulumi.Input[Mapping[str, pulumi.Input[Union['HostFileArgs', 'HostFileArgsDict']]]] files: Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
         :param pulumi.Input[_builtins.str] flake: The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").
         :param pulumi.Input[Union['HealthChecksArgs', 'HealthChecksArgsDict']] health_checks: Checks that must pass after activation, or the host is rolled back.
         :param pulumi.Input[_builtins.str] host_public_key: The host's SSH public key ("ssh-ed25519 AAAA…"), pinned: a host that presents any other key is refused before anything is sent to it.
@@ -352,6 +370,7 @@ class System(pulumi.CustomResource):
                  configuration: pulumi.Input[Optional[_builtins.str]] = None,
                  confirm_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
                  connect_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
+                 files: pulumi.Input[Optional[Mapping[str, pulumi.Input[Union['HostFileArgs', 'HostFileArgsDict']]]]] = None,
                  flake: pulumi.Input[Optional[_builtins.str]] = None,
                  health_checks: pulumi.Input[Optional[Union['HealthChecksArgs', 'HealthChecksArgsDict']]] = None,
                  host_public_key: pulumi.Input[Optional[_builtins.str]] = None,
@@ -384,6 +403,7 @@ class System(pulumi.CustomResource):
             if connect_timeout_seconds is None:
                 connect_timeout_seconds = 10
             __props__.__dict__["connect_timeout_seconds"] = connect_timeout_seconds
+            __props__.__dict__["files"] = None if files is None else pulumi.Output.secret(files)
             __props__.__dict__["flake"] = flake
             __props__.__dict__["health_checks"] = health_checks
             if host_public_key is None and not opts.urn:
@@ -410,11 +430,13 @@ class System(pulumi.CustomResource):
             __props__.__dict__["user"] = user
             __props__.__dict__["closure"] = None
             __props__.__dict__["derivation"] = None
+            __props__.__dict__["file_digest_key"] = None
+            __props__.__dict__["file_digests"] = None
             __props__.__dict__["generation"] = None
             __props__.__dict__["kernel"] = None
             __props__.__dict__["nixos_release"] = None
             __props__.__dict__["packages"] = None
-        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["privateKey"])
+        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["fileDigestKey", "fileDigests", "files", "privateKey"])
         opts = pulumi.ResourceOptions.merge(opts, secret_opts)
         super(System, __self__).__init__(
             'nixos:index:System',
@@ -445,6 +467,9 @@ class System(pulumi.CustomResource):
         __props__.__dict__["confirm_timeout_seconds"] = None
         __props__.__dict__["connect_timeout_seconds"] = None
         __props__.__dict__["derivation"] = None
+        __props__.__dict__["file_digest_key"] = None
+        __props__.__dict__["file_digests"] = None
+        __props__.__dict__["files"] = None
         __props__.__dict__["flake"] = None
         __props__.__dict__["generation"] = None
         __props__.__dict__["health_checks"] = None
@@ -516,6 +541,30 @@ class System(pulumi.CustomResource):
         The derivation a deploy builds (for a flake's system).
         """
         return pulumi.get(self, "derivation")
+
+    @_builtins.property
+    @pulumi.getter(name="fileDigestKey")
+    def file_digest_key(self) -> pulumi.Output[Optional[_builtins.str]]:
+        """
+        The key of the file digests, made when the resource is created.
+        """
+        return pulumi.get(self, "file_digest_key")
+
+    @_builtins.property
+    @pulumi.getter(name="fileDigests")
+    def file_digests(self) -> pulumi.Output[Optional[Mapping[str, _builtins.str]]]:
+        """
+        Path → keyed digest of each file as last written or read on the host.
+        """
+        return pulumi.get(self, "file_digests")
+
+    @_builtins.property
+    @pulumi.getter
+    def files(self) -> pulumi.Output[Optional[Mapping[str, 'outputs.HostFile']]]:
+        """
+        Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
+        """
+        return pulumi.get(self, "files")
 
     @_builtins.property
     @pulumi.getter
