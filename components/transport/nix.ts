@@ -28,13 +28,15 @@ function summarizeNixError(stderr: string): string {
 export interface NixRunOptions {
     /** NIX_SSHOPTS, from SshConnection.nixSshOpts. */
     sshOpts?: string;
+    /** More environment variables for this call (e.g. the evaluator's GC_MAXIMUM_HEAP_SIZE). */
+    environment?: Record<string, string>;
     timeoutMs?: number;
     onStderrLine?: (line: string) => void;
 }
 
-function nixEnvironment(sshOpts?: string): NodeJS.ProcessEnv {
+function nixEnvironment(sshOpts?: string, environment: Record<string, string> = {}): NodeJS.ProcessEnv {
     const extra = process.env.PULUMI_NIXOS_NIX_CONFIG;
-    const env: NodeJS.ProcessEnv = { ...process.env, NIX_CONFIG: extra ? `${BASE_NIX_CONFIG}\n${extra}` : BASE_NIX_CONFIG };
+    const env: NodeJS.ProcessEnv = { ...process.env, ...environment, NIX_CONFIG: extra ? `${BASE_NIX_CONFIG}\n${extra}` : BASE_NIX_CONFIG };
     if (sshOpts) env.NIX_SSHOPTS = sshOpts;
     else delete env.NIX_SSHOPTS;
     return env;
@@ -48,7 +50,7 @@ export function nix(args: readonly string[], options: NixRunOptions = {}): Promi
 /** Runs one of the nix programs (`nix`, `nix-store`) in the common environment. */
 async function runNix(program: "nix" | "nix-store", args: readonly string[], options: NixRunOptions): Promise<string> {
     const result = await runProcess(program, args, {
-        env: nixEnvironment(options.sshOpts),
+        env: nixEnvironment(options.sshOpts, options.environment),
         timeoutMs: options.timeoutMs,
         onStderrLine: options.onStderrLine,
     });

@@ -1,47 +1,89 @@
-// Counts the nix processes the engine's plugins start, through a logging shim in front of the
-// real nix on PATH (the bench and the tests that count evaluations use it).
+// Records the nix processes the engine's plugins (and anything else under this process) start,
+// through a shim in front of the real nix on PATH that runs it under GNU time: each process's
+// subcommand, start, end and peak memory (from the kernel's rusage when it ends, so nothing is
+// missed between samples). The tests that count evaluations and the bench use it.
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-/**
- * Counts nix invocations by subcommand through a shim that logs, then runs the real nix. The shim
- * is on PATH only while it counts, so nothing else pays for it.
- */
+const GNU_TIME = "/usr/bin/time";
+
+/** One nix process seen by NixInvocations. */
+export interface NixProcess {
+    subcommand: string;
+    /** When it started and ended (milliseconds since the epoch). */
+    startedAt: number;
+    endedAt: number;
+    /** Its peak resident memory (the kernel's maximum RSS, MiB). */
+    peakMiB: number;
+    exitCode: number;
+}
+
+/** The shim is on PATH only while it records, so nothing else pays for it. */
 export class NixInvocations {
     private readonly log: string;
     private readonly binDir: string;
 
     constructor() {
-        this.binDir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-bench-nix-"));
+        this.binDir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-nix-shim-"));
         this.log = path.join(this.binDir, "invocations");
         const realNix = process.env.PATH!.split(":").map((dir) => path.join(dir, "nix")).find((file) => fs.existsSync(file));
-        if (!realNix) throw new Error("bench: nix is not on PATH");
+        if (!realNix) throw new Error("nix is not on PATH");
+        if (!fs.existsSync(GNU_TIME)) throw new Error(`${GNU_TIME} (GNU time) is needed to measure nix processes`);
         fs.writeFileSync(this.log, "");
-        fs.writeFileSync(path.join(this.binDir, "nix"), `#!/bin/sh\necho "$1" >> '${this.log}'\nexec '${realNix}' "$@"\n`, { mode: 0o755 });
+        fs.writeFileSync(path.join(this.binDir, "nix"), `#!/bin/sh
+printf 'start %s %s %s\\n' "$$" "$(date +%s%N)" "$1" >> '${this.log}'
+exec ${GNU_TIME} -a -o '${this.log}' -f "end $$ %e %M %x" '${realNix}' "$@"
+`, { mode: 0o755 });
     }
 
     /**
-     * How many `nix SUBCOMMAND` processes `work` started, with the shim first on this process's
-     * PATH meanwhile (the engine, the program and the provider inherit it).
+     * The nix processes `work` started and that ended meanwhile, with the shim first on this
+     * process's PATH meanwhile (the engine, the program and the provider inherit it).
      */
-    async countDuring<T>(subcommand: string, work: () => Promise<T>): Promise<{ result: T; count: number }> {
-        const before = this.count(subcommand);
+    async during<T>(work: () => Promise<T>): Promise<{ result: T; processes: NixProcess[] }> {
+        const before = new Set(this.processes().map((p) => `${p.startedAt}`));
         const searchPath = process.env.PATH;
         process.env.PATH = `${this.binDir}:${searchPath}`;
         try {
             const result = await work();
-            return { result, count: this.count(subcommand) - before };
+            return { result, processes: this.processes().filter((p) => !before.has(`${p.startedAt}`)) };
         } finally {
             process.env.PATH = searchPath;
         }
     }
 
-    private count(subcommand: string): number {
-        return fs.readFileSync(this.log, "utf8").split("\n").filter((line) => line === subcommand).length;
+    /** How many `nix SUBCOMMAND` processes `work` started. */
+    async countDuring<T>(subcommand: string, work: () => Promise<T>): Promise<{ result: T; count: number }> {
+        const { result, processes } = await this.during(work);
+        return { result, count: processes.filter((p) => p.subcommand === subcommand).length };
+    }
+
+    private processes(): NixProcess[] {
+        const started = new Map<string, { subcommand: string; startedAt: number }>();
+        const ended: NixProcess[] = [];
+        for (const line of fs.readFileSync(this.log, "utf8").split("\n")) {
+            const [kind, pid, ...fields] = line.split(" ");
+            if (kind === "start") started.set(pid, { subcommand: fields[1] ?? "", startedAt: Number(fields[0]) / 1e6 });
+            const start = started.get(pid);
+            if (kind !== "end" || !start) continue;
+            const [elapsed, maxRssKiB, exitCode] = fields.map(Number);
+            ended.push({ ...start, endedAt: start.startedAt + elapsed * 1000, peakMiB: maxRssKiB / 1024, exitCode });
+            started.delete(pid);
+        }
+        return ended;
     }
 
     remove(): void {
         fs.rmSync(this.binDir, { recursive: true, force: true });
     }
+}
+
+/** How many of `processes` ran at the same time, at most. */
+export function mostAtOnce(processes: readonly NixProcess[]): number {
+    const events = processes.flatMap((p) => [[p.startedAt, 1], [p.endedAt, -1]]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    let running = 0;
+    let most = 0;
+    for (const [, change] of events) most = Math.max(most, (running += change));
+    return most;
 }
