@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `npm run demo`, `npm test` and `npm run bench` need on a fresh Debian machine (as
 # root), skipping whatever is already there: Debian packages (Nix, OpenSSH, iproute2, util-linux,
-# sudo for the test hosts), node_modules (npm ci, when missing or not what package-lock.json
+# sudo for the test hosts, GNU time for measuring nix processes), node_modules (npm ci, when missing or not what package-lock.json
 # pins), the Pulumi engine (scripts/build-engine.sh, minutes the first time, then cached), and the
 # compiled TypeScript.
 set -euo pipefail
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 say() { echo "[setup] $*" >&2; }
 
 missing=()
-for package in nix-bin openssh-server iproute2 util-linux sudo; do
+for package in nix-bin openssh-server iproute2 util-linux sudo time; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then
