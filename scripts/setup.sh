@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what `npm run demo`, `npm test` and `npm run bench` need on a fresh Debian machine (as
 # root), skipping whatever is already there: Debian packages (Nix, OpenSSH, iproute2, util-linux,
-# sudo for the test hosts, GNU time for measuring nix processes), node_modules (npm ci, when missing or not what package-lock.json
-# pins), the Pulumi engine (scripts/build-engine.sh, minutes the first time, then cached), and the
-# compiled TypeScript.
+# sudo for the test hosts, GNU time for measuring nix processes), node_modules (npm ci, when
+# missing or not what package-lock.json pins), the Pulumi engine (scripts/build-engine.sh, minutes
+# the first time, then cached), and the compiled TypeScript.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "[setup] $*" >&2; }
