@@ -30,25 +30,26 @@ const groupOf = (name: string) => hierarchy && path.join(hierarchy.root, `pulumi
 
 /** The CPU account of one host. */
 export interface CpuAccount {
-    /** CPU seconds the host's processes have used since it joined. */
+    /** The group's cgroup.procs: a process that writes its PID there joins, with all it starts from then on. */
+    procsFile: string;
+    /** CPU seconds the host's processes have used since they joined. */
     seconds(): number;
 }
 
 /**
- * Puts process `pid` (and so everything it starts from now on) into a group named after `name`.
- * Undefined where control groups cannot be written: the account is for reports, never required.
+ * Makes a group named after `name` for a host's processes to join. Undefined where control groups
+ * cannot be written: the account is for reports, never required.
  */
-export function openCpuAccount(name: string, pid: number): CpuAccount | undefined {
+export function openCpuAccount(name: string): CpuAccount | undefined {
     const group = groupOf(name);
     if (!hierarchy || !group) return undefined;
     try {
         fs.mkdirSync(group, { recursive: true });
-        fs.writeFileSync(path.join(group, "cgroup.procs"), String(pid));
     } catch {
         return undefined;
     }
     const { usageSeconds } = hierarchy;
-    return { seconds: () => usageSeconds(group) };
+    return { procsFile: path.join(group, "cgroup.procs"), seconds: () => usageSeconds(group) };
 }
 
 /** Removes the group named after `name` once its processes are gone (a no-op where there is none). */

@@ -277,8 +277,10 @@ trusted-users = root deploy
 
 // Supervises a host: boots it, and boots it again when its init ends by a reboot (a PID
 // namespace's init that calls reboot(2) is ended by SIGHUP). $1 namespace, $2 folder, $3 host
-// name, $4 the boot script, $5 a NixOS session's PATH.
-const SUPERVISOR = `while :; do
+// name, $4 the boot script, $5 a NixOS session's PATH, $6 the cgroup.procs of the host's CPU
+// account (may be empty), which it joins first, so that every process of the host is counted.
+const SUPERVISOR = `if [ -n "$6" ]; then echo $$ > "$6" || true; fi
+while :; do
   ip netns exec "$1" unshare --pid --fork --mount --uts --propagation private --mount-proc sh "$4" "$2" "$3" "$5"
   code=$?
   [ "$code" -eq 129 ] || exit "$code"
@@ -417,14 +419,14 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
     run("ip", ["-n", namespace, "link", "set", "lo", "up"]);
 
     const log = fs.openSync(path.join(dir, "console.log"), "a");
-    const child = spawn("sh", ["-c", SUPERVISOR, "supervisor", namespace, dir, name, path.join(dir, "boot.sh"), NIXOS_PATH],
+    const cpu = openCpuAccount(namespace);
+    const child = spawn("sh", ["-c", SUPERVISOR, "supervisor", namespace, dir, name, path.join(dir, "boot.sh"), NIXOS_PATH, cpu?.procsFile ?? ""],
         { detached: true, stdio: ["ignore", log, log] });
     fs.closeSync(log);
     child.unref();
     const pid = child.pid;
     if (pid === undefined) throw new Error(`test host ${name}: could not start`);
     supervised(pid);
-    const cpu = openCpuAccount(namespace, pid);
     await waitForPort(address, 22, 20_000).catch((error: Error) => {
         throw new Error(`${error.message}\n${fs.readFileSync(path.join(dir, "console.log"), "utf8")}`);
     });
