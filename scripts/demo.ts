@@ -47,7 +47,17 @@ function pulumi(...args: string[]): boolean {
 }
 
 function mustSucceed(ok: boolean, what: string): void {
-    if (!ok) throw new Error(`demo: ${what} failed`);
+    if (ok) return;
+    showConsoles();
+    throw new Error(`demo: ${what} failed`);
+}
+
+/** The end of each machine's console (its supervisor's and init's output), before destroy removes it. */
+function showConsoles(): void {
+    for (const host of HOSTS) {
+        const log = path.join(MACHINES, `${host}-machine`, "console.log");
+        if (fs.existsSync(log)) console.log(`--- ${host}'s console:\n${fs.readFileSync(log, "utf8").split("\n").slice(-15).join("\n")}`);
+    }
 }
 
 /** What each machine runs now, read from the machine itself. */
