@@ -155,11 +155,22 @@ function ownerRecord(namespace: string): OwnerRecord | undefined {
     }
 }
 
+/** The PID of a host's init; throws when the host is not running. */
+function runningInit(namespace: string): number {
+    const init = initPid(namespace);
+    if (init === undefined) throw new Error(`test host ${namespace} is not running`);
+    return init;
+}
+
+/** A path inside a host, seen from this machine through its init's root. */
+function pathInside(namespace: string, file: string): string {
+    return `/proc/${runningInit(namespace)}/root${file}`;
+}
+
 /** The store path a host's /run/current-system points at (by its namespace), or undefined. */
 export function currentSystemOf(namespace: string): string | undefined {
-    const init = initPid(namespace);
     try {
-        return init === undefined ? undefined : fs.readlinkSync(`/proc/${init}/root/run/current-system`);
+        return fs.readlinkSync(pathInside(namespace, "/run/current-system"));
     } catch {
         return undefined;
     }
@@ -170,9 +181,7 @@ export function currentSystemOf(namespace: string): string | undefined {
  * host's namespace, and returns its output.
  */
 export function shellIn(namespace: string, command: string): string {
-    const init = initPid(namespace);
-    if (init === undefined) throw new Error(`test host ${namespace} is not running`);
-    return run("nsenter", ["-t", String(init), "-a", "--", "env", `PATH=${NIXOS_PATH}:/usr/bin:/bin`, "sh", "-c", command]);
+    return run("nsenter", ["-t", String(runningInit(namespace)), "-a", "--", "env", `PATH=${NIXOS_PATH}:/usr/bin:/bin`, "sh", "-c", command]);
 }
 
 /** Removes the hosts for which `abandoned` says so, from their owner records. */
@@ -433,13 +442,7 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
 
     const hostPublicKey = fs.readFileSync(path.join(dir, "etc/ssh/ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
     const profiles = path.join(dir, "nix/var/nix/profiles");
-    const init = () => {
-        const initPidNow = initPid(namespace);
-        if (initPidNow === undefined) throw new Error(`test host ${name} is not running`);
-        return initPidNow;
-    };
-    /** A path inside the host, seen from this machine through its init's root. */
-    const inside = (file: string) => `/proc/${init()}/root${file}`;
+    const inside = (file: string) => pathInside(namespace, file);
     return {
         name, address, port: 22, hostPublicKey, dir, namespace, pid,
         throttle(rate) {
