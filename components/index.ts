@@ -1,5 +1,5 @@
 // Public exports of pulumi-nixos.
-export { NixosSystem, NixosSystemArgs, HealthChecksArgs, CommandHealthCheck, HttpHealthCheck, HostFileArgs } from "./nixosSystem";
+export { NixosSystem, NixosSystemArgs, HealthChecksArgs, CommandHealthCheck, HttpHealthCheck, HostFileArgs, BinaryCacheArgs } from "./nixosSystem";
 export { NixosBootstrap, NixosBootstrapArgs } from "./nixosBootstrap";
 export { NixosHost, NixosHostArgs, NixosHostImage, DeploySettings } from "./nixosHost";
 export { NixosFleet, NixosFleetArgs, NixosFleetHost, NixosFleetHostOutputs } from "./nixosFleet";

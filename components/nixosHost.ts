@@ -66,7 +66,8 @@ export interface NixosHostArgs {
 
 /** The deploy settings a host or fleet passes through to NixosSystem. */
 export type DeploySettings = Pick<NixosSystemArgs,
-    "user" | "action" | "healthChecks" | "substituteOnDestination" | "confirmTimeoutSeconds" | "connectTimeoutSeconds" | "reboot" | "rebootTimeoutSeconds" | "files">;
+    "user" | "action" | "healthChecks" | "substituteOnDestination" | "confirmTimeoutSeconds" | "connectTimeoutSeconds" | "reboot" | "rebootTimeoutSeconds" | "files" |
+    "build" | "binaryCaches" | "signingKey" | "checkSignatures">;
 
 /**
  * An EC2 instance that becomes a NixOS host: a security group (SSH and the ports you open), a

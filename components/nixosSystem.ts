@@ -48,6 +48,14 @@ export interface HostFileArgs {
     activation?: "before" | "after";
 }
 
+/** A binary cache the host fetches store paths from. */
+export interface BinaryCacheArgs {
+    /** Where the host reaches the cache: an http://, https:// or s3:// URL. */
+    url: string;
+    /** The cache's Nix public key ("cache.example.org-1:AAAA…="), trusted for this deploy's fetches only. */
+    publicKey: string;
+}
+
 export interface NixosSystemArgs {
     /** Host name or IP address the deployer reaches the host at. */
     address: pulumi.Input<string>;
@@ -97,6 +105,30 @@ export interface NixosSystemArgs {
      * a failed deploy puts the previous versions back with the previous system.
      */
     files?: Record<string, HostFileArgs>;
+    /**
+     * Where the system is built: "deployer" (default; the deployer's Nix, which sends builds to the
+     * remote builders its `builders` setting names) or "target" (the deployer evaluates and sends
+     * the derivation; the host builds it, fetching what its substituters and `binaryCaches` have).
+     * A failed build leaves the host's running system untouched.
+     */
+    build?: pulumi.Input<"deployer" | "target">;
+    /**
+     * Binary caches the host fetches the paths it lacks from, trusting their keys for this deploy
+     * only; the deployer sends only what no cache has.
+     */
+    binaryCaches?: pulumi.Input<BinaryCacheArgs[]>;
+    /**
+     * A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with
+     * before sending it, so that a host that requires signatures and trusts the key's public half
+     * accepts it. Always stored as a Pulumi secret. Implies `checkSignatures`.
+     */
+    signingKey?: pulumi.Input<string>;
+    /**
+     * Send through the host's Nix daemon, which checks every path's signature against the keys the
+     * host trusts and refuses the deploy before activation if one is unsigned or wrongly signed.
+     * Default: true with a `signingKey`, false otherwise (the host takes the paths as from a trusted user).
+     */
+    checkSignatures?: pulumi.Input<boolean>;
 }
 
 /**
@@ -150,9 +182,10 @@ export class NixosSystem extends pulumi.CustomResource {
         super(SYSTEM.token, name, {
             ...args,
             privateKey: pulumi.secret(args.privateKey),
+            signingKey: args.signingKey === undefined ? undefined : pulumi.secret(args.signingKey),
             files: secretFiles(args.files),
             closure: undefined, derivation: undefined, packages: undefined, kernel: undefined, nixosRelease: undefined, generation: undefined,
             fileDigestKey: undefined, fileDigests: undefined,
-        }, { version: PACKAGE_VERSION, ...opts, additionalSecretOutputs: ["privateKey", "files", "fileDigestKey", "fileDigests"] });
+        }, { version: PACKAGE_VERSION, ...opts, additionalSecretOutputs: ["privateKey", "signingKey", "files", "fileDigestKey", "fileDigests"] });
     }
 }

@@ -147,6 +147,29 @@ export const hostFilesSchema = z.record(z.string(), hostFileSchema).superRefine(
     .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)))
     .default([]);
 
+/** Where a system is built: on the deployer (or its remote builders), or on the host it is for. */
+export const buildSchema = z.enum(["deployer", "target"]);
+
+/** A Nix signing key's name, as in `cache.example.org-1`: what `nix key generate-secret --key-name` takes. */
+const nixKeyName = "[A-Za-z0-9][A-Za-z0-9._-]{0,99}";
+
+/** A Nix public key, "name:base64" of 32 bytes (`nix key convert-secret-to-public`). */
+export const nixPublicKeySchema = z.string().trim()
+    .regex(new RegExp(`^${nixKeyName}:[A-Za-z0-9+/]{43}=$`), "must be a Nix public key such as \"cache.example.org-1:AAAA…=\" (nix key convert-secret-to-public)");
+
+/** A Nix secret signing key, "name:base64" of 64 bytes (`nix key generate-secret`). Messages never quote it. */
+export const nixSecretKeySchema = z.string().trim()
+    .regex(new RegExp(`^${nixKeyName}:[A-Za-z0-9+/]{86}==$`), "must be a Nix secret key as `nix key generate-secret` prints it (name:base64)");
+
+/** A binary cache a host fetches from, with the public key its paths are signed with. */
+export const binaryCacheSchema = z.object({
+    /** Where the host reaches it: http(s):// or s3://; plain characters only, as it reaches the host's command line. */
+    url: z.string().max(1024)
+        .regex(/^(https?|s3):\/\/[A-Za-z0-9._~:/?#@!$&*+,;=%-]+$/, "must be an http://, https:// or s3:// URL of a binary cache (no spaces or quotes)")
+        .refine((url) => !url.includes("'"), "must not contain quotes"),
+    publicKey: nixPublicKeySchema,
+});
+
 /** The inputs of one host's system, after the program has evaluated the flake. */
 export const systemSettingsSchema = z.object({
     connection: connectionSchema,
@@ -161,6 +184,14 @@ export const systemSettingsSchema = z.object({
     rebootTimeoutSeconds: z.number().int().min(10).max(3600).default(600),
     /** Files written on the host from Pulumi secrets, rolled back with the system. */
     files: hostFilesSchema,
+    /** Where the system is built. */
+    build: buildSchema.default("deployer"),
+    /** Binary caches the host fetches the paths it lacks from, before the deployer sends the rest. */
+    binaryCaches: z.array(binaryCacheSchema).max(16, "lists more than 16 caches").default([]),
+    /** Signs the paths the deployer built before they are sent (a secret). */
+    signingKey: nixSecretKeySchema.optional(),
+    /** Have the host check every received path's signature; default: when a signing key is given. */
+    checkSignatures: z.boolean().optional(),
 });
 
 /**

@@ -4,7 +4,7 @@
 // GetSchema serves the Pulumi schema derived from it, and the SDK generators read that.
 import { z } from "zod";
 import {
-    actionSchema, addressSchema, commandCheckSchema, configurationNameSchema, connectionSchema, flakeSchema, healthChecksSchema,
+    actionSchema, addressSchema, binaryCacheSchema, buildSchema, commandCheckSchema, configurationNameSchema, connectionSchema, flakeSchema, healthChecksSchema,
     hostFilesSchema, hostPublicKeySchema, httpCheckSchema, portSchema, privateKeySchema, storePathSchema, systemSettingsSchema, userSchema,
 } from "../components/schema";
 
@@ -33,6 +33,8 @@ interface InputDefinition {
     type?: string;
     /** A map from names to a named object type of the schema. */
     mapOf?: string;
+    /** A list of a named object type of the schema. */
+    listOf?: string;
 }
 
 interface OutputDefinition {
@@ -97,6 +99,14 @@ const TYPES: Record<string, { description: string; properties: Record<string, Pr
             name: nameDescription, url: "An http:// or https:// URL.", expectStatus: "The HTTP status that means healthy; default 200.", timeoutSeconds: timeoutDescription,
         }),
         required: ["name", "url"],
+    },
+    BinaryCache: {
+        description: "A binary cache the host fetches store paths from, and the key its paths are signed with.",
+        properties: documented(binaryCacheSchema.shape, {
+            url: "Where the host reaches the cache: an http://, https:// or s3:// URL.",
+            publicKey: "The cache's Nix public key (\"cache.example.org-1:AAAA…=\"), trusted for this deploy's fetches only.",
+        }),
+        required: ["url", "publicKey"],
     },
     HostFile: {
         description: "A file written on the host from a Pulumi secret: never through the Nix store, in an argument list, in Pulumi's output " +
@@ -178,6 +188,28 @@ export const SYSTEM: ResourceDefinition = {
             schema: systemSettingsSchema.shape.rebootTimeoutSeconds,
             description: "Seconds a rebooting host may take to answer again; default 600.",
         },
+        build: {
+            schema: buildSchema.default("deployer"),
+            description: "Where the system is built: \"deployer\" (default; the deployer's Nix, which sends builds to the remote builders its " +
+                "`builders` setting names) or \"target\" (the deployer evaluates and sends the derivation; the host builds it, fetching what " +
+                "its substituters and `binaryCaches` have). A failed build leaves the host's running system untouched.",
+        },
+        binaryCaches: {
+            schema: systemSettingsSchema.shape.binaryCaches, listOf: "BinaryCache",
+            description: "Binary caches the host fetches the paths it lacks from, trusting their keys for this deploy only; the deployer " +
+                "sends only what no cache has.",
+        },
+        signingKey: {
+            schema: systemSettingsSchema.shape.signingKey, secret: true,
+            description: "A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so " +
+                "that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.",
+        },
+        checkSignatures: {
+            schema: systemSettingsSchema.shape.checkSignatures,
+            description: "Send through the host's Nix daemon, which checks every path's signature against the keys the host trusts " +
+                "(`nix.settings.trusted-public-keys`) and refuses the deploy before activation if one is unsigned or wrongly signed. " +
+                "Default: true with a `signingKey`, false otherwise (the host takes the paths as from a trusted user).",
+        },
         files: {
             schema: validatedOnly(hostFilesSchema), mapOf: "HostFile", secret: true,
             description: "Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the " +
@@ -246,6 +278,7 @@ export function secretProperties(resource: ResourceDefinition): string[] {
 function inputSpec(input: InputDefinition): PropertySpec {
     const spec: PropertySpec = input.type ? { $ref: typeRef(input.type) }
         : input.mapOf ? { type: "object", additionalProperties: { $ref: typeRef(input.mapOf) } }
+            : input.listOf ? { type: "array", items: { $ref: typeRef(input.listOf) } }
             : specOf(input.schema);
     return { ...spec, description: input.description, ...(input.secret ? { secret: true } : {}) };
 }

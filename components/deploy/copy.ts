@@ -1,6 +1,6 @@
 // Stage 3: copy only the store paths the host lacks.
 import { closurePaths, StorePathInfo } from "../transport/nix";
-import { Host } from "./host";
+import { CopyOptions, Host } from "./host";
 
 export interface CopyPlan {
     /** Every path of the closure, with its size. */
@@ -23,9 +23,9 @@ export function planCopy(closure: StorePathInfo[], missingOnHost: readonly strin
 }
 
 /** Copies the closure; Nix itself skips the paths the host already has. */
-export async function copyMissing(host: Host, closure: string, plan: CopyPlan, substituteOnDestination: boolean): Promise<void> {
+export async function copyMissing(host: Host, closure: string, plan: CopyPlan, options: CopyOptions): Promise<void> {
     if (plan.missing.length === 0) return;
-    await host.copyClosure(closure, { substituteOnDestination });
+    await host.copyClosure(closure, options);
 }
 
 export function formatBytes(bytes: number): string {

@@ -11,8 +11,15 @@ export interface Host {
     run(argv: readonly string[], options?: RemoteRunOptions): Promise<ProcessResult>;
     /** Runs an argument vector and returns its output, or throws an error that says `what` failed. */
     check(what: string, argv: readonly string[], options?: RemoteRunOptions): Promise<string>;
-    /** Copies the paths of a closure the host does not have yet. */
-    copyClosure(storePath: string, options: { substituteOnDestination: boolean }): Promise<void>;
+    /** Copies the paths of a closure (of a .drv, the derivation's closure) the host does not have yet. */
+    copyClosure(storePath: string, options: CopyOptions): Promise<void>;
+}
+
+export interface CopyOptions {
+    /** Let the host fetch what it can from its own substituters. */
+    substituteOnDestination: boolean;
+    /** Have the host check every path's signature (its Nix daemon refuses one no key it trusts signed). */
+    checkSignatures: boolean;
 }
 
 /** A host reached over SSH: the deploy's one shared, host-key-pinned connection. */
@@ -31,8 +38,9 @@ export class SshHost implements Host {
         return this.connection.check(what, argv, options);
     }
 
-    copyClosure(storePath: string, options: { substituteOnDestination: boolean }): Promise<void> {
-        return copyClosure(storePath, this.connection.storeUri, { sshOpts: this.connection.nixSshOpts, ...options });
+    copyClosure(storePath: string, { substituteOnDestination, checkSignatures }: CopyOptions): Promise<void> {
+        const storeUri = checkSignatures ? this.connection.daemonStoreUri : this.connection.storeUri;
+        return copyClosure(storePath, storeUri, { sshOpts: this.connection.nixSshOpts, substituteOnDestination });
     }
 }
 
@@ -41,7 +49,7 @@ export class LocalHost implements Host {
     readonly name = "localhost";
 
     run(argv: readonly string[], options: RemoteRunOptions = {}): Promise<ProcessResult> {
-        return runProcess(argv[0], argv.slice(1), { timeoutMs: options.timeoutMs, input: options.input });
+        return runProcess(argv[0], argv.slice(1), { timeoutMs: options.timeoutMs, input: options.input, onStderrLine: options.onStderrLine });
     }
 
     async check(what: string, argv: readonly string[], options?: RemoteRunOptions): Promise<string> {

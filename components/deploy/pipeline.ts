@@ -1,19 +1,22 @@
-// A deploy as a pipeline of stages: build → probe → copy → activate → (reboot) → verify, and on
-// any failure after the host was touched, roll back to the generation recorded by the probe. Plain
-// inputs, plain outputs: no Pulumi here, so the pipeline runs (and is tested) on its own.
+// A deploy as a pipeline of stages: build → probe → fetch → copy → activate → (reboot) → verify,
+// and on any failure after the host was touched, roll back to the generation recorded by the
+// probe. Built on the target, it goes probe → build (on the host) → activate → …. Plain inputs,
+// plain outputs: no Pulumi here, so the pipeline runs (and is tested) on its own.
 import { Action, HealthChecks } from "../schema";
+import { signClosure, StorePathInfo } from "../transport/nix";
 import {
     Activation, ActivationError, ActivationNotStartedError, activatesNow, FILES_BACKUP, HostSystemState, newAgentFolder, probeHost, RollbackTarget,
     setsProfile, SYSTEM_PROFILE,
 } from "./activate";
-import { buildSystem, SystemSource } from "./build";
+import { buildOnDeployer, buildOnTarget, SystemSource } from "./build";
 import { copyMissing, formatBytes, listClosure, planCopy } from "./copy";
+import { BinaryCache, fetchFromCaches } from "./fetch";
 import { describePlan, dropBackup, FileBackup, FilePlan, HostFile, planFiles, probeFiles, restoreFiles, writeFiles } from "./files";
 import { Host } from "./host";
 import { rebootHost } from "./reboot";
 import { runHealthChecks } from "./verify";
 
-export type Stage = "build" | "probe" | "copy" | "files" | "activate" | "reboot" | "verify" | "confirm";
+export type Stage = "build" | "probe" | "fetch" | "copy" | "files" | "activate" | "reboot" | "verify" | "confirm";
 
 /** Whether and how the deploy reboots the host to activate the new system. */
 export interface RebootSettings {
@@ -43,6 +46,14 @@ export interface DeployRequest {
     files: HostFile[];
     /** The paths the previous deploy wrote: removed from the host when no longer in `files`. */
     previousFiles: string[];
+    /** Where the system is built: the deployer (or its remote builders), or the host (a flake's system only). */
+    build: "deployer" | "target";
+    /** Binary caches the host fetches what it lacks from before the deployer sends the rest. */
+    binaryCaches: BinaryCache[];
+    /** A Nix secret key the deployer signs what it built with, before sending it. */
+    signingKey?: string;
+    /** Have the host check the signature of every path the deployer sends. */
+    checkSignatures: boolean;
     log: (message: string) => void;
 }
 
@@ -52,8 +63,11 @@ export interface DeployResult {
     generation?: number;
     /** The generation the host was on before. */
     previousGeneration?: number;
+    /** What the deployer sent (on the target: of the derivation's closure). */
     copiedPaths: number;
     copiedBytes: number;
+    /** What the host fetched from the binary caches. */
+    fetchedPaths: number;
     /** True when the host already ran the closure and nothing was done. */
     unchanged: boolean;
     /** True when the deploy rebooted the host into the new system. */
@@ -160,14 +174,57 @@ async function writeFilesAlone(host: Host, plan: FilePlan): Promise<void> {
     await dropBackup(host, folder);
 }
 
+/**
+ * Builds the system on the deployer (or its remote builders), signs it when asked, and lists its
+ * closure; built on the target, lists the derivation's closure, which the host then needs.
+ */
+async function prepareOnDeployer(request: DeployRequest): Promise<StorePathInfo[]> {
+    const { closure, source, log } = request;
+    const untouched = "the host was not changed";
+    if (onTarget(request)) return inStage(request, "build", untouched, () => listClosure((source as { derivation: string }).derivation));
+    log(`building ${closure}`);
+    await inStage(request, "build", untouched, () => buildOnDeployer(source, log));
+    if (request.signingKey !== undefined) {
+        const key = request.signingKey;
+        log(`signing the closure of ${closure}`);
+        await inStage(request, "build", untouched, () => signClosure(closure, key));
+    }
+    return inStage(request, "build", untouched, () => listClosure(closure));
+}
+
+function onTarget(request: DeployRequest): boolean {
+    return request.build === "target" && "derivation" in request.source;
+}
+
+/**
+ * Gets the closure onto the host: built there from the derivation, or fetched from the caches
+ * and copied from the deployer. Returns what the deployer sent and what the host fetched.
+ */
+async function deliver(request: DeployRequest, closureInfo: StorePathInfo[], missing: readonly string[]): Promise<{ copiedPaths: number; copiedBytes: number; fetchedPaths: number }> {
+    const { host, closure, log } = request;
+    const untouched = "the host was not changed";
+    const copyOptions = { substituteOnDestination: request.substituteOnDestination, checkSignatures: request.checkSignatures };
+    const toSend = planCopy(closureInfo, missing);
+    if (onTarget(request)) {
+        const derivation = (request.source as { derivation: string }).derivation;
+        log(`${host.name} builds ${closure}; sending ${toSend.missing.length} paths of its derivation (${formatBytes(toSend.missingBytes)})`);
+        await inStage(request, "build", untouched, () => buildOnTarget(host, derivation, { ...copyOptions, caches: request.binaryCaches, log }));
+        return { copiedPaths: toSend.missing.length, copiedBytes: toSend.missingBytes, fetchedPaths: 0 };
+    }
+    const { fetched, fetchedBytes } = await inStage(request, "fetch", untouched, () => fetchFromCaches(host, toSend.missing.map((info) => info.path), request.binaryCaches));
+    if (fetched.length > 0) log(`${host.name} fetched ${fetched.length} paths (${formatBytes(fetchedBytes)}) from the binary caches`);
+    const fetchedSet = new Set(fetched);
+    const plan = planCopy(closureInfo, toSend.missing.map((info) => info.path).filter((storePath) => !fetchedSet.has(storePath)));
+    log(`copying ${plan.missing.length} of ${plan.closure.length} paths (${formatBytes(plan.missingBytes)}) to ${host.name}`);
+    await inStage(request, "copy", untouched, () => copyMissing(host, closure, plan, copyOptions));
+    return { copiedPaths: plan.missing.length, copiedBytes: plan.missingBytes, fetchedPaths: fetched.length };
+}
+
 export async function deploySystem(request: DeployRequest): Promise<DeployResult> {
     const { host, closure, action, log } = request;
     const untouched = "the host was not changed";
 
-    log(`building ${closure}`);
-    await inStage(request, "build", untouched, () => buildSystem(request.source));
-    const closureInfo = await inStage(request, "build", untouched, () => listClosure(closure));
-
+    const closureInfo = await prepareOnDeployer(request);
     const before = await inStage(request, "probe", untouched, async () => {
         const state = await probeHost(host, closureInfo.map((info) => info.path));
         checkUserRights(state);
@@ -184,12 +241,13 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
             log(`files on ${host.name} (the system is unchanged): ${describePlan(files)}`);
             await inStage(request, "files", "the host's files were not changed (the ones written were put back)", () => writeFilesAlone(host, files));
         }
-        return { closure, generation: before.generation, previousGeneration: before.generation, copiedPaths: 0, copiedBytes: 0, unchanged: filesChanged === 0, rebooted: false, filesChanged };
+        return {
+            closure, generation: before.generation, previousGeneration: before.generation, copiedPaths: 0, copiedBytes: 0, fetchedPaths: 0,
+            unchanged: filesChanged === 0, rebooted: false, filesChanged,
+        };
     }
 
-    const plan = planCopy(closureInfo, before.missing);
-    log(`copying ${plan.missing.length} of ${plan.closure.length} paths (${formatBytes(plan.missingBytes)}) to ${host.name}`);
-    await inStage(request, "copy", untouched, () => copyMissing(host, closure, plan, request.substituteOnDestination));
+    const delivered = await deliver(request, closureInfo, before.missing);
 
     const previous = { generation: before.generation, closure: setsProfile(action) ? before.generationClosure : before.current };
     const activation = new Activation(host, previous, request.confirmTimeoutSeconds);
@@ -256,8 +314,7 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
         closure,
         generation: activationResult.generation ?? before.generation,
         previousGeneration: before.generation,
-        copiedPaths: plan.missing.length,
-        copiedBytes: plan.missingBytes,
+        ...delivered,
         unchanged: false,
         rebooted: activationResult.rebootNext,
         filesChanged,

@@ -68,14 +68,15 @@ export async function evalJson<T>(installable: string, apply: string, options: N
 
 /**
  * Shares one answer per store path among the callers of this process: what a store path is and
- * holds never changes, and the hosts of a fleet all ask about the same few paths at once.
+ * holds never changes, and the hosts of a fleet all ask about the same few paths at once. The
+ * first caller's other arguments (where its progress goes) are the ones used.
  */
-function oncePerStorePath<T>(answer: (storePath: string) => Promise<T>): (storePath: string) => Promise<T> {
+function oncePerStorePath<T, Rest extends unknown[] = []>(answer: (storePath: string, ...rest: Rest) => Promise<T>): (storePath: string, ...rest: Rest) => Promise<T> {
     const answers = new Map<string, Promise<T>>();
-    return (storePath) => {
+    return (storePath, ...rest) => {
         let pending = answers.get(storePath);
         if (!pending) {
-            pending = answer(storePath);
+            pending = answer(storePath, ...rest);
             answers.set(storePath, pending);
             pending.catch(() => answers.delete(storePath));
         }
@@ -109,8 +110,8 @@ function gcRoot(storePath: string): string {
  * `nix-store --realise` means the same in every Nix version (`nix build` of a .drv path changed
  * meaning in Nix 2.15); with --add-root it prints the roots, which point at the outputs.
  */
-export const realiseDerivation = oncePerStorePath(async (derivation) => {
-    const roots = await runNix("nix-store", ["--realise", derivation, "--add-root", gcRoot(derivation.replace(/\.drv$/, ""))], {});
+export const realiseDerivation = oncePerStorePath(async (derivation: string, onStderrLine?: (line: string) => void) => {
+    const roots = await runNix("nix-store", ["--realise", derivation, "--add-root", gcRoot(derivation.replace(/\.drv$/, ""))], { onStderrLine });
     // A store that is not local prints the outputs themselves.
     return roots.split("\n").filter(Boolean).map((root) => (fs.lstatSync(root, { throwIfNoEntry: false })?.isSymbolicLink() ? fs.readlinkSync(root) : root));
 });
@@ -125,14 +126,35 @@ export interface StorePathInfo {
     narSize: number;
 }
 
-/** Every path of a closure with its size (`nix path-info -r --json`). */
+/** A derivation's own closure (the .drv files and sources that build it) rather than its outputs'. */
+const asDerivation = (storePath: string) => (storePath.endsWith(".drv") ? ["--derivation"] : []);
+
+/** Every path of a closure with its size (`nix path-info -r --json`); of a .drv, the derivation's closure. */
 export const closurePaths = oncePerStorePath(async (storePath) => {
-    const infos = JSON.parse(await nix(["path-info", "-r", "--json", storePath])) as StorePathInfo[];
+    const infos = JSON.parse(await nix(["path-info", "-r", "--json", ...asDerivation(storePath), storePath])) as StorePathInfo[];
     return infos.map(({ path, narSize }) => ({ path, narSize }));
 });
 
-/** Copies a closure to a store (only the paths it does not have). */
+/** Copies a closure (of a .drv, the derivation's closure) to a store: only the paths it does not have. */
 export async function copyClosure(storePath: string, storeUri: string, options: NixRunOptions & { substituteOnDestination?: boolean }): Promise<void> {
-    const substitute = options.substituteOnDestination ? ["--substitute-on-destination"] : [];
-    await nix(["copy", ...substitute, "--to", storeUri, storePath], options);
+    // Over ssh-ng://, Nix before 2.20 takes the destination's substitution from
+    // builders-use-substitutes and ignores --substitute-on-destination (nix#9600).
+    const substitute = !options.substituteOnDestination ? []
+        : storeUri.startsWith("ssh-ng://") ? ["--substitute-on-destination", "--builders-use-substitutes"] : ["--substitute-on-destination"];
+    await nix(["copy", ...substitute, ...asDerivation(storePath), "--to", storeUri, storePath], options);
+}
+
+/**
+ * Signs every path of a closure in the deployer's store with a Nix secret key. The key is written
+ * to a 0600 file in a private folder for the one command (never an argument) and removed after.
+ */
+export async function signClosure(storePath: string, secretKey: string): Promise<void> {
+    const folder = makeOwnedFolder("pnx-sign-");
+    try {
+        const keyFile = path.join(folder, "key");
+        fs.writeFileSync(keyFile, secretKey, { mode: 0o600 });
+        await nix(["store", "sign", "--key-file", keyFile, "--recursive", storePath]);
+    } finally {
+        fs.rmSync(folder, { recursive: true, force: true });
+    }
 }

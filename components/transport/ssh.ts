@@ -103,14 +103,18 @@ export interface RemoteRunOptions {
     fresh?: boolean;
     /** Run as root: through `sudo -n` when the connection's user is not root. */
     privileged?: boolean;
+    /** Called with each line of the command's standard error as it arrives (progress). */
+    onStderrLine?: (line: string) => void;
 }
 
 /** A prepared ssh configuration for one host, with a shared master connection once used. */
 export class SshConnection {
     /** "address:port", for messages. */
     readonly host: string;
-    /** The store URI for `nix copy --to`. */
+    /** The store URI for `nix copy --to`: `nix-store --serve` on the host, which takes paths as a trusted user's. */
     readonly storeUri = `ssh://${HOST_ALIAS}`;
+    /** The store URI through the host's Nix daemon (`nix-daemon --stdio`), which checks every path's signature. */
+    readonly daemonStoreUri = `ssh-ng://${HOST_ALIAS}`;
     private readonly configFile: string;
 
     /** The user the connection logs in as. */
@@ -167,6 +171,7 @@ export class SshConnection {
         const result = await runProcess("ssh", ["-F", this.configFile, ...connection, HOST_ALIAS, "--", remoteCommandLine(command)], {
             timeoutMs: options.timeoutMs,
             input: options.input,
+            onStderrLine: options.onStderrLine,
         });
         if (result.code === 255 && !result.timedOut) throw new SshConnectionError(this.host, classifyFailure(result.stderr), result.stderr);
         return result;

@@ -23,11 +23,12 @@ const EVALUATED = ["closure", "derivation", "packages", "kernel", "nixosRelease"
 function settingsOf(context: OperationContext, state: PropertyMap): SystemSettings {
     const {
         address, port, user, privateKey, hostPublicKey, connectTimeoutSeconds, action, healthChecks, substituteOnDestination, confirmTimeoutSeconds,
-        reboot, rebootTimeoutSeconds, files,
+        reboot, rebootTimeoutSeconds, files, build, binaryCaches, signingKey, checkSignatures,
     } = state;
     return parseInput(systemSettingsSchema, {
         connection: { address, port, user, privateKey, hostPublicKey, connectTimeoutSeconds },
-        action, healthChecks, substituteOnDestination, confirmTimeoutSeconds, reboot, rebootTimeoutSeconds, files,
+        action, healthChecks, substituteOnDestination, confirmTimeoutSeconds, reboot, rebootTimeoutSeconds, files, build, binaryCaches, signingKey,
+        checkSignatures,
     }, `System ${context.name}`);
 }
 
@@ -63,6 +64,7 @@ async function evaluateSource(inputs: PropertyMap): Promise<PropertyMap | CheckF
     const { flake, configuration, storePath } = inputs;
     if (storePath !== undefined) {
         if (flake !== undefined || configuration !== undefined) return { reason: "storePath: give either flake and configuration, or storePath, not both" };
+        if (inputs.build === "target") return { reason: "build: \"target\" builds a flake's configuration on the host; a storePath is built already (copy it from the deployer)" };
         return { closure: storePath, packages: {} };
     }
     if (flake === undefined || configuration === undefined) return { reason: "flake and configuration are required (or storePath)" };
@@ -94,6 +96,10 @@ async function deploy(context: OperationContext, state: PropertyMap, olds: Recor
         substituteOnDestination: settings.substituteOnDestination,
         confirmTimeoutSeconds: settings.confirmTimeoutSeconds,
         reboot: { enabled: settings.reboot, timeoutSeconds: settings.rebootTimeoutSeconds },
+        build: settings.build,
+        binaryCaches: settings.binaryCaches,
+        signingKey: settings.signingKey,
+        checkSignatures: settings.checkSignatures ?? settings.signingKey !== undefined,
         files,
         previousFiles: Object.keys(olds.fileDigests ?? {}),
         log: context.log,

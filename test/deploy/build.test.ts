@@ -6,7 +6,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import * as os from "node:os";
 import * as path from "node:path";
 import { before, test } from "node:test";
-import { buildSystem, SystemSource } from "../../components/deploy/build";
+import { buildOnDeployer, SystemSource } from "../../components/deploy/build";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
 import { ROOTS_FOLDER_PREFIX } from "../../components/transport/nix";
 import { OFFLINE_NIX_CONFIG, REPO_ROOT } from "../engine/engine";
@@ -32,9 +32,9 @@ function deployerRootsOf(storePath: string): string[] {
  */
 function buildInAnotherProcess(source: SystemSource, closure: string, end: "exit" | "SIGKILL"): string[] {
     const script = `
-        const { buildSystem } = require(${JSON.stringify(path.join(REPO_ROOT, "dist/components/deploy/build"))});
+        const { buildOnDeployer } = require(${JSON.stringify(path.join(REPO_ROOT, "dist/components/deploy/build"))});
         const { execFileSync } = require("node:child_process");
-        buildSystem(${JSON.stringify(source)}).then(() => {
+        buildOnDeployer(${JSON.stringify(source)}, () => undefined).then(() => {
             process.stdout.write(execFileSync("nix-store", ["--query", "--roots", ${JSON.stringify(closure)}], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }));
             ${end === "exit" ? "process.exit(0)" : 'process.kill(process.pid, "SIGKILL")'};
         });`;
@@ -58,6 +58,6 @@ test("the roots of a killed deployer are removed by the next deploy", async () =
     const [abandoned] = buildInAnotherProcess({ derivation: v1.derivation }, v1.closure, "SIGKILL");
     assert.ok(deployerRootsOf(v1.closure).includes(abandoned));
     // This process's first build: that is when a deployer sweeps the folders of dead ones.
-    await buildSystem({ derivation: v1.derivation });
+    await buildOnDeployer({ derivation: v1.derivation }, () => undefined);
     assert.ok(!deployerRootsOf(v1.closure).includes(abandoned));
 });
