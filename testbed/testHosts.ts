@@ -24,6 +24,8 @@ const OWNERS_DIR = "/run/pulumi-nixos-test-hosts";
 /** Prefix of a fleet's folder (its hosts and the deployer key) under the temporary directory. */
 const FLEET_FOLDER_PREFIX = "pnx-hosts-";
 const MAX_SLOTS = 250;
+/** The addresses of the test hosts: 10.237.SLOT.2, each on a /24 link of its own. */
+const TEST_RANGE = "10.237.0.0/16";
 
 export interface TestHost {
     /** The host's name (also its hostname inside its namespace). */
@@ -40,8 +42,10 @@ export interface TestHost {
     pid: number;
     /** Limits the link towards the host (e.g. "2mbit"), or lifts the limit (undefined). */
     throttle(rate: string | undefined): void;
-    /** Bytes the deployer has sent to the host over its link so far (the veth's counter). */
+    /** Bytes this machine has sent to the host over its link so far (the veth's counter): the deployer's, and what other hosts sent it. */
     bytesSent(): number;
+    /** Bytes the host has sent over its link so far. */
+    bytesReceived(): number;
     /** The store path /run/current-system points at, or undefined when there is none. */
     currentSystem(): string | undefined;
     /** The generation numbers of the system profile, ascending. */
@@ -80,6 +84,8 @@ export interface TestHostOptions {
     system?: string;
     /** The process whose death makes the host abandoned (swept by the next run); default this one. */
     ownerPid?: number;
+    /** More lines for the host's /etc/nix/nix.conf (e.g. the trusted-public-keys a NixOS configuration sets). */
+    nixConfig?: string;
 }
 
 export interface TestFleet {
@@ -97,6 +103,8 @@ export interface TestFleetOptions {
     namePrefix?: string;
     /** Boot the hosts Debian-like, with no NixOS system (a cloud image before nixos-infect). */
     debianLike?: boolean;
+    /** More lines for every host's /etc/nix/nix.conf. */
+    nixConfig?: string;
 }
 
 function run(file: string, args: string[]): string {
@@ -277,9 +285,12 @@ const NIXOS_SHELL = "/run/current-system/sw/bin/bash";
  */
 const USERS = [{ name: "deploy", uid: 1000 }, { name: "guest", uid: 1001 }];
 
+// The build hook (which every build asks first) by the system's path: Debian's Nix looks for it in
+// /usr/libexec/nix, a link to the hidden /usr/bin/nix; NixOS's Nix finds it in its own store path.
 const HOST_NIX_CONF = `experimental-features = nix-command flakes
 sandbox = false
 substituters =
+build-hook = /run/current-system/sw/bin/build-remote
 build-users-group =
 trusted-users = root deploy
 `;
@@ -319,12 +330,24 @@ function machineLines(file: string): string[] {
     return fs.readFileSync(file, "utf8").split("\n").filter(Boolean);
 }
 
+/**
+ * Lets the hosts reach each other (a binary cache on one of them, as on a real network) through
+ * this machine: each host routes the test range to its link, and this machine forwards only what
+ * comes in on a host's link. A test address that no host has is unreachable here, so no packet of
+ * a host leaves this machine.
+ */
+function routeBetweenHosts(namespace: string, slot: number, veth: string): void {
+    run("ip", ["route", "replace", "unreachable", TEST_RANGE]);
+    run("ip", ["-n", namespace, "route", "add", TEST_RANGE, "via", `10.237.${slot}.1`]);
+    fs.writeFileSync(`/proc/sys/net/ipv4/conf/${veth}/forwarding`, "1");
+}
+
 /** Writes the host's own /etc/ssh, /etc/nix, unit set, users and homes. */
 function prepareHostFolder(dir: string, options: TestHostOptions, address: string): void {
     for (const sub of ["nix/var/nix/profiles", "etc/nix", "etc/ssh/authorized_keys.d", "etc/systemd", "root"]) {
         fs.mkdirSync(path.join(dir, sub), { recursive: true });
     }
-    fs.writeFileSync(path.join(dir, "etc/nix/nix.conf"), HOST_NIX_CONF);
+    fs.writeFileSync(path.join(dir, "etc/nix/nix.conf"), HOST_NIX_CONF + (options.nixConfig ? `${options.nixConfig}\n` : ""));
     const hostKeyFile = path.join(dir, "etc/ssh/ssh_host_ed25519_key");
     if (options.hostKey) {
         fs.writeFileSync(hostKeyFile, options.hostKey.privateKey, { mode: 0o600 });
@@ -426,6 +449,7 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
     run("ip", ["-n", namespace, "addr", "add", `${address}/24`, "dev", "eth0"]);
     run("ip", ["-n", namespace, "link", "set", "eth0", "up"]);
     run("ip", ["-n", namespace, "link", "set", "lo", "up"]);
+    routeBetweenHosts(namespace, slot, veth);
 
     const log = fs.openSync(path.join(dir, "console.log"), "a");
     const cpu = openCpuAccount(namespace);
@@ -451,6 +475,9 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
         },
         bytesSent() {
             return Number(fs.readFileSync(`/sys/class/net/${veth}/statistics/tx_bytes`, "utf8"));
+        },
+        bytesReceived() {
+            return Number(fs.readFileSync(`/sys/class/net/${veth}/statistics/rx_bytes`, "utf8"));
         },
         currentSystem: () => currentSystemOf(namespace),
         generations() {
@@ -554,7 +581,7 @@ export async function startTestHosts(options: TestFleetOptions): Promise<TestFle
         const prefix = options.namePrefix ?? "host";
         const system = options.debianLike ? undefined : await firstBootSystem();
         for (let i = 0; i < options.count; i++) {
-            hosts.push(await startTestHost({ baseDir, name: `${prefix}${i}`, authorizedKey: deployerPublicKey, system }));
+            hosts.push(await startTestHost({ baseDir, name: `${prefix}${i}`, authorizedKey: deployerPublicKey, system, nixConfig: options.nixConfig }));
         }
         return { hosts, deployerPrivateKey: fs.readFileSync(deployerPrivateKeyPath, "utf8"), deployerPrivateKeyPath, stop };
     } catch (error) {

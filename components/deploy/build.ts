@@ -14,8 +14,8 @@ import { CopyOptions, Host } from "./host";
 /** Where a system comes from: an evaluated derivation, or a store path built elsewhere. */
 export type SystemSource = { derivation: string } | { storePath: string };
 
-/** Nix's lines that say what is being built and where, for the deploy's progress. */
-const PROGRESS_LINE = /^(building '|copying \d+ paths|copying path ')/;
+/** Nix's lines that say what is being built and where (`building '…drv' on 'ssh://builder'...`), for the deploy's progress. */
+const PROGRESS_LINE = /^building '/;
 
 function progressTo(log: (message: string) => void, where: string): (line: string) => void {
     return (line) => {
@@ -56,7 +56,6 @@ function describeSource(source: SystemSource): string {
  */
 export async function buildOnTarget(host: Host, derivation: string, options: CopyOptions & { caches: BinaryCache[]; log: (message: string) => void }): Promise<void> {
     const { caches, log } = options;
-    log(`copying the derivation ${derivation} to ${host.name}, which builds it`);
     await host.copyClosure(derivation, options);
     try {
         await host.check(`building ${derivation} on the host`, ["nix-store", ...cacheOptions(caches), "--realise", derivation], {

@@ -1,5 +1,5 @@
 // Stage 3: copy only the store paths the host lacks.
-import { closurePaths, StorePathInfo } from "../transport/nix";
+import { closurePaths, NixError, StorePathInfo } from "../transport/nix";
 import { CopyOptions, Host } from "./host";
 
 export interface CopyPlan {
@@ -25,8 +25,16 @@ export function planCopy(closure: StorePathInfo[], missingOnHost: readonly strin
 /** Copies the closure; Nix itself skips the paths the host already has. */
 export async function copyMissing(host: Host, closure: string, plan: CopyPlan, options: CopyOptions): Promise<void> {
     if (plan.missing.length === 0) return;
-    await host.copyClosure(closure, options);
+    await host.copyClosure(closure, options).catch((error: Error) => {
+        if (!(error instanceof NixError && UNTRUSTED_SIGNATURE.test(error.stderr))) throw error;
+        throw new Error(`${host.name} refused a path that no key it trusts has signed: ${error.message}\n` +
+            "Sign the closure with `signingKey`, whose public key the host must trust (nix.settings.trusted-public-keys), or use " +
+            "`binaryCaches` signed with a key it trusts.");
+    });
 }
+
+/** What the host's Nix daemon says of a path without a signature by a key it trusts. */
+const UNTRUSTED_SIGNATURE = /lacks a (valid )?signature/;
 
 export function formatBytes(bytes: number): string {
     if (bytes < 1024) return `${bytes} B`;

@@ -31,6 +31,8 @@ export interface NixRunOptions {
     /** More environment variables for this call (e.g. the evaluator's GC_MAXIMUM_HEAP_SIZE). */
     environment?: Record<string, string>;
     timeoutMs?: number;
+    /** Written to the command's standard input. */
+    input?: string;
     onStderrLine?: (line: string) => void;
 }
 
@@ -52,6 +54,7 @@ async function runNix(program: "nix" | "nix-store", args: readonly string[], opt
     const result = await runProcess(program, args, {
         env: nixEnvironment(options.sshOpts, options.environment),
         timeoutMs: options.timeoutMs,
+        input: options.input,
         onStderrLine: options.onStderrLine,
     });
     if (result.code !== 0) {
