@@ -29,6 +29,24 @@ namespace PulumiNixos.Nixos
         public Output<string> Address { get; private set; } = null!;
 
         /// <summary>
+        /// Binary caches the host fetches the paths it lacks from, trusting their keys for this deploy only; the deployer sends only what no cache has.
+        /// </summary>
+        [Output("binaryCaches")]
+        public Output<ImmutableArray<Outputs.BinaryCache>> BinaryCaches { get; private set; } = null!;
+
+        /// <summary>
+        /// Where the system is built: "deployer" (default; the deployer's Nix, which sends builds to the remote builders its `builders` setting names) or "target" (the deployer evaluates and sends the derivation; the host builds it, fetching what its substituters and `binaryCaches` have). A failed build leaves the host's running system untouched.
+        /// </summary>
+        [Output("build")]
+        public Output<string?> Build { get; private set; } = null!;
+
+        /// <summary>
+        /// Send through the host's Nix daemon, which checks every path's signature against the keys the host trusts (`nix.settings.trusted-public-keys`) and refuses the deploy before activation if one is unsigned or wrongly signed. Default: true with a `signingKey`, false otherwise (the host takes the paths as from a trusted user).
+        /// </summary>
+        [Output("checkSignatures")]
+        public Output<bool?> CheckSignatures { get; private set; } = null!;
+
+        /// <summary>
         /// The store path of the system the host runs (as of the last up or refresh).
         /// </summary>
         [Output("closure")]
@@ -143,6 +161,12 @@ namespace PulumiNixos.Nixos
         public Output<int?> RebootTimeoutSeconds { get; private set; } = null!;
 
         /// <summary>
+        /// A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
+        /// </summary>
+        [Output("signingKey")]
+        public Output<string?> SigningKey { get; private set; } = null!;
+
+        /// <summary>
         /// Instead of flake and configuration: an already-built system's store path.
         /// </summary>
         [Output("storePath")]
@@ -189,6 +213,7 @@ namespace PulumiNixos.Nixos
                     "fileDigests",
                     "files",
                     "privateKey",
+                    "signingKey",
                 },
             };
             var merged = CustomResourceOptions.Merge(defaultOptions, options);
@@ -223,6 +248,30 @@ namespace PulumiNixos.Nixos
         /// </summary>
         [Input("address", required: true)]
         public Input<string> Address { get; set; } = null!;
+
+        [Input("binaryCaches")]
+        private InputList<Inputs.BinaryCacheArgs>? _binaryCaches;
+
+        /// <summary>
+        /// Binary caches the host fetches the paths it lacks from, trusting their keys for this deploy only; the deployer sends only what no cache has.
+        /// </summary>
+        public InputList<Inputs.BinaryCacheArgs> BinaryCaches
+        {
+            get => _binaryCaches ?? (_binaryCaches = new InputList<Inputs.BinaryCacheArgs>());
+            set => _binaryCaches = value;
+        }
+
+        /// <summary>
+        /// Where the system is built: "deployer" (default; the deployer's Nix, which sends builds to the remote builders its `builders` setting names) or "target" (the deployer evaluates and sends the derivation; the host builds it, fetching what its substituters and `binaryCaches` have). A failed build leaves the host's running system untouched.
+        /// </summary>
+        [Input("build")]
+        public Input<string>? Build { get; set; }
+
+        /// <summary>
+        /// Send through the host's Nix daemon, which checks every path's signature against the keys the host trusts (`nix.settings.trusted-public-keys`) and refuses the deploy before activation if one is unsigned or wrongly signed. Default: true with a `signingKey`, false otherwise (the host takes the paths as from a trusted user).
+        /// </summary>
+        [Input("checkSignatures")]
+        public Input<bool>? CheckSignatures { get; set; }
 
         /// <summary>
         /// The name under the flake's `nixosConfigurations`.
@@ -310,6 +359,22 @@ namespace PulumiNixos.Nixos
         [Input("rebootTimeoutSeconds")]
         public Input<int>? RebootTimeoutSeconds { get; set; }
 
+        [Input("signingKey")]
+        private Input<string>? _signingKey;
+
+        /// <summary>
+        /// A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
+        /// </summary>
+        public Input<string>? SigningKey
+        {
+            get => _signingKey;
+            set
+            {
+                var emptySecret = Output.CreateSecret(0);
+                _signingKey = Output.Tuple<Input<string>?, int>(value, emptySecret).Apply(t => t.Item1);
+            }
+        }
+
         /// <summary>
         /// Instead of flake and configuration: an already-built system's store path.
         /// </summary>
@@ -331,6 +396,7 @@ namespace PulumiNixos.Nixos
         public SystemArgs()
         {
             Action = "switch";
+            Build = "deployer";
             ConfirmTimeoutSeconds = 60;
             ConnectTimeoutSeconds = 10;
             Port = 22;

@@ -5,6 +5,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { ConfigMap, PulumiFn, Stack, UpResult } from "@pulumi/pulumi/automation";
 import { NixosSystem, NixosSystemArgs } from "../../components";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
+import { randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { startTestHosts, TestFleet, TestHost } from "../../testbed/testHosts";
 import { createTestStack, REPO_ROOT, TestStack, useTestEngine } from "./engine";
@@ -17,6 +20,17 @@ export const FIXTURE_FLAKE = `path:${path.join(REPO_ROOT, "nix/fixtures")}`;
  * NixOS module's unit. It sees what git tracks (a new file needs `git add -N`).
  */
 export const KEYS_FIXTURE_FLAKE = `git+file://${REPO_ROOT}?dir=nix/fixtures`;
+
+/**
+ * A copy of the fixture flake whose `fresh`, `fresh-2`, `fresh-3`, `fresh-large` and `build-fails`
+ * systems no store has built yet: a deploy of one must really build it. remove() deletes the copy.
+ */
+export function freshFixtureFlake(): { flake: string; remove(): void } {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-fresh-"));
+    fs.copyFileSync(path.join(REPO_ROOT, "nix/fixtures/flake.nix"), path.join(dir, "flake.nix"));
+    fs.writeFileSync(path.join(dir, "settings.json"), JSON.stringify({ fresh: randomBytes(6).toString("hex") }));
+    return { flake: `path:${dir}`, remove: () => fs.rmSync(dir, { recursive: true, force: true }) };
+}
 
 /** Healthy when the stand-in system's service says so. */
 export const HEALTHY_CHECK = { name: "app is healthy", command: 'test "$(cat /run/standin/health)" = ok', timeoutSeconds: 2 };

@@ -13,6 +13,115 @@ import (
 
 var _ = internal.GetEnvOrDefault
 
+// A binary cache the host fetches store paths from, and the key its paths are signed with.
+type BinaryCache struct {
+	// The cache's Nix public key ("cache.example.org-1:AAAA…="), trusted for this deploy's fetches only.
+	PublicKey string `pulumi:"publicKey"`
+	// Where the host reaches the cache: an http://, https:// or s3:// URL.
+	Url string `pulumi:"url"`
+}
+
+// BinaryCacheInput is an input type that accepts BinaryCacheArgs and BinaryCacheOutput values.
+// You can construct a concrete instance of `BinaryCacheInput` via:
+//
+//	BinaryCacheArgs{...}
+type BinaryCacheInput interface {
+	pulumi.Input
+
+	ToBinaryCacheOutput() BinaryCacheOutput
+	ToBinaryCacheOutputWithContext(context.Context) BinaryCacheOutput
+}
+
+// A binary cache the host fetches store paths from, and the key its paths are signed with.
+type BinaryCacheArgs struct {
+	// The cache's Nix public key ("cache.example.org-1:AAAA…="), trusted for this deploy's fetches only.
+	PublicKey pulumi.StringInput `pulumi:"publicKey"`
+	// Where the host reaches the cache: an http://, https:// or s3:// URL.
+	Url pulumi.StringInput `pulumi:"url"`
+}
+
+func (BinaryCacheArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*BinaryCache)(nil)).Elem()
+}
+
+func (i BinaryCacheArgs) ToBinaryCacheOutput() BinaryCacheOutput {
+	return i.ToBinaryCacheOutputWithContext(context.Background())
+}
+
+func (i BinaryCacheArgs) ToBinaryCacheOutputWithContext(ctx context.Context) BinaryCacheOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(BinaryCacheOutput)
+}
+
+// BinaryCacheArrayInput is an input type that accepts BinaryCacheArray and BinaryCacheArrayOutput values.
+// You can construct a concrete instance of `BinaryCacheArrayInput` via:
+//
+//	BinaryCacheArray{ BinaryCacheArgs{...} }
+type BinaryCacheArrayInput interface {
+	pulumi.Input
+
+	ToBinaryCacheArrayOutput() BinaryCacheArrayOutput
+	ToBinaryCacheArrayOutputWithContext(context.Context) BinaryCacheArrayOutput
+}
+
+type BinaryCacheArray []BinaryCacheInput
+
+func (BinaryCacheArray) ElementType() reflect.Type {
+	return reflect.TypeOf((*[]BinaryCache)(nil)).Elem()
+}
+
+func (i BinaryCacheArray) ToBinaryCacheArrayOutput() BinaryCacheArrayOutput {
+	return i.ToBinaryCacheArrayOutputWithContext(context.Background())
+}
+
+func (i BinaryCacheArray) ToBinaryCacheArrayOutputWithContext(ctx context.Context) BinaryCacheArrayOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(BinaryCacheArrayOutput)
+}
+
+// A binary cache the host fetches store paths from, and the key its paths are signed with.
+type BinaryCacheOutput struct{ *pulumi.OutputState }
+
+func (BinaryCacheOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*BinaryCache)(nil)).Elem()
+}
+
+func (o BinaryCacheOutput) ToBinaryCacheOutput() BinaryCacheOutput {
+	return o
+}
+
+func (o BinaryCacheOutput) ToBinaryCacheOutputWithContext(ctx context.Context) BinaryCacheOutput {
+	return o
+}
+
+// The cache's Nix public key ("cache.example.org-1:AAAA…="), trusted for this deploy's fetches only.
+func (o BinaryCacheOutput) PublicKey() pulumi.StringOutput {
+	return o.ApplyT(func(v BinaryCache) string { return v.PublicKey }).(pulumi.StringOutput)
+}
+
+// Where the host reaches the cache: an http://, https:// or s3:// URL.
+func (o BinaryCacheOutput) Url() pulumi.StringOutput {
+	return o.ApplyT(func(v BinaryCache) string { return v.Url }).(pulumi.StringOutput)
+}
+
+type BinaryCacheArrayOutput struct{ *pulumi.OutputState }
+
+func (BinaryCacheArrayOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*[]BinaryCache)(nil)).Elem()
+}
+
+func (o BinaryCacheArrayOutput) ToBinaryCacheArrayOutput() BinaryCacheArrayOutput {
+	return o
+}
+
+func (o BinaryCacheArrayOutput) ToBinaryCacheArrayOutputWithContext(ctx context.Context) BinaryCacheArrayOutput {
+	return o
+}
+
+func (o BinaryCacheArrayOutput) Index(i pulumi.IntInput) BinaryCacheOutput {
+	return pulumi.All(o, i).ApplyT(func(vs []interface{}) BinaryCache {
+		return vs[0].([]BinaryCache)[vs[1].(int)]
+	}).(BinaryCacheOutput)
+}
+
 // A command run on the host after activation; healthy when it exits 0 within the timeout.
 type CommandHealthCheck struct {
 	// Run by `sh -c` on the host.
@@ -670,6 +779,8 @@ func (o HttpHealthCheckArrayOutput) Index(i pulumi.IntInput) HttpHealthCheckOutp
 }
 
 func init() {
+	pulumi.RegisterInputType(reflect.TypeOf((*BinaryCacheInput)(nil)).Elem(), BinaryCacheArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*BinaryCacheArrayInput)(nil)).Elem(), BinaryCacheArray{})
 	pulumi.RegisterInputType(reflect.TypeOf((*CommandHealthCheckInput)(nil)).Elem(), CommandHealthCheckArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*CommandHealthCheckArrayInput)(nil)).Elem(), CommandHealthCheckArray{})
 	pulumi.RegisterInputType(reflect.TypeOf((*HealthChecksInput)(nil)).Elem(), HealthChecksArgs{})
@@ -678,6 +789,8 @@ func init() {
 	pulumi.RegisterInputType(reflect.TypeOf((*HostFileMapInput)(nil)).Elem(), HostFileMap{})
 	pulumi.RegisterInputType(reflect.TypeOf((*HttpHealthCheckInput)(nil)).Elem(), HttpHealthCheckArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*HttpHealthCheckArrayInput)(nil)).Elem(), HttpHealthCheckArray{})
+	pulumi.RegisterOutputType(BinaryCacheOutput{})
+	pulumi.RegisterOutputType(BinaryCacheArrayOutput{})
 	pulumi.RegisterOutputType(CommandHealthCheckOutput{})
 	pulumi.RegisterOutputType(CommandHealthCheckArrayOutput{})
 	pulumi.RegisterOutputType(HealthChecksOutput{})

@@ -20,6 +20,12 @@ type System struct {
 	Action pulumi.StringPtrOutput `pulumi:"action"`
 	// Host name or IP address the deployer reaches the host at.
 	Address pulumi.StringOutput `pulumi:"address"`
+	// Binary caches the host fetches the paths it lacks from, trusting their keys for this deploy only; the deployer sends only what no cache has.
+	BinaryCaches BinaryCacheArrayOutput `pulumi:"binaryCaches"`
+	// Where the system is built: "deployer" (default; the deployer's Nix, which sends builds to the remote builders its `builders` setting names) or "target" (the deployer evaluates and sends the derivation; the host builds it, fetching what its substituters and `binaryCaches` have). A failed build leaves the host's running system untouched.
+	Build pulumi.StringPtrOutput `pulumi:"build"`
+	// Send through the host's Nix daemon, which checks every path's signature against the keys the host trusts (`nix.settings.trusted-public-keys`) and refuses the deploy before activation if one is unsigned or wrongly signed. Default: true with a `signingKey`, false otherwise (the host takes the paths as from a trusted user).
+	CheckSignatures pulumi.BoolPtrOutput `pulumi:"checkSignatures"`
 	// The store path of the system the host runs (as of the last up or refresh).
 	Closure pulumi.StringOutput `pulumi:"closure"`
 	// The name under the flake's `nixosConfigurations`.
@@ -58,6 +64,8 @@ type System struct {
 	Reboot pulumi.BoolPtrOutput `pulumi:"reboot"`
 	// Seconds a rebooting host may take to answer again; default 600.
 	RebootTimeoutSeconds pulumi.IntPtrOutput `pulumi:"rebootTimeoutSeconds"`
+	// A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
+	SigningKey pulumi.StringPtrOutput `pulumi:"signingKey"`
 	// Instead of flake and configuration: an already-built system's store path.
 	StorePath pulumi.StringPtrOutput `pulumi:"storePath"`
 	// Let the host fetch paths from its own substituters instead of receiving them; default false.
@@ -84,6 +92,9 @@ func NewSystem(ctx *pulumi.Context,
 	}
 	if args.Action == nil {
 		args.Action = pulumi.StringPtr("switch")
+	}
+	if args.Build == nil {
+		args.Build = pulumi.StringPtr("deployer")
 	}
 	if args.ConfirmTimeoutSeconds == nil {
 		args.ConfirmTimeoutSeconds = pulumi.IntPtr(60)
@@ -112,11 +123,15 @@ func NewSystem(ctx *pulumi.Context,
 	if args.PrivateKey != nil {
 		args.PrivateKey = pulumi.ToSecret(args.PrivateKey).(pulumi.StringInput)
 	}
+	if args.SigningKey != nil {
+		args.SigningKey = pulumi.ToSecret(args.SigningKey).(pulumi.StringPtrInput)
+	}
 	secrets := pulumi.AdditionalSecretOutputs([]string{
 		"fileDigestKey",
 		"fileDigests",
 		"files",
 		"privateKey",
+		"signingKey",
 	})
 	opts = append(opts, secrets)
 	opts = internal.PkgResourceDefaultOpts(opts)
@@ -156,6 +171,12 @@ type systemArgs struct {
 	Action *string `pulumi:"action"`
 	// Host name or IP address the deployer reaches the host at.
 	Address string `pulumi:"address"`
+	// Binary caches the host fetches the paths it lacks from, trusting their keys for this deploy only; the deployer sends only what no cache has.
+	BinaryCaches []BinaryCache `pulumi:"binaryCaches"`
+	// Where the system is built: "deployer" (default; the deployer's Nix, which sends builds to the remote builders its `builders` setting names) or "target" (the deployer evaluates and sends the derivation; the host builds it, fetching what its substituters and `binaryCaches` have). A failed build leaves the host's running system untouched.
+	Build *string `pulumi:"build"`
+	// Send through the host's Nix daemon, which checks every path's signature against the keys the host trusts (`nix.settings.trusted-public-keys`) and refuses the deploy before activation if one is unsigned or wrongly signed. Default: true with a `signingKey`, false otherwise (the host takes the paths as from a trusted user).
+	CheckSignatures *bool `pulumi:"checkSignatures"`
 	// The name under the flake's `nixosConfigurations`.
 	Configuration *string `pulumi:"configuration"`
 	// Seconds the host waits for the deployer's confirmation before it rolls itself back; default 60.
@@ -178,6 +199,8 @@ type systemArgs struct {
 	Reboot *bool `pulumi:"reboot"`
 	// Seconds a rebooting host may take to answer again; default 600.
 	RebootTimeoutSeconds *int `pulumi:"rebootTimeoutSeconds"`
+	// A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
+	SigningKey *string `pulumi:"signingKey"`
 	// Instead of flake and configuration: an already-built system's store path.
 	StorePath *string `pulumi:"storePath"`
 	// Let the host fetch paths from its own substituters instead of receiving them; default false.
@@ -192,6 +215,12 @@ type SystemArgs struct {
 	Action pulumi.StringPtrInput
 	// Host name or IP address the deployer reaches the host at.
 	Address pulumi.StringInput
+	// Binary caches the host fetches the paths it lacks from, trusting their keys for this deploy only; the deployer sends only what no cache has.
+	BinaryCaches BinaryCacheArrayInput
+	// Where the system is built: "deployer" (default; the deployer's Nix, which sends builds to the remote builders its `builders` setting names) or "target" (the deployer evaluates and sends the derivation; the host builds it, fetching what its substituters and `binaryCaches` have). A failed build leaves the host's running system untouched.
+	Build pulumi.StringPtrInput
+	// Send through the host's Nix daemon, which checks every path's signature against the keys the host trusts (`nix.settings.trusted-public-keys`) and refuses the deploy before activation if one is unsigned or wrongly signed. Default: true with a `signingKey`, false otherwise (the host takes the paths as from a trusted user).
+	CheckSignatures pulumi.BoolPtrInput
 	// The name under the flake's `nixosConfigurations`.
 	Configuration pulumi.StringPtrInput
 	// Seconds the host waits for the deployer's confirmation before it rolls itself back; default 60.
@@ -214,6 +243,8 @@ type SystemArgs struct {
 	Reboot pulumi.BoolPtrInput
 	// Seconds a rebooting host may take to answer again; default 600.
 	RebootTimeoutSeconds pulumi.IntPtrInput
+	// A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
+	SigningKey pulumi.StringPtrInput
 	// Instead of flake and configuration: an already-built system's store path.
 	StorePath pulumi.StringPtrInput
 	// Let the host fetch paths from its own substituters instead of receiving them; default false.
@@ -267,6 +298,21 @@ func (o SystemOutput) Action() pulumi.StringPtrOutput {
 // Host name or IP address the deployer reaches the host at.
 func (o SystemOutput) Address() pulumi.StringOutput {
 	return o.ApplyT(func(v *System) pulumi.StringOutput { return v.Address }).(pulumi.StringOutput)
+}
+
+// Binary caches the host fetches the paths it lacks from, trusting their keys for this deploy only; the deployer sends only what no cache has.
+func (o SystemOutput) BinaryCaches() BinaryCacheArrayOutput {
+	return o.ApplyT(func(v *System) BinaryCacheArrayOutput { return v.BinaryCaches }).(BinaryCacheArrayOutput)
+}
+
+// Where the system is built: "deployer" (default; the deployer's Nix, which sends builds to the remote builders its `builders` setting names) or "target" (the deployer evaluates and sends the derivation; the host builds it, fetching what its substituters and `binaryCaches` have). A failed build leaves the host's running system untouched.
+func (o SystemOutput) Build() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *System) pulumi.StringPtrOutput { return v.Build }).(pulumi.StringPtrOutput)
+}
+
+// Send through the host's Nix daemon, which checks every path's signature against the keys the host trusts (`nix.settings.trusted-public-keys`) and refuses the deploy before activation if one is unsigned or wrongly signed. Default: true with a `signingKey`, false otherwise (the host takes the paths as from a trusted user).
+func (o SystemOutput) CheckSignatures() pulumi.BoolPtrOutput {
+	return o.ApplyT(func(v *System) pulumi.BoolPtrOutput { return v.CheckSignatures }).(pulumi.BoolPtrOutput)
 }
 
 // The store path of the system the host runs (as of the last up or refresh).
@@ -362,6 +408,11 @@ func (o SystemOutput) Reboot() pulumi.BoolPtrOutput {
 // Seconds a rebooting host may take to answer again; default 600.
 func (o SystemOutput) RebootTimeoutSeconds() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v *System) pulumi.IntPtrOutput { return v.RebootTimeoutSeconds }).(pulumi.IntPtrOutput)
+}
+
+// A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
+func (o SystemOutput) SigningKey() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *System) pulumi.StringPtrOutput { return v.SigningKey }).(pulumi.StringPtrOutput)
 }
 
 // Instead of flake and configuration: an already-built system's store path.

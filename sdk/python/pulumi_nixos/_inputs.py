@@ -15,6 +15,8 @@ else:
 from . import _utilities
 
 __all__ = [
+    'BinaryCacheArgs',
+    'BinaryCacheArgsDict',
     'CommandHealthCheckArgs',
     'CommandHealthCheckArgsDict',
     'HealthChecksArgs',
@@ -24,6 +26,58 @@ __all__ = [
     'HttpHealthCheckArgs',
     'HttpHealthCheckArgsDict',
 ]
+
+class BinaryCacheArgsDict(TypedDict):
+    """
+    A binary cache the host fetches store paths from, and the key its paths are signed with.
+    """
+    public_key: pulumi.Input[_builtins.str]
+    """
+    The cache's Nix public key ("cache.example.org-1:AAAA…="), trusted for this deploy's fetches only.
+    """
+    url: pulumi.Input[_builtins.str]
+    """
+    Where the host reaches the cache: an http://, https:// or s3:// URL.
+    """
+
+@pulumi.input_type
+class BinaryCacheArgs:
+    def __init__(__self__, *,
+                 public_key: pulumi.Input[_builtins.str],
+                 url: pulumi.Input[_builtins.str]):
+        """
+        A binary cache the host fetches store paths from, and the key its paths are signed with.
+
+        :param pulumi.Input[_builtins.str] public_key: The cache's Nix public key ("cache.example.org-1:AAAA…="), trusted for this deploy's fetches only.
+        :param pulumi.Input[_builtins.str] url: Where the host reaches the cache: an http://, https:// or s3:// URL.
+        """
+        pulumi.set(__self__, "public_key", public_key)
+        pulumi.set(__self__, "url", url)
+
+    @_builtins.property
+    @pulumi.getter(name="publicKey")
+    def public_key(self) -> pulumi.Input[_builtins.str]:
+        """
+        The cache's Nix public key ("cache.example.org-1:AAAA…="), trusted for this deploy's fetches only.
+        """
+        return pulumi.get(self, "public_key")
+
+    @public_key.setter
+    def public_key(self, value: pulumi.Input[_builtins.str]):
+        pulumi.set(self, "public_key", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def url(self) -> pulumi.Input[_builtins.str]:
+        """
+        Where the host reaches the cache: an http://, https:// or s3:// URL.
+        """
+        return pulumi.get(self, "url")
+
+    @url.setter
+    def url(self, value: pulumi.Input[_builtins.str]):
+        pulumi.set(self, "url", value)
+
 
 class CommandHealthCheckArgsDict(TypedDict):
     """

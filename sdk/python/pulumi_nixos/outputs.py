@@ -16,11 +16,63 @@ from . import _utilities
 from . import outputs
 
 __all__ = [
+    'BinaryCache',
     'CommandHealthCheck',
     'HealthChecks',
     'HostFile',
     'HttpHealthCheck',
 ]
+
+@pulumi.output_type
+class BinaryCache(dict):
+    """
+    A binary cache the host fetches store paths from, and the key its paths are signed with.
+    """
+    @staticmethod
+    def __key_warning(key: str):
+        suggest = None
+        if key == "publicKey":
+            suggest = "public_key"
+
+        if suggest:
+            pulumi.log.warn(f"Key '{key}' not found in BinaryCache. Access the value via the '{suggest}' property getter instead.")
+
+    def __getitem__(self, key: str) -> Any:
+        BinaryCache.__key_warning(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default = None) -> Any:
+        BinaryCache.__key_warning(key)
+        return super().get(key, default)
+
+    def __init__(__self__, *,
+                 public_key: _builtins.str,
+                 url: _builtins.str):
+        """
+        A binary cache the host fetches store paths from, and the key its paths are signed with.
+
+        :param _builtins.str public_key: The cache's Nix public key ("cache.example.org-1:AAAA…="), trusted for this deploy's fetches only.
+        :param _builtins.str url: Where the host reaches the cache: an http://, https:// or s3:// URL.
+        """
+        pulumi.set(__self__, "public_key", public_key)
+        pulumi.set(__self__, "url", url)
+
+    @_builtins.property
+    @pulumi.getter(name="publicKey")
+    def public_key(self) -> _builtins.str:
+        """
+        The cache's Nix public key ("cache.example.org-1:AAAA…="), trusted for this deploy's fetches only.
+        """
+        return pulumi.get(self, "public_key")
+
+    @_builtins.property
+    @pulumi.getter
+    def url(self) -> _builtins.str:
+        """
+        Where the host reaches the cache: an http://, https:// or s3:// URL.
+        """
+        return pulumi.get(self, "url")
+
 
 @pulumi.output_type
 class CommandHealthCheck(dict):

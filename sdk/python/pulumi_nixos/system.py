@@ -25,6 +25,9 @@ class SystemArgs:
                  host_public_key: pulumi.Input[_builtins.str],
                  private_key: pulumi.Input[_builtins.str],
                  action: pulumi.Input[Optional[_builtins.str]] = None,
+                 binary_caches: pulumi.Input[Optional[Sequence[pulumi.Input['BinaryCacheArgs']]]] = None,
+                 build: pulumi.Input[Optional[_builtins.str]] = None,
+                 check_signatures: pulumi.Input[Optional[_builtins.bool]] = None,
                  configuration: pulumi.Input[Optional[_builtins.str]] = None,
                  confirm_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
                  connect_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
@@ -34,6 +37,7 @@ class SystemArgs:
                  port: pulumi.Input[Optional[_builtins.int]] = None,
                  reboot: pulumi.Input[Optional[_builtins.bool]] = None,
                  reboot_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
+                 signing_key: pulumi.Input[Optional[_builtins.str]] = None,
                  store_path: pulumi.Input[Optional[_builtins.str]] = None,
                  substitute_on_destination: pulumi.Input[Optional[_builtins.bool]] = None,
                  user: pulumi.Input[Optional[_builtins.str]] = None):
@@ -44,6 +48,9 @@ class SystemArgs:
         :param pulumi.Input[_builtins.str] host_public_key: The host's SSH public key ("ssh-ed25519 AAAA…"), pinned: a host that presents any other key is refused before anything is sent to it.
         :param pulumi.Input[_builtins.str] private_key: The deployer's private key, as text. Always stored as a secret.
         :param pulumi.Input[_builtins.str] action: As in nixos-rebuild: "switch" (default), "boot" (next boot only) or "test" (now, no generation).
+        :param pulumi.Input[Sequence[pulumi.Input['BinaryCacheArgs']]] binary_caches: Binary caches the host fetches the paths it lacks from, trusting their keys for this deploy only; the deployer sends only what no cache has.
+        :param pulumi.Input[_builtins.str] build: Where the system is built: "deployer" (default; the deployer's Nix, which sends builds to the remote builders its `builders` setting names) or "target" (the deployer evaluates and sends the derivation; the host builds it, fetching what its substituters and `binaryCaches` have). A failed build leaves the host's running system untouched.
+        :param pulumi.Input[_builtins.bool] check_signatures: Send through the host's Nix daemon, which checks every path's signature against the keys the host trusts (`nix.settings.trusted-public-keys`) and refuses the deploy before activation if one is unsigned or wrongly signed. Default: true with a `signingKey`, false otherwise (the host takes the paths as from a trusted user).
         :param pulumi.Input[_builtins.str] configuration: The name under the flake's `nixosConfigurations`.
         :param pulumi.Input[_builtins.int] confirm_timeout_seconds: Seconds the host waits for the deployer's confirmation before it rolls itself back; default 60.
         :param pulumi.Input[_builtins.int] connect_timeout_seconds: Seconds to wait for the SSH connection; default 10.
@@ -53,6 +60,7 @@ class SystemArgs:
         :param pulumi.Input[_builtins.int] port: SSH port; default 22.
         :param pulumi.Input[_builtins.bool] reboot: Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
         :param pulumi.Input[_builtins.int] reboot_timeout_seconds: Seconds a rebooting host may take to answer again; default 600.
+        :param pulumi.Input[_builtins.str] signing_key: A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
         :param pulumi.Input[_builtins.str] store_path: Instead of flake and configuration: an already-built system's store path.
         :param pulumi.Input[_builtins.bool] substitute_on_destination: Let the host fetch paths from its own substituters instead of receiving them; default false.
         :param pulumi.Input[_builtins.str] user: SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
@@ -64,6 +72,14 @@ class SystemArgs:
             action = 'switch'
         if action is not None:
             pulumi.set(__self__, "action", action)
+        if binary_caches is not None:
+            pulumi.set(__self__, "binary_caches", binary_caches)
+        if build is None:
+            build = 'deployer'
+        if build is not None:
+            pulumi.set(__self__, "build", build)
+        if check_signatures is not None:
+            pulumi.set(__self__, "check_signatures", check_signatures)
         if configuration is not None:
             pulumi.set(__self__, "configuration", configuration)
         if confirm_timeout_seconds is None:
@@ -92,6 +108,8 @@ class SystemArgs:
             reboot_timeout_seconds = 600
         if reboot_timeout_seconds is not None:
             pulumi.set(__self__, "reboot_timeout_seconds", reboot_timeout_seconds)
+        if signing_key is not None:
+            pulumi.set(__self__, "signing_key", signing_key)
         if store_path is not None:
             pulumi.set(__self__, "store_path", store_path)
         if substitute_on_destination is None:
@@ -150,6 +168,42 @@ class SystemArgs:
     @action.setter
     def action(self, value: pulumi.Input[Optional[_builtins.str]]):
         pulumi.set(self, "action", value)
+
+    @_builtins.property
+    @pulumi.getter(name="binaryCaches")
+    def binary_caches(self) -> pulumi.Input[Optional[Sequence[pulumi.Input['BinaryCacheArgs']]]]:
+        """
+        Binary caches the host fetches the paths it lacks from, trusting their keys for this deploy only; the deployer sends only what no cache has.
+        """
+        return pulumi.get(self, "binary_caches")
+
+    @binary_caches.setter
+    def binary_caches(self, value: pulumi.Input[Optional[Sequence[pulumi.Input['BinaryCacheArgs']]]]):
+        pulumi.set(self, "binary_caches", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def build(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Where the system is built: "deployer" (default; the deployer's Nix, which sends builds to the remote builders its `builders` setting names) or "target" (the deployer evaluates and sends the derivation; the host builds it, fetching what its substituters and `binaryCaches` have). A failed build leaves the host's running system untouched.
+        """
+        return pulumi.get(self, "build")
+
+    @build.setter
+    def build(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "build", value)
+
+    @_builtins.property
+    @pulumi.getter(name="checkSignatures")
+    def check_signatures(self) -> pulumi.Input[Optional[_builtins.bool]]:
+        """
+        Send through the host's Nix daemon, which checks every path's signature against the keys the host trusts (`nix.settings.trusted-public-keys`) and refuses the deploy before activation if one is unsigned or wrongly signed. Default: true with a `signingKey`, false otherwise (the host takes the paths as from a trusted user).
+        """
+        return pulumi.get(self, "check_signatures")
+
+    @check_signatures.setter
+    def check_signatures(self, value: pulumi.Input[Optional[_builtins.bool]]):
+        pulumi.set(self, "check_signatures", value)
 
     @_builtins.property
     @pulumi.getter
@@ -260,6 +314,18 @@ class SystemArgs:
         pulumi.set(self, "reboot_timeout_seconds", value)
 
     @_builtins.property
+    @pulumi.getter(name="signingKey")
+    def signing_key(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
+        """
+        return pulumi.get(self, "signing_key")
+
+    @signing_key.setter
+    def signing_key(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "signing_key", value)
+
+    @_builtins.property
     @pulumi.getter(name="storePath")
     def store_path(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
@@ -304,6 +370,9 @@ class System(pulumi.CustomResource):
                  opts: Optional[pulumi.ResourceOptions] = None,
                  action: pulumi.Input[Optional[_builtins.str]] = None,
                  address: pulumi.Input[Optional[_builtins.str]] = None,
+                 binary_caches: pulumi.Input[Optional[Sequence[pulumi.Input[Union['BinaryCacheArgs', 'BinaryCacheArgsDict']]]]] = None,
+                 build: pulumi.Input[Optional[_builtins.str]] = None,
+                 check_signatures: pulumi.Input[Optional[_builtins.bool]] = None,
                  configuration: pulumi.Input[Optional[_builtins.str]] = None,
                  confirm_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
                  connect_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
@@ -315,6 +384,7 @@ class System(pulumi.CustomResource):
                  private_key: pulumi.Input[Optional[_builtins.str]] = None,
                  reboot: pulumi.Input[Optional[_builtins.bool]] = None,
                  reboot_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
+                 signing_key: pulumi.Input[Optional[_builtins.str]] = None,
                  store_path: pulumi.Input[Optional[_builtins.str]] = None,
                  substitute_on_destination: pulumi.Input[Optional[_builtins.bool]] = None,
                  user: pulumi.Input[Optional[_builtins.str]] = None,
@@ -326,6 +396,9 @@ class System(pulumi.CustomResource):
         :param pulumi.ResourceOptions opts: Options for the resource.
         :param pulumi.Input[_builtins.str] action: As in nixos-rebuild: "switch" (default), "boot" (next boot only) or "test" (now, no generation).
         :param pulumi.Input[_builtins.str] address: Host name or IP address the deployer reaches the host at.
+        :param pulumi.Input[Sequence[pulumi.Input[Union['BinaryCacheArgs', 'BinaryCacheArgsDict']]]] binary_caches: Binary caches the host fetches the paths it lacks from, trusting their keys for this deploy only; the deployer sends only what no cache has.
+        :param pulumi.Input[_builtins.str] build: Where the system is built: "deployer" (default; the deployer's Nix, which sends builds to the remote builders its `builders` setting names) or "target" (the deployer evaluates and sends the derivation; the host builds it, fetching what its substituters and `binaryCaches` have). A failed build leaves the host's running system untouched.
+        :param pulumi.Input[_builtins.bool] check_signatures: Send through the host's Nix daemon, which checks every path's signature against the keys the host trusts (`nix.settings.trusted-public-keys`) and refuses the deploy before activation if one is unsigned or wrongly signed. Default: true with a `signingKey`, false otherwise (the host takes the paths as from a trusted user).
         :param pulumi.Input[_builtins.str] configuration: The name under the flake's `nixosConfigurations`.
         :param pulumi.Input[_builtins.int] confirm_timeout_seconds: Seconds the host waits for the deployer's confirmation before it rolls itself back; default 60.
         :param pulumi.Input[_builtins.int] connect_timeout_seconds: Seconds to wait for the SSH connection; default 10.
@@ -337,6 +410,7 @@ class System(pulumi.CustomResource):
         :param pulumi.Input[_builtins.str] private_key: The deployer's private key, as text. Always stored as a secret.
         :param pulumi.Input[_builtins.bool] reboot: Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
         :param pulumi.Input[_builtins.int] reboot_timeout_seconds: Seconds a rebooting host may take to answer again; default 600.
+        :param pulumi.Input[_builtins.str] signing_key: A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
         :param pulumi.Input[_builtins.str] store_path: Instead of flake and configuration: an already-built system's store path.
         :param pulumi.Input[_builtins.bool] substitute_on_destination: Let the host fetch paths from its own substituters instead of receiving them; default false.
         :param pulumi.Input[_builtins.str] user: SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
@@ -367,6 +441,9 @@ class System(pulumi.CustomResource):
                  opts: Optional[pulumi.ResourceOptions] = None,
                  action: pulumi.Input[Optional[_builtins.str]] = None,
                  address: pulumi.Input[Optional[_builtins.str]] = None,
+                 binary_caches: pulumi.Input[Optional[Sequence[pulumi.Input[Union['BinaryCacheArgs', 'BinaryCacheArgsDict']]]]] = None,
+                 build: pulumi.Input[Optional[_builtins.str]] = None,
+                 check_signatures: pulumi.Input[Optional[_builtins.bool]] = None,
                  configuration: pulumi.Input[Optional[_builtins.str]] = None,
                  confirm_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
                  connect_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
@@ -378,6 +455,7 @@ class System(pulumi.CustomResource):
                  private_key: pulumi.Input[Optional[_builtins.str]] = None,
                  reboot: pulumi.Input[Optional[_builtins.bool]] = None,
                  reboot_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
+                 signing_key: pulumi.Input[Optional[_builtins.str]] = None,
                  store_path: pulumi.Input[Optional[_builtins.str]] = None,
                  substitute_on_destination: pulumi.Input[Optional[_builtins.bool]] = None,
                  user: pulumi.Input[Optional[_builtins.str]] = None,
@@ -396,6 +474,11 @@ class System(pulumi.CustomResource):
             if address is None and not opts.urn:
                 raise TypeError("Missing required property 'address'")
             __props__.__dict__["address"] = address
+            __props__.__dict__["binary_caches"] = binary_caches
+            if build is None:
+                build = 'deployer'
+            __props__.__dict__["build"] = build
+            __props__.__dict__["check_signatures"] = check_signatures
             __props__.__dict__["configuration"] = configuration
             if confirm_timeout_seconds is None:
                 confirm_timeout_seconds = 60
@@ -421,6 +504,7 @@ class System(pulumi.CustomResource):
             if reboot_timeout_seconds is None:
                 reboot_timeout_seconds = 600
             __props__.__dict__["reboot_timeout_seconds"] = reboot_timeout_seconds
+            __props__.__dict__["signing_key"] = None if signing_key is None else pulumi.Output.secret(signing_key)
             __props__.__dict__["store_path"] = store_path
             if substitute_on_destination is None:
                 substitute_on_destination = False
@@ -436,7 +520,7 @@ class System(pulumi.CustomResource):
             __props__.__dict__["kernel"] = None
             __props__.__dict__["nixos_release"] = None
             __props__.__dict__["packages"] = None
-        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["fileDigestKey", "fileDigests", "files", "privateKey"])
+        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["fileDigestKey", "fileDigests", "files", "privateKey", "signingKey"])
         opts = pulumi.ResourceOptions.merge(opts, secret_opts)
         super(System, __self__).__init__(
             'nixos:index:System',
@@ -462,6 +546,9 @@ class System(pulumi.CustomResource):
 
         __props__.__dict__["action"] = None
         __props__.__dict__["address"] = None
+        __props__.__dict__["binary_caches"] = None
+        __props__.__dict__["build"] = None
+        __props__.__dict__["check_signatures"] = None
         __props__.__dict__["closure"] = None
         __props__.__dict__["configuration"] = None
         __props__.__dict__["confirm_timeout_seconds"] = None
@@ -481,6 +568,7 @@ class System(pulumi.CustomResource):
         __props__.__dict__["private_key"] = None
         __props__.__dict__["reboot"] = None
         __props__.__dict__["reboot_timeout_seconds"] = None
+        __props__.__dict__["signing_key"] = None
         __props__.__dict__["store_path"] = None
         __props__.__dict__["substitute_on_destination"] = None
         __props__.__dict__["user"] = None
@@ -501,6 +589,30 @@ class System(pulumi.CustomResource):
         Host name or IP address the deployer reaches the host at.
         """
         return pulumi.get(self, "address")
+
+    @_builtins.property
+    @pulumi.getter(name="binaryCaches")
+    def binary_caches(self) -> pulumi.Output[Optional[Sequence['outputs.BinaryCache']]]:
+        """
+        Binary caches the host fetches the paths it lacks from, trusting their keys for this deploy only; the deployer sends only what no cache has.
+        """
+        return pulumi.get(self, "binary_caches")
+
+    @_builtins.property
+    @pulumi.getter
+    def build(self) -> pulumi.Output[Optional[_builtins.str]]:
+        """
+        Where the system is built: "deployer" (default; the deployer's Nix, which sends builds to the remote builders its `builders` setting names) or "target" (the deployer evaluates and sends the derivation; the host builds it, fetching what its substituters and `binaryCaches` have). A failed build leaves the host's running system untouched.
+        """
+        return pulumi.get(self, "build")
+
+    @_builtins.property
+    @pulumi.getter(name="checkSignatures")
+    def check_signatures(self) -> pulumi.Output[Optional[_builtins.bool]]:
+        """
+        Send through the host's Nix daemon, which checks every path's signature against the keys the host trusts (`nix.settings.trusted-public-keys`) and refuses the deploy before activation if one is unsigned or wrongly signed. Default: true with a `signingKey`, false otherwise (the host takes the paths as from a trusted user).
+        """
+        return pulumi.get(self, "check_signatures")
 
     @_builtins.property
     @pulumi.getter
@@ -653,6 +765,14 @@ class System(pulumi.CustomResource):
         Seconds a rebooting host may take to answer again; default 600.
         """
         return pulumi.get(self, "reboot_timeout_seconds")
+
+    @_builtins.property
+    @pulumi.getter(name="signingKey")
+    def signing_key(self) -> pulumi.Output[Optional[_builtins.str]]:
+        """
+        A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
+        """
+        return pulumi.get(self, "signing_key")
 
     @_builtins.property
     @pulumi.getter(name="storePath")
