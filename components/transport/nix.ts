@@ -17,9 +17,12 @@ export class NixError extends Error {
     }
 }
 
-/** Keeps the lines of a Nix error that say what went wrong, not the evaluation trace. */
+/**
+ * Keeps the lines of a Nix error that say what went wrong, not the evaluation trace, nor the
+ * errors Nix ignored (such as its evaluation cache being busy while another worker writes it).
+ */
 function summarizeNixError(stderr: string): string {
-    const lines = stderr.split("\n").map((line) => line.trimEnd()).filter(Boolean);
+    const lines = stderr.split("\n").map((line) => line.trimEnd()).filter((line) => line && !/^\s*error \(ignored\)/.test(line));
     const errorAt = lines.findIndex((line) => /^error\b/.test(line.trim()));
     const relevant = errorAt >= 0 ? lines.slice(errorAt, errorAt + 6) : lines.slice(-6);
     return relevant.join("\n  ") || "(no output)";

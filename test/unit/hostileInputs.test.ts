@@ -55,7 +55,26 @@ const CATALOGUE: HostileCase[] = [
     { what: "a negative connect timeout", args: { connectTimeoutSeconds: -1 }, field: /connectTimeoutSeconds/ },
     { what: "no time for the host to await confirmation", args: { confirmTimeoutSeconds: 0 }, field: /confirmTimeoutSeconds/ },
     ...fileCases(),
+    ...buildCases(),
 ];
+
+/** Where the system is built, the binary caches and the signing key: values that reach Nix on the deployer or the host. */
+function buildCases(): HostileCase[] {
+    const cacheKey = "cache.example.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=";
+    const cache = (url: string, publicKey = cacheKey) => ({ binaryCaches: [{ url, publicKey }] });
+    return [
+        { what: "an unknown build place", args: { build: "somewhere" }, field: /build/ },
+        { what: "a command in a binary cache URL", args: cache("https://cache.example.org/$(id)'; rm -rf /"), field: /binaryCaches[\s\S]*\b0\.url/ },
+        { what: "a space in a binary cache URL, splitting Nix's substituter list", args: cache("https://a.example.org https://attacker.example"), field: /binaryCaches[\s\S]*\b0\.url/ },
+        { what: "a binary cache on the host's own disk", args: cache("file:///etc"), field: /binaryCaches[\s\S]*\b0\.url/ },
+        { what: "a second key smuggled into a cache's public key", args: cache("https://cache.example.org", `${cacheKey} attacker-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=`), field: /binaryCaches[\s\S]*\b0\.publicKey/ },
+        { what: "a cache's public key that is not a Nix key", args: cache("https://cache.example.org", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5"), field: /binaryCaches[\s\S]*\b0\.publicKey/ },
+        { what: "more caches than a deploy tries", args: { binaryCaches: Array.from({ length: 17 }, () => ({ url: "https://cache.example.org", publicKey: cacheKey })) }, field: /binaryCaches/ },
+        { what: "a signing key's file path instead of the key", args: { signingKey: "/etc/nix/signing-key.sec" }, field: /signingKey/ },
+        { what: "a public key given as the signing key", args: { signingKey: cacheKey }, field: /signingKey/ },
+        { what: "checkSignatures of the wrong type", args: { checkSignatures: "yes" }, field: /checkSignatures/ },
+    ];
+}
 
 /** Files: paths that leave their folder, reach the Nix store or another system folder, and unsafe modes or owners. */
 function fileCases(): HostileCase[] {
@@ -131,6 +150,19 @@ for (const hostile of CATALOGUE) {
         assert.ok(!reasons.includes(PRIVATE_KEY.split("\n")[1]), "the message repeats the private key");
     });
 }
+
+test("build: \"target\" with a store path built already is refused, as there is nothing to build", async () => {
+    const result = await check({ ...STATE, build: "target" });
+    assert.match(result.failures.map((f) => f.reason).join("\n"), /build: "target" builds a flake's configuration on the host/);
+});
+
+test("a malformed signing key's message never repeats it", async () => {
+    const almost = `deploy-1:${"A".repeat(85)}==`;
+    assert.throws(() => new NixosSystem("target", { ...GOOD, signingKey: almost }), (error: Error) => /signingKey/.test(error.message) && !error.message.includes("AAAAAAAA"));
+    const reasons = (await check({ ...STATE, signingKey: almost })).failures.map((f) => f.reason).join("\n");
+    assert.match(reasons, /signingKey/);
+    assert.ok(!reasons.includes("AAAAAAAA"), "check repeats the key");
+});
 
 test("a refused file's message names the file, never its content", async () => {
     const content = "hunter2-never-shown";
