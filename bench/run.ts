@@ -10,6 +10,7 @@ import { closurePaths, nix, realiseDerivation } from "../components/transport/ni
 import { evaluateConfigurations, evaluationLimits } from "../components/deploy/evaluate";
 import { createTestStack, REPO_ROOT, TestStack, useTestEngine } from "../test/engine/engine";
 import { FIXTURE_FLAKE, HEALTHY_CHECK } from "../test/engine/systemStack";
+import { BinaryCacheHost, startBinaryCacheHost } from "../testbed/binaryCache";
 import { startTestHosts, switchByHand, TestFleet } from "../testbed/testHosts";
 import { NixInvocations } from "../test/engine/nixInvocations";
 import { machineCpuSeconds, peakMemoryDuring, ProcessKind } from "./probes";
@@ -20,6 +21,8 @@ const FLEET_SIZES = (process.env.PNX_BENCH_SIZES ?? "1,5,10").split(",").map(Num
 const FIRST = "v1";
 const CHANGE = "large";
 const BROKEN = "switch-fails";
+/** A change like CHANGE, with other new paths, which a binary cache holds. */
+const CACHED_CHANGE = "large-2";
 /** Each fleet size is measured this often, on fresh hosts each time; the report gives medians. */
 const ROUNDS = 3;
 
@@ -32,7 +35,7 @@ const version = config.require("version");
 const fleet = new NixosFleet("bench", {
     flake: config.require("flake"),
     sshPrivateKey: config.requireSecret("privateKey"),
-    deploy: { healthChecks: { commands: [config.requireObject("healthCheck")] } },
+    deploy: { healthChecks: { commands: [config.requireObject("healthCheck")] }, binaryCaches: config.getObject("binaryCaches") },
     hosts: Object.fromEntries(config.requireObject("hosts").map((host) =>
         [host.name, { address: host.address, hostPublicKey: host.hostPublicKey, configuration: version }])),
 });
@@ -55,6 +58,11 @@ interface FleetResult {
     changeMachineCpuSeconds: number;
     /** Of those, the test hosts' own processes (sshd, nix-store, the switch); null without control groups. */
     changeHostCpuSeconds: number;
+    /** A change whose new paths a binary cache holds, after the rollback: the bytes the deployer sent (not the cache). */
+    cachedChangeUpSeconds: number;
+    cachedChangeBytesSent: number;
+    /** The NAR size of that change's paths the hosts lacked, times the hosts. */
+    cachedChangeMissingBytes: number;
     /** The same change by hand: `nix copy` and `ssh … switch-to-configuration`, host after host. */
     handLoopSeconds: number;
     peakMemoryMiB: Record<ProcessKind, number>;
@@ -80,7 +88,7 @@ function log(message: string): void {
 }
 
 /** One round on fresh hosts: every measurement of one fleet size. */
-async function measureRound(size: number, closures: Record<string, string>, nixCalls: NixInvocations): Promise<FleetResult> {
+async function measureRound(size: number, closures: Record<string, string>, nixCalls: NixInvocations, cache: BinaryCacheHost): Promise<FleetResult> {
     let hosts: TestFleet | undefined;
     let handHosts: TestFleet | undefined;
     let testStack: TestStack | undefined;
@@ -132,6 +140,14 @@ async function measureRound(size: number, closures: Record<string, string>, nixC
             if (host.currentSystem() !== closures[CHANGE] || host.currentGeneration() !== generations[i]) throw new Error(`bench: ${host.name} was not rolled back`);
         });
 
+        log(`${size} host(s): a change a binary cache holds`);
+        await stack.setConfig("binaryCaches", { value: JSON.stringify([{ url: cache.url, publicKey: cache.publicKey }]) });
+        const [cachedSentBefore, servedBefore] = [hosts.hosts.map((host) => host.bytesSent()), cache.bytesServed()];
+        const cachedChangeUpSeconds = await timedUp(CACHED_CHANGE);
+        // Each host's link carries the deployer's bytes and, forwarded through this machine, the cache's.
+        const cachedChangeBytesSent = hosts.hosts.reduce((sum, host, i) => sum + host.bytesSent() - cachedSentBefore[i], 0) - (cache.bytesServed() - servedBefore);
+        for (const host of hosts.hosts) if (host.currentSystem() !== closures[CACHED_CHANGE]) throw new Error(`bench: ${host.name} does not run the cached change`);
+
         log(`${size} host(s): the same change by hand, host after host`);
         handHosts = await startTestHosts({ count: size, namePrefix: "hand" });
         for (const host of handHosts.hosts) switchByHand(handHosts, host, closures[FIRST]);
@@ -152,6 +168,9 @@ async function measureRound(size: number, closures: Record<string, string>, nixC
             changeMissingBytes: size * await missingBytes(closures[FIRST], closures[CHANGE]),
             changeMachineCpuSeconds,
             changeHostCpuSeconds,
+            cachedChangeUpSeconds,
+            cachedChangeBytesSent,
+            cachedChangeMissingBytes: size * await missingBytes(closures[CHANGE], closures[CACHED_CHANGE]),
             handLoopSeconds,
             peakMemoryMiB: {
                 program: Math.max(firstUpPeak.program, changePeak.program),
@@ -168,11 +187,11 @@ async function measureRound(size: number, closures: Record<string, string>, nixC
 type Measurement = Exclude<keyof FleetResult, "hosts" | "peakMemoryMiB">;
 
 /** ROUNDS rounds of one fleet size: the median of each measurement, the peak of the memory. */
-async function measureFleet(size: number, closures: Record<string, string>, nixCalls: NixInvocations): Promise<FleetResult & { rounds: FleetResult[] }> {
+async function measureFleet(size: number, closures: Record<string, string>, nixCalls: NixInvocations, cache: BinaryCacheHost): Promise<FleetResult & { rounds: FleetResult[] }> {
     const rounds: FleetResult[] = [];
     for (let round = 1; round <= ROUNDS; round++) {
         log(`${size} host(s): round ${round} of ${ROUNDS}`);
-        rounds.push(await measureRound(size, closures, nixCalls));
+        rounds.push(await measureRound(size, closures, nixCalls, cache));
     }
     const measurements = Object.keys(rounds[0]).filter((key): key is Measurement => key !== "hosts" && key !== "peakMemoryMiB");
     return {
@@ -206,6 +225,8 @@ function goals(results: FleetResult[]): Goal[] {
             atMost("change on 10 hosts / on 1 host", ten.changeUpSeconds / one.changeUpSeconds, 1.5),
         ] : []),
         ...results.map((r) => atMost(`bytes sent / missing paths, ${r.hosts} host(s)`, r.changeBytesSent / r.changeMissingBytes, 1.1)),
+        ...results.map((r) => atMost(`bytes the deployer sent / missing paths with a binary cache holding them, ${r.hosts} host(s)`,
+            r.cachedChangeBytesSent / r.cachedChangeMissingBytes, 0.02)),
         ...results.map((r) => atMost(`nix evaluation processes per preview (one flake, over its workers), ${r.hosts} host(s)`,
             r.nixEvaluationsPerPreview, evaluationLimits().workers)),
     ];
@@ -214,14 +235,19 @@ function goals(results: FleetResult[]): Goal[] {
 async function main(): Promise<void> {
     const engineBin = useTestEngine();
     const nixCalls = new NixInvocations();
+    const cacheFolder = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-hosts-"));
+    let cache: BinaryCacheHost | undefined;
     try {
         log("building the fixture systems once, so that every measurement deploys, not builds");
-        const systems = await evaluateConfigurations(FIXTURE_FLAKE, [FIRST, CHANGE, BROKEN]);
+        const systems = await evaluateConfigurations(FIXTURE_FLAKE, [FIRST, CHANGE, BROKEN, CACHED_CHANGE]);
         const closures = Object.fromEntries(Object.entries(systems).map(([name, system]) => [name, system.closure]));
         for (const system of Object.values(systems)) await realiseDerivation(system.derivation);
+        log("a binary cache on a test host of its own, holding the cached change");
+        cache = await startBinaryCacheHost(cacheFolder);
+        await cache.push(closures[CACHED_CHANGE]);
 
         const results: (FleetResult & { rounds: FleetResult[] })[] = [];
-        for (const size of FLEET_SIZES) results.push(await measureFleet(size, closures, nixCalls));
+        for (const size of FLEET_SIZES) results.push(await measureFleet(size, closures, nixCalls, cache));
         const git = (...args: string[]) => execFileSync("git", args, { cwd: REPO_ROOT, encoding: "utf8" }).trim();
         const report = {
             date: new Date().toISOString(),
@@ -231,6 +257,7 @@ async function main(): Promise<void> {
             engine: engineBin,
             nix: (await nix(["--version"])).trim(),
             change: `${FIRST} -> ${CHANGE}`,
+            cachedChange: `${CHANGE} -> ${CACHED_CHANGE}, its new paths in a binary cache on a test host`,
             fleets: results.map((r) => ({ ...r, handLoopRatio: Number((r.changeUpSeconds / r.handLoopSeconds).toFixed(3)) })),
             goals: goals(results),
         };
@@ -244,6 +271,7 @@ async function main(): Promise<void> {
             hosts: r.hosts, "first up s": r.firstUpSeconds, "preview s": r.previewSeconds, "no-op up s": r.noOpUpSeconds, "change s": r.changeUpSeconds, "rollback s": r.rollbackUpSeconds,
             "by hand s": r.handLoopSeconds, "change / by hand": r.handLoopRatio, "evals/preview": r.nixEvaluationsPerPreview,
             "sent/missing": Number((r.changeBytesSent / r.changeMissingBytes).toFixed(3)),
+            "sent/missing, cache": Number((r.cachedChangeBytesSent / r.cachedChangeMissingBytes).toFixed(4)),
             "change CPU s: all, hosts'": `${r.changeMachineCpuSeconds.toFixed(1)}, ${Number.isNaN(r.changeHostCpuSeconds) ? "n/a" : r.changeHostCpuSeconds.toFixed(1)}`,
             "program MiB": Math.round(r.peakMemoryMiB.program), "provider MiB": Math.round(r.peakMemoryMiB.provider),
         })));
@@ -252,6 +280,8 @@ async function main(): Promise<void> {
         if (report.goals.some((goal) => !goal.met)) process.exitCode = 1;
     } finally {
         nixCalls.remove();
+        cache?.stop();
+        fs.rmSync(cacheFolder, { recursive: true, force: true });
     }
 }
 
