@@ -303,3 +303,26 @@ test("a fleet's deploy files reach every host's system, their contents secrets",
         assert.ok(secret(raw) || secret(files["db-password"].content), `${name}: the content is not a secret`);
     }
 });
+
+test("a fleet's build place, binary caches and signing key reach every host's system, the key a secret", async () => {
+    const signingKey = `deploy-1:${"A".repeat(86)}==`;
+    const binaryCaches = [{ url: "https://cache.example.org", publicKey: "cache.example.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=" }];
+    const fleet = new NixosFleet("built", {
+        flake: FIXTURE_FLAKE,
+        sshPrivateKey: pulumi.secret(DEPLOYER.privateKey),
+        sshPublicKey: DEPLOYER.publicKey,
+        deploy: { build: "target", binaryCaches, signingKey }, // the key not marked secret: the system makes it one
+        hosts: {
+            a: { configuration: "v1", aws: { instanceType: "t3.micro" } },
+            b: { configuration: "v1", address: "192.0.2.9", hostPublicKey: HOST_KEY.publicKey },
+        },
+    });
+    await value(fleet.hosts);
+    const secretValue = (raw: unknown) => (raw as Record<string, unknown> | undefined)?.["4dabf18193072939515e22adb298388d"] !== undefined;
+    for (const name of ["built-a-nixos-system", "built-b"]) {
+        const inputs = byName(name).inputs;
+        assert.equal(inputs.build, "target", name);
+        assert.deepEqual(inputs.binaryCaches, binaryCaches, name);
+        assert.ok(secretValue(inputs.signingKey), `${name}: the signing key is not a secret`);
+    }
+});
