@@ -280,6 +280,9 @@ test("a fleet makes a host per entry, named after the fleet, with one existing m
     assert.throws(() => new NixosFleet("bad", { flake: FIXTURE_FLAKE, sshPrivateKey: "k", hosts: { x: {} } }), /needs either aws, or address and hostPublicKey/);
 });
 
+/** A secret reaches the mocks as { [signature]: …, value }. */
+const secret = (value: unknown) => (value as Record<string, unknown> | undefined)?.["4dabf18193072939515e22adb298388d"] !== undefined;
+
 test("a fleet's deploy files reach every host's system, their contents secrets", async () => {
     const fleet = new NixosFleet("keys", {
         flake: FIXTURE_FLAKE,
@@ -292,9 +295,7 @@ test("a fleet's deploy files reach every host's system, their contents secrets",
         },
     });
     await value(fleet.hosts);
-    // A secret reaches the mocks as { [signature]: …, value }: the whole files (through the
-    // bootstrap's outputs) or each content.
-    const secret = (value: unknown) => (value as Record<string, unknown> | undefined)?.["4dabf18193072939515e22adb298388d"] !== undefined;
+    // The whole files are a secret (through the bootstrap's outputs), or each content is.
     for (const name of ["keys-a-nixos-system", "keys-b"]) {
         const raw = byName(name).inputs.files as Record<string, unknown>;
         const files = (secret(raw) ? raw.value : raw) as Record<string, { owner: string; content: unknown }>;
@@ -318,11 +319,10 @@ test("a fleet's build place, binary caches and signing key reach every host's sy
         },
     });
     await value(fleet.hosts);
-    const secretValue = (raw: unknown) => (raw as Record<string, unknown> | undefined)?.["4dabf18193072939515e22adb298388d"] !== undefined;
     for (const name of ["built-a-nixos-system", "built-b"]) {
         const inputs = byName(name).inputs;
         assert.equal(inputs.build, "target", name);
         assert.deepEqual(inputs.binaryCaches, binaryCaches, name);
-        assert.ok(secretValue(inputs.signingKey), `${name}: the signing key is not a secret`);
+        assert.ok(secret(inputs.signingKey), `${name}: the signing key is not a secret`);
     }
 });
