@@ -122,18 +122,20 @@ export class NixosFleet extends pulumi.ComponentResource {
 
     private makeHost(fleet: string, hostName: string, host: NixosFleetHost, args: NixosFleetArgs, deployAfter: NixosSystem[]): NixosSystem {
         const configuration = host.configuration ?? hostName;
+        // The flake's first check evaluates the fleet's configurations together, and no others.
+        const deploy = { ...args.deploy, evaluateWith: pulumi.all(Object.entries(args.hosts).map(([name, { configuration: other }]) => other ?? name)) };
         const resourceName = `${fleet}-${hostName}`;
         if (host.aws) {
             if (!args.sshPublicKey) throw new Error(`NixosFleet ${fleet}: host ${hostName} is made on AWS, which needs sshPublicKey`);
             return new NixosHost(resourceName, {
                 ...host.aws, flake: args.flake, configuration, sshPrivateKey: args.sshPrivateKey, sshPublicKey: args.sshPublicKey,
-                deploy: args.deploy, deployAfter,
+                deploy, deployAfter,
             }, { parent: this }).bootstrap.system;
         }
         if (host.address === undefined || host.hostPublicKey === undefined) {
             throw new Error(`NixosFleet ${fleet}: host ${hostName} needs either aws, or address and hostPublicKey`);
         }
-        const system = { ...args.deploy, port: host.port, flake: args.flake, configuration };
+        const system = { ...deploy, port: host.port, flake: args.flake, configuration };
         const connection = { address: host.address, hostPublicKey: host.hostPublicKey, privateKey: args.sshPrivateKey };
         if (host.waitForBoot) {
             return new NixosBootstrap(resourceName, { ...connection, system, bootTimeoutSeconds: host.bootTimeoutSeconds, deployAfter },

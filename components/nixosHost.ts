@@ -67,7 +67,7 @@ export interface NixosHostArgs {
 /** The deploy settings a host or fleet passes through to NixosSystem. */
 export type DeploySettings = Pick<NixosSystemArgs,
     "user" | "action" | "healthChecks" | "substituteOnDestination" | "confirmTimeoutSeconds" | "connectTimeoutSeconds" | "reboot" | "rebootTimeoutSeconds" | "files" |
-    "build" | "binaryCaches" | "signingKey" | "checkSignatures">;
+    "build" | "binaryCaches" | "signingKey" | "checkSignatures" | "evaluateWith">;
 
 /**
  * An EC2 instance that becomes a NixOS host: a security group (SSH and the ports you open), a

@@ -79,6 +79,13 @@ export interface NixosSystemArgs {
     flake?: pulumi.Input<string>;
     /** The name under the flake's nixosConfigurations. */
     configuration?: pulumi.Input<string>;
+    /**
+     * Other configurations of the same flake that this program deploys (NixosFleet sets its
+     * hosts'): the first check of the flake evaluates them together with this one, over the
+     * evaluation workers. Default: every configuration of the flake. A change of it is no change
+     * of the resource.
+     */
+    evaluateWith?: pulumi.Input<pulumi.Input<string>[]>;
     /** Instead of flake and configuration: an already-built system's store path. */
     storePath?: pulumi.Input<string>;
     /** As in nixos-rebuild: "switch" (default), "boot" (next boot only) or "test" (now, no generation). */

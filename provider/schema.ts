@@ -166,6 +166,12 @@ export const SYSTEM: ResourceDefinition = {
             description: "The flake holding the configuration: a local path (\"./nix\", relative to the project) or a reference (\"github:owner/repo/rev\").",
         },
         configuration: { schema: configurationNameSchema, description: "The name under the flake's `nixosConfigurations`." },
+        evaluateWith: {
+            schema: z.array(configurationNameSchema).max(10000),
+            description: "Other configurations of the same flake that this program deploys (NixosFleet sets its hosts'): the first " +
+                "check of the flake evaluates them together with this one, over the evaluation workers. Default: every configuration " +
+                "of the flake. It changes what is evaluated together, never the system: a change of it is no change of the resource.",
+        },
         storePath: { schema: storePathSchema, description: "Instead of flake and configuration: an already-built system's store path." },
         action: { schema: actionSchema.default("switch"), description: "As in nixos-rebuild: \"switch\" (default), \"boot\" (next boot only) or \"test\" (now, no generation)." },
         healthChecks: { schema: healthChecksSchema, type: "HealthChecks", description: "Checks that must pass after activation, or the host is rolled back." },

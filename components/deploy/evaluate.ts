@@ -264,19 +264,33 @@ export async function evaluateConfigurations(flake: string, configurations: read
     return Object.fromEntries(configurations.map((name) => [name, pick(evaluated, flake, name)]));
 }
 
-const wholeFlakes = new Map<string, Promise<EvaluatedFlake>>();
+/** A flake's evaluations in this process: of all its configurations, or of named batches. */
+interface FlakeEvaluations {
+    all?: Promise<EvaluatedFlake>;
+    /** Each named configuration's batch. */
+    named: Map<string, Promise<EvaluatedFlake>>;
+}
+
+const flakes = new Map<string, FlakeEvaluations>();
 
 /**
  * Evaluates one configuration in a process that lives for a whole deployment (the provider).
  * The engine checks resources one after another, so the requests of a fleet never arrive
- * together: the first request for a flake evaluates every configuration of it, over the workers,
- * and the others are answered from that. A configuration that fails fails only its own resource.
+ * together: the first request for a flake evaluates, over the workers, the configurations it
+ * names as deployed together with this one (a fleet's), or else every configuration of the flake,
+ * and the other requests are answered from that. A configuration that fails fails only its own
+ * resource; one that no earlier request named starts a batch of its own.
  */
-export async function evaluateConfiguration(flake: string, configuration: string): Promise<SystemEvaluation> {
-    let whole = wholeFlakes.get(flake);
-    if (!whole) {
-        whole = evaluateFlake(flake);
-        wholeFlakes.set(flake, whole);
+export async function evaluateConfiguration(flake: string, configuration: string, together?: readonly string[]): Promise<SystemEvaluation> {
+    let evaluations = flakes.get(flake);
+    if (!evaluations) flakes.set(flake, (evaluations = { named: new Map() }));
+    if (!evaluations.all && !together && !evaluations.named.has(configuration)) evaluations.all = evaluateFlake(flake);
+    if (evaluations.all) return pick(await evaluations.all, flake, configuration);
+    let batch = evaluations.named.get(configuration);
+    if (!batch) {
+        const names = [...new Set([configuration, ...(together ?? [])])].filter((name) => !evaluations.named.has(name));
+        batch = evaluateFlake(flake, names);
+        for (const name of names) evaluations.named.set(name, batch);
     }
-    return pick(await whole, flake, configuration);
+    return pick(await batch, flake, configuration);
 }

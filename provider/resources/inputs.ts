@@ -28,6 +28,20 @@ export function validateInputs(resource: ResourceDefinition, news: PropertyMap):
     return { inputs, failures };
 }
 
+/**
+ * The properties with each input the state lacks given its default: a state written before an
+ * input existed means what the default means, so a new input's default is no change.
+ */
+export function withDefaults(resource: ResourceDefinition, state: PropertyMap): PropertyMap {
+    const filled: PropertyMap = { ...state };
+    for (const [name, schema] of Object.entries(inputSchemas(resource))) {
+        if (filled[name] !== undefined) continue;
+        const fallback = schema.safeParse(undefined);
+        if (fallback.success && fallback.data !== undefined) filled[name] = fallback.data;
+    }
+    return filled;
+}
+
 /** JSON with object keys sorted: the engine does not keep the order of a map's keys. */
 function canonical(value: unknown): string {
     return JSON.stringify(value, (_key, node) => (node !== null && typeof node === "object" && !Array.isArray(node)

@@ -14,7 +14,13 @@ import { SshConnection } from "../../components/transport/ssh";
 import { PropertyMap, UNKNOWN } from "../properties";
 import { SYSTEM } from "../schema";
 import { CheckFailure, DetailedDiff, OperationContext, ResourceHandler } from "../server";
-import { diffProperties, validateInputs } from "./inputs";
+import { diffProperties, validateInputs, withDefaults } from "./inputs";
+
+/**
+ * Inputs a diff does not compare as they are: files by their keyed digests, and which
+ * configurations are evaluated together, which changes no system.
+ */
+const NOT_COMPARED = ["files", "evaluateWith"];
 
 /** What check adds to the inputs: the evaluated system (or what is known of a given store path). */
 const EVALUATED = ["closure", "derivation", "packages", "kernel", "nixosRelease"] as const;
@@ -72,7 +78,8 @@ async function evaluateSource(inputs: PropertyMap): Promise<PropertyMap | CheckF
     try {
         // A local flake stays as given in the state; it is resolved against the project's folder
         // only to evaluate it.
-        const evaluated = await evaluateConfiguration(resolveFlakeReference(flake as string, projectFolder()), configuration as string);
+        const together = Array.isArray(inputs.evaluateWith) ? inputs.evaluateWith.filter((name): name is string => typeof name === "string") : undefined;
+        const evaluated = await evaluateConfiguration(resolveFlakeReference(flake as string, projectFolder()), configuration as string, together);
         // What the evaluation says is handed to Nix later: it must be a plain store path too.
         parseInput(storePathSchema, evaluated.closure, "the evaluated closure");
         parseInput(derivationSchema, evaluated.derivation, "the evaluated derivation");
@@ -128,7 +135,8 @@ export const system: ResourceHandler = {
      */
     async diff(context, olds, news) {
         // Files are compared by their keyed digests (the state's, refreshed from the host), not as inputs.
-        const detailedDiff: DetailedDiff = diffProperties(olds, news, [...Object.keys(SYSTEM.inputs).filter((name) => name !== "files"), "closure"]);
+        const compared = Object.keys(SYSTEM.inputs).filter((name) => !NOT_COMPARED.includes(name));
+        const detailedDiff: DetailedDiff = diffProperties(withDefaults(SYSTEM, olds), withDefaults(SYSTEM, news), [...compared, "closure"]);
         const files = diffFiles(olds as RecordedFiles, news.files);
         if (!files || hasFileChanges(files)) {
             detailedDiff.files = "update";

@@ -77,6 +77,12 @@ namespace PulumiNixos.Nixos
         public Output<string?> Derivation { get; private set; } = null!;
 
         /// <summary>
+        /// Other configurations of the same flake that this program deploys (NixosFleet sets its hosts'): the first check of the flake evaluates them together with this one, over the evaluation workers. Default: every configuration of the flake. It changes what is evaluated together, never the system: a change of it is no change of the resource.
+        /// </summary>
+        [Output("evaluateWith")]
+        public Output<ImmutableArray<string>> EvaluateWith { get; private set; } = null!;
+
+        /// <summary>
         /// The key of the file digests, made when the resource is created.
         /// </summary>
         [Output("fileDigestKey")]
@@ -290,6 +296,18 @@ namespace PulumiNixos.Nixos
         /// </summary>
         [Input("connectTimeoutSeconds")]
         public Input<int>? ConnectTimeoutSeconds { get; set; }
+
+        [Input("evaluateWith")]
+        private InputList<string>? _evaluateWith;
+
+        /// <summary>
+        /// Other configurations of the same flake that this program deploys (NixosFleet sets its hosts'): the first check of the flake evaluates them together with this one, over the evaluation workers. Default: every configuration of the flake. It changes what is evaluated together, never the system: a change of it is no change of the resource.
+        /// </summary>
+        public InputList<string> EvaluateWith
+        {
+            get => _evaluateWith ?? (_evaluateWith = new InputList<string>());
+            set => _evaluateWith = value;
+        }
 
         [Input("files")]
         private InputMap<Inputs.HostFileArgs>? _files;

@@ -67,6 +67,29 @@ test("the workers run at the same time, each evaluating its share in one process
     assert.ok(result.every((system, i) => system.closure.endsWith(`-nixos-system-host${i}-24.11.heavy`)));
 });
 
+test("the configurations a fleet names are what its flake's first check evaluates, and no others", async () => {
+    useLimits(2);
+    // A copy of the heavy flake: a reference of its own, which no earlier request evaluated whole.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-eval-"));
+    fs.copyFileSync(path.join(REPO_ROOT, "nix/fixtures/heavy/flake.nix"), path.join(dir, "flake.nix"));
+    const flake = `path:${dir}`;
+    try {
+        const fleet = ["host0", "host1"];
+        const first = await nixProcesses.during(async () => [
+            await evaluateConfiguration(flake, "host0", fleet), await evaluateConfiguration(flake, "host1", fleet)]);
+        const evaluations = first.processes.filter((p) => p.subcommand === "eval");
+        assert.equal(evaluations.length, 2, "one worker per configuration, and no process for the second check");
+        // A worker that evaluated its share of all 64 configurations keeps about 2 GB (the bench's
+        // figure); one heavy configuration takes about 300 MB.
+        assert.ok(evaluations.every((p) => p.peakMiB < 1000), `a worker evaluated more than its one configuration: ${evaluations.map((p) => p.peakMiB)}`);
+        assert.deepEqual(first.result.map((system) => system.packages.app), ["1.0", "1.1"]);
+        const other = await nixProcesses.during(() => evaluateConfiguration(flake, "host2", ["host2"]));
+        assert.equal(other.processes.filter((p) => p.subcommand === "eval").length, 1, "a configuration no batch named has a batch of its own");
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+});
+
 test("an evaluation error names its configuration, and the other configurations still evaluate", async () => {
     useLimits(2);
     // broken comes first in its worker's share: the worker goes on with the rest after it.

@@ -48,4 +48,9 @@ test("System's diff: a connection change says so; the same closure with other pa
     const olds = { address: "10.0.0.5", port: 22, closure: "/nix/store/a", packages: { app: "1.0" } };
     assert.deepEqual((await system.diff(CONTEXT, olds, { ...olds, port: 2222 })).detailedDiff, { port: "update" });
     assert.deepEqual((await system.diff(CONTEXT, olds, { ...olds, packages: { app: "1.0 " } })).detailedDiff, {});
+    // A host joining the fleet changes which configurations are evaluated together, not this system.
+    assert.deepEqual((await system.diff(CONTEXT, { ...olds, evaluateWith: ["web"] }, { ...olds, evaluateWith: ["web", "db"] })).detailedDiff, {});
+    // A state from before an input existed means its default: no change, until it is set otherwise.
+    assert.deepEqual((await system.diff(CONTEXT, olds, { ...olds, build: "deployer", binaryCaches: [] })).detailedDiff, {});
+    assert.deepEqual((await system.diff(CONTEXT, olds, { ...olds, build: "target" })).detailedDiff, { build: "update" });
 });

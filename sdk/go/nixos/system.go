@@ -36,6 +36,8 @@ type System struct {
 	ConnectTimeoutSeconds pulumi.IntPtrOutput `pulumi:"connectTimeoutSeconds"`
 	// The derivation a deploy builds (for a flake's system).
 	Derivation pulumi.StringPtrOutput `pulumi:"derivation"`
+	// Other configurations of the same flake that this program deploys (NixosFleet sets its hosts'): the first check of the flake evaluates them together with this one, over the evaluation workers. Default: every configuration of the flake. It changes what is evaluated together, never the system: a change of it is no change of the resource.
+	EvaluateWith pulumi.StringArrayOutput `pulumi:"evaluateWith"`
 	// The key of the file digests, made when the resource is created.
 	FileDigestKey pulumi.StringPtrOutput `pulumi:"fileDigestKey"`
 	// Path → keyed digest of each file as last written or read on the host.
@@ -183,6 +185,8 @@ type systemArgs struct {
 	ConfirmTimeoutSeconds *int `pulumi:"confirmTimeoutSeconds"`
 	// Seconds to wait for the SSH connection; default 10.
 	ConnectTimeoutSeconds *int `pulumi:"connectTimeoutSeconds"`
+	// Other configurations of the same flake that this program deploys (NixosFleet sets its hosts'): the first check of the flake evaluates them together with this one, over the evaluation workers. Default: every configuration of the flake. It changes what is evaluated together, never the system: a change of it is no change of the resource.
+	EvaluateWith []string `pulumi:"evaluateWith"`
 	// Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
 	Files map[string]HostFile `pulumi:"files"`
 	// The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").
@@ -227,6 +231,8 @@ type SystemArgs struct {
 	ConfirmTimeoutSeconds pulumi.IntPtrInput
 	// Seconds to wait for the SSH connection; default 10.
 	ConnectTimeoutSeconds pulumi.IntPtrInput
+	// Other configurations of the same flake that this program deploys (NixosFleet sets its hosts'): the first check of the flake evaluates them together with this one, over the evaluation workers. Default: every configuration of the flake. It changes what is evaluated together, never the system: a change of it is no change of the resource.
+	EvaluateWith pulumi.StringArrayInput
 	// Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
 	Files HostFileMapInput
 	// The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").
@@ -338,6 +344,11 @@ func (o SystemOutput) ConnectTimeoutSeconds() pulumi.IntPtrOutput {
 // The derivation a deploy builds (for a flake's system).
 func (o SystemOutput) Derivation() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *System) pulumi.StringPtrOutput { return v.Derivation }).(pulumi.StringPtrOutput)
+}
+
+// Other configurations of the same flake that this program deploys (NixosFleet sets its hosts'): the first check of the flake evaluates them together with this one, over the evaluation workers. Default: every configuration of the flake. It changes what is evaluated together, never the system: a change of it is no change of the resource.
+func (o SystemOutput) EvaluateWith() pulumi.StringArrayOutput {
+	return o.ApplyT(func(v *System) pulumi.StringArrayOutput { return v.EvaluateWith }).(pulumi.StringArrayOutput)
 }
 
 // The key of the file digests, made when the resource is created.

@@ -31,6 +31,7 @@ class SystemArgs:
                  configuration: pulumi.Input[Optional[_builtins.str]] = None,
                  confirm_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
                  connect_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
+                 evaluate_with: pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]] = None,
                  files: pulumi.Input[Optional[Mapping[str, pulumi.Input['HostFileArgs']]]] = None,
                  flake: pulumi.Input[Optional[_builtins.str]] = None,
                  health_checks: pulumi.Input[Optional['HealthChecksArgs']] = None,
@@ -54,6 +55,7 @@ class SystemArgs:
         :param pulumi.Input[_builtins.str] configuration: The name under the flake's `nixosConfigurations`.
         :param pulumi.Input[_builtins.int] confirm_timeout_seconds: Seconds the host waits for the deployer's confirmation before it rolls itself back; default 60.
         :param pulumi.Input[_builtins.int] connect_timeout_seconds: Seconds to wait for the SSH connection; default 10.
+        :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] evaluate_with: Other configurations of the same flake that this program deploys (NixosFleet sets its hosts'): the first check of the flake evaluates them together with this one, over the evaluation workers. Default: every configuration of the flake. It changes what is evaluated together, never the system: a change of it is no change of the resource.
         :param pulumi.Input[Mapping[str, pulumi.Input['HostFileArgs']]] files: Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
         :param pulumi.Input[_builtins.str] flake: The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").
         :param pulumi.Input['HealthChecksArgs'] health_checks: Checks that must pass after activation, or the host is rolled back.
@@ -90,6 +92,8 @@ class SystemArgs:
             connect_timeout_seconds = 10
         if connect_timeout_seconds is not None:
             pulumi.set(__self__, "connect_timeout_seconds", connect_timeout_seconds)
+        if evaluate_with is not None:
+            pulumi.set(__self__, "evaluate_with", evaluate_with)
         if files is not None:
             pulumi.set(__self__, "files", files)
         if flake is not None:
@@ -242,6 +246,18 @@ class SystemArgs:
         pulumi.set(self, "connect_timeout_seconds", value)
 
     @_builtins.property
+    @pulumi.getter(name="evaluateWith")
+    def evaluate_with(self) -> pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]]:
+        """
+        Other configurations of the same flake that this program deploys (NixosFleet sets its hosts'): the first check of the flake evaluates them together with this one, over the evaluation workers. Default: every configuration of the flake. It changes what is evaluated together, never the system: a change of it is no change of the resource.
+        """
+        return pulumi.get(self, "evaluate_with")
+
+    @evaluate_with.setter
+    def evaluate_with(self, value: pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]]):
+        pulumi.set(self, "evaluate_with", value)
+
+    @_builtins.property
     @pulumi.getter
     def files(self) -> pulumi.Input[Optional[Mapping[str, pulumi.Input['HostFileArgs']]]]:
         """
@@ -376,6 +392,7 @@ class System(pulumi.CustomResource):
                  configuration: pulumi.Input[Optional[_builtins.str]] = None,
                  confirm_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
                  connect_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
+                 evaluate_with: pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]] = None,
                  files: pulumi.Input[Optional[Mapping[str, pulumi.Input[Union['HostFileArgs', 'HostFileArgsDict']]]]] = None,
                  flake: pulumi.Input[Optional[_builtins.str]] = None,
                  health_checks: pulumi.Input[Optional[Union['HealthChecksArgs', 'HealthChecksArgsDict']]] = None,
@@ -402,6 +419,7 @@ class System(pulumi.CustomResource):
         :param pulumi.Input[_builtins.str] configuration: The name under the flake's `nixosConfigurations`.
         :param pulumi.Input[_builtins.int] confirm_timeout_seconds: Seconds the host waits for the deployer's confirmation before it rolls itself back; default 60.
         :param pulumi.Input[_builtins.int] connect_timeout_seconds: Seconds to wait for the SSH connection; default 10.
+        :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] evaluate_with: Other configurations of the same flake that this program deploys (NixosFleet sets its hosts'): the first check of the flake evaluates them together with this one, over the evaluation workers. Default: every configuration of the flake. It changes what is evaluated together, never the system: a change of it is no change of the resource.
         :param pulumi.Input[Mapping[str, pulumi.Input[Union['HostFileArgs', 'HostFileArgsDict']]]] files: Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
         :param pulumi.Input[_builtins.str] flake: The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").
         :param pulumi.Input[Union['HealthChecksArgs', 'HealthChecksArgsDict']] health_checks: Checks that must pass after activation, or the host is rolled back.
@@ -447,6 +465,7 @@ class System(pulumi.CustomResource):
                  configuration: pulumi.Input[Optional[_builtins.str]] = None,
                  confirm_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
                  connect_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
+                 evaluate_with: pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]] = None,
                  files: pulumi.Input[Optional[Mapping[str, pulumi.Input[Union['HostFileArgs', 'HostFileArgsDict']]]]] = None,
                  flake: pulumi.Input[Optional[_builtins.str]] = None,
                  health_checks: pulumi.Input[Optional[Union['HealthChecksArgs', 'HealthChecksArgsDict']]] = None,
@@ -486,6 +505,7 @@ class System(pulumi.CustomResource):
             if connect_timeout_seconds is None:
                 connect_timeout_seconds = 10
             __props__.__dict__["connect_timeout_seconds"] = connect_timeout_seconds
+            __props__.__dict__["evaluate_with"] = evaluate_with
             __props__.__dict__["files"] = None if files is None else pulumi.Output.secret(files)
             __props__.__dict__["flake"] = flake
             __props__.__dict__["health_checks"] = health_checks
@@ -554,6 +574,7 @@ class System(pulumi.CustomResource):
         __props__.__dict__["confirm_timeout_seconds"] = None
         __props__.__dict__["connect_timeout_seconds"] = None
         __props__.__dict__["derivation"] = None
+        __props__.__dict__["evaluate_with"] = None
         __props__.__dict__["file_digest_key"] = None
         __props__.__dict__["file_digests"] = None
         __props__.__dict__["files"] = None
@@ -653,6 +674,14 @@ class System(pulumi.CustomResource):
         The derivation a deploy builds (for a flake's system).
         """
         return pulumi.get(self, "derivation")
+
+    @_builtins.property
+    @pulumi.getter(name="evaluateWith")
+    def evaluate_with(self) -> pulumi.Output[Optional[Sequence[_builtins.str]]]:
+        """
+        Other configurations of the same flake that this program deploys (NixosFleet sets its hosts'): the first check of the flake evaluates them together with this one, over the evaluation workers. Default: every configuration of the flake. It changes what is evaluated together, never the system: a change of it is no change of the resource.
+        """
+        return pulumi.get(self, "evaluate_with")
 
     @_builtins.property
     @pulumi.getter(name="fileDigestKey")
