@@ -1,0 +1,81 @@
+// What a 1-host no-op `pulumi up` costs as users run it (the CLI, `pulumi up --yes --skip-preview`),
+// and what that time is made of: the engine with an empty program, loading the library (and
+// @pulumi/aws within it), starting the provider plugin, and the flake's evaluation.
+import { execFileSync, spawn } from "node:child_process";
+import * as path from "node:path";
+import { TestStack } from "../test/engine/engine";
+import { NixInvocations } from "../test/engine/nixInvocations";
+
+export interface FixedCost {
+    /** `pulumi up --yes --skip-preview` of the 1-host stack when nothing changes. */
+    noOpUpSeconds: number;
+    /** The same for a program that declares no resource: the engine, the language host, @pulumi/pulumi. */
+    emptyProgramUpSeconds: number;
+    /** Loading the library in a fresh Node.js process, beyond @pulumi/pulumi. */
+    libraryLoadSeconds: number;
+    /** Of that, @pulumi/aws (loaded whether or not an AWS resource is declared). */
+    awsLoadSeconds: number;
+    /** From starting the provider plugin until it tells the engine its port. */
+    providerStartSeconds: number;
+    /** The flake's evaluation during the no-op (the `nix eval` processes, start to end). */
+    evaluationSeconds: number;
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+/** Runs the CLI in the stack's project, with the stack's backend and secrets, and times it. */
+function timedCli(stack: TestStack, engineBin: string, args: string[]): number {
+    const startedAt = process.hrtime.bigint();
+    execFileSync(path.join(engineBin, "pulumi"), [...args, "--stack", "test", "--non-interactive"], {
+        cwd: stack.stack.workspace.workDir,
+        env: { ...process.env, ...stack.stack.workspace.envVars, PULUMI_HOME: stack.stack.workspace.pulumiHome },
+        stdio: ["ignore", "ignore", "pipe"],
+    });
+    return Number(process.hrtime.bigint() - startedAt) / 1e9;
+}
+
+/** Seconds a fresh Node.js process takes to run `script` (less the same process doing nothing). */
+function nodeSeconds(script: string, cwd: string): number {
+    const run = (code: string) => {
+        const startedAt = process.hrtime.bigint();
+        execFileSync(process.execPath, ["-e", code], { cwd, stdio: "ignore" });
+        return Number(process.hrtime.bigint() - startedAt) / 1e9;
+    };
+    return median([1, 2, 3].map(() => run(script) - run("")));
+}
+
+/** Seconds from spawning the plugin to its port line, as the engine waits for it. */
+function providerStartSeconds(plugin: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+        const startedAt = process.hrtime.bigint();
+        const child = spawn(plugin, [], { stdio: ["ignore", "pipe", "ignore"] });
+        child.stdout.once("data", () => {
+            resolve(Number(process.hrtime.bigint() - startedAt) / 1e9);
+            child.kill("SIGKILL");
+        });
+        child.once("error", reject);
+    });
+}
+
+export async function measureFixedCost(options: {
+    stack: TestStack; emptyStack: TestStack; engineBin: string; library: string; plugin: string; nixCalls: NixInvocations;
+}): Promise<FixedCost> {
+    const { stack, emptyStack, engineBin, library, plugin, nixCalls } = options;
+    const up = ["up", "--yes", "--skip-preview"];
+    const noOp = await nixCalls.during(async () => median([1, 2, 3].map(() => timedCli(stack, engineBin, up))));
+    const evaluations = noOp.processes.filter((p) => p.subcommand === "eval");
+    const evaluationSeconds = evaluations.length ? median(evaluations.map((p) => (p.endedAt - p.startedAt) / 1000)) : 0;
+    timedCli(emptyStack, engineBin, up);
+    const cwd = stack.stack.workspace.workDir;
+    const starts: number[] = [];
+    for (let i = 0; i < 3; i++) starts.push(await providerStartSeconds(plugin));
+    return {
+        noOpUpSeconds: noOp.result,
+        emptyProgramUpSeconds: median([1, 2, 3].map(() => timedCli(emptyStack, engineBin, up))),
+        libraryLoadSeconds: nodeSeconds(`require("@pulumi/pulumi"); require(${JSON.stringify(library)})`, cwd)
+            - nodeSeconds(`require("@pulumi/pulumi")`, cwd),
+        awsLoadSeconds: nodeSeconds(`require("@pulumi/pulumi"); require("@pulumi/aws")`, cwd) - nodeSeconds(`require("@pulumi/pulumi")`, cwd),
+        providerStartSeconds: median(starts),
+        evaluationSeconds,
+    };
+}
