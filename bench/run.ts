@@ -349,7 +349,17 @@ async function main(): Promise<void> {
         for (const size of FLEET_SIZES) results.push(await measureFleet(size, closures, nixCalls, cache));
         cache.stop();
         cache = undefined;
-        const baseline = BASELINE === "none" ? undefined : measureBaseline(BASELINE, log);
+        let baseline: Baseline | undefined;
+        let baselineError: string | undefined;
+        if (BASELINE !== "none") {
+            try {
+                baseline = measureBaseline(BASELINE, log);
+            } catch (error) {
+                // The measurements so far are still reported; the goal that needs it is missed.
+                baselineError = String(error);
+                log(`the baseline ${BASELINE} could not be measured: ${baselineError}`);
+            }
+        }
 
         const git = (...args: string[]) => execFileSync("git", args, { cwd: REPO_ROOT, encoding: "utf8" }).trim();
         const report = {
@@ -363,9 +373,10 @@ async function main(): Promise<void> {
             cachedChange: `${CHANGE} -> ${CACHED_CHANGE}, its new paths in a binary cache on a test host`,
             evaluation: { ...evaluationLimits(), oneHeavyConfigurationSeconds: oneEvaluation },
             deployerCpuPerAddedHostSeconds: results.length > 1 ? perAddedHost(results) : null,
-            baseline: baseline ?? null,
+            baseline: baseline ?? (baselineError ? { revision: BASELINE, error: baselineError } : null),
             fleets: results.map((r) => ({ ...r, handLoopRatio: Number((r.changeUpSeconds / r.handLoopSeconds).toFixed(3)) })),
-            goals: goals(results, oneEvaluation, baseline),
+            goals: [...goals(results, oneEvaluation, baseline),
+                ...(baselineError ? [{ goal: `deployer CPU per added host of the change against ${BASELINE}: not measured`, value: NaN, limit: NaN, met: false }] : [])],
         };
         const dir = path.join(REPO_ROOT, "bench/results");
         fs.mkdirSync(dir, { recursive: true });

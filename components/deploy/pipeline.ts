@@ -174,26 +174,30 @@ async function writeFilesAlone(host: Host, plan: FilePlan): Promise<void> {
     await dropBackup(host, folder);
 }
 
+/** Where a host is after a failure before anything on it changed. */
+const UNTOUCHED = "the host was not changed";
+
 /**
  * Builds the system on the deployer (or its remote builders), signs it when asked, and lists its
  * closure; built on the target, lists the derivation's closure, which the host then needs.
  */
 async function prepareOnDeployer(request: DeployRequest): Promise<StorePathInfo[]> {
     const { closure, source, log } = request;
-    const untouched = "the host was not changed";
-    if (onTarget(request)) return inStage(request, "build", untouched, () => listClosure((source as { derivation: string }).derivation));
+    const derivation = builtOnHost(request);
+    if (derivation !== undefined) return inStage(request, "build", UNTOUCHED, () => listClosure(derivation));
     log(`building ${closure}`);
-    await inStage(request, "build", untouched, () => buildOnDeployer(source, log));
+    await inStage(request, "build", UNTOUCHED, () => buildOnDeployer(source, log));
     if (request.signingKey !== undefined) {
         const key = request.signingKey;
         log(`signing the closure of ${closure}`);
-        await inStage(request, "build", untouched, () => signClosure(closure, key));
+        await inStage(request, "build", UNTOUCHED, () => signClosure(closure, key));
     }
-    return inStage(request, "build", untouched, () => listClosure(closure));
+    return inStage(request, "build", UNTOUCHED, () => listClosure(closure));
 }
 
-function onTarget(request: DeployRequest): boolean {
-    return request.build === "target" && "derivation" in request.source;
+/** The derivation the host builds, when the system is built on the target (a store path is built already). */
+function builtOnHost(request: DeployRequest): string | undefined {
+    return request.build === "target" && "derivation" in request.source ? request.source.derivation : undefined;
 }
 
 /**
@@ -202,35 +206,33 @@ function onTarget(request: DeployRequest): boolean {
  */
 async function deliver(request: DeployRequest, closureInfo: StorePathInfo[], missing: readonly string[]): Promise<{ copiedPaths: number; copiedBytes: number; fetchedPaths: number }> {
     const { host, closure, log } = request;
-    const untouched = "the host was not changed";
     const copyOptions = { substituteOnDestination: request.substituteOnDestination, checkSignatures: request.checkSignatures };
     const toSend = planCopy(closureInfo, missing);
-    if (onTarget(request)) {
-        const derivation = (request.source as { derivation: string }).derivation;
+    const derivation = builtOnHost(request);
+    if (derivation !== undefined) {
         log(`${host.name} builds ${closure}; sending ${toSend.missing.length} paths of its derivation (${formatBytes(toSend.missingBytes)})`);
-        await inStage(request, "build", untouched, () => buildOnTarget(host, derivation, { ...copyOptions, caches: request.binaryCaches, log }));
+        await inStage(request, "build", UNTOUCHED, () => buildOnTarget(host, derivation, { ...copyOptions, caches: request.binaryCaches, log }));
         return { copiedPaths: toSend.missing.length, copiedBytes: toSend.missingBytes, fetchedPaths: 0 };
     }
-    const { fetched, fetchedBytes } = await inStage(request, "fetch", untouched, () => fetchFromCaches(host, toSend.missing.map((info) => info.path), request.binaryCaches));
+    const { fetched, fetchedBytes } = await inStage(request, "fetch", UNTOUCHED, () => fetchFromCaches(host, toSend.missing.map((info) => info.path), request.binaryCaches));
     if (fetched.length > 0) log(`${host.name} fetched ${fetched.length} paths (${formatBytes(fetchedBytes)}) from the binary caches`);
     const fetchedSet = new Set(fetched);
     const plan = planCopy(closureInfo, toSend.missing.map((info) => info.path).filter((storePath) => !fetchedSet.has(storePath)));
     log(`copying ${plan.missing.length} of ${plan.closure.length} paths (${formatBytes(plan.missingBytes)}) to ${host.name}`);
-    await inStage(request, "copy", untouched, () => copyMissing(host, closure, plan, copyOptions));
+    await inStage(request, "copy", UNTOUCHED, () => copyMissing(host, closure, plan, copyOptions));
     return { copiedPaths: plan.missing.length, copiedBytes: plan.missingBytes, fetchedPaths: fetched.length };
 }
 
 export async function deploySystem(request: DeployRequest): Promise<DeployResult> {
     const { host, closure, action, log } = request;
-    const untouched = "the host was not changed";
 
     const closureInfo = await prepareOnDeployer(request);
-    const before = await inStage(request, "probe", untouched, async () => {
+    const before = await inStage(request, "probe", UNTOUCHED, async () => {
         const state = await probeHost(host, closureInfo.map((info) => info.path));
         checkUserRights(state);
         return state;
     });
-    const filesOnHost = await inStage(request, "probe", untouched,
+    const filesOnHost = await inStage(request, "probe", UNTOUCHED,
         () => probeFiles(host, [...new Set([...request.files.map((file) => file.path), ...request.previousFiles])]));
     const files = planFiles(request.files, filesOnHost, request.previousFiles);
     const filesChanged = files.write.length + files.remove.length;
@@ -278,7 +280,7 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
     };
     const activationResult = await switchVerifyConfirm().catch(async (error) => {
         if (error instanceof ActivationNotStartedError) {
-            const outcome = await restoreFiles(host, backup).then(() => untouched,
+            const outcome = await restoreFiles(host, backup).then(() => UNTOUCHED,
                 (restoreError: Error) => `the system was not changed, but putting back the previous files failed (${restoreError.message}); they are kept in ${backup} on the host`);
             throw new DeployError(host.name, stage, closure, error, outcome);
         }

@@ -44,6 +44,7 @@ before(async () => {
         signingKey: config.get("signingKey") || undefined,
         checkSignatures: config.get("checkSignatures") ? config.getBoolean("checkSignatures") : undefined,
         binaryCaches: config.getObject("binaryCaches"),
+        build: (config.get("build") || "deployer") as "deployer" | "target",
     }));
 });
 
@@ -55,7 +56,7 @@ after(async () => {
     fresh?.remove();
 });
 
-interface Settings { signingKey?: string; checkSignatures?: boolean; binaryCaches?: { url: string; publicKey: string }[] }
+interface Settings { signingKey?: string; checkSignatures?: boolean; binaryCaches?: { url: string; publicKey: string }[]; build?: "target" }
 
 function stackConfig(settings: Settings) {
     return {
@@ -63,6 +64,7 @@ function stackConfig(settings: Settings) {
         // Empty: not given, so the default (check when signing) holds.
         checkSignatures: { value: settings.checkSignatures === undefined ? "" : String(settings.checkSignatures) },
         binaryCaches: { value: JSON.stringify(settings.binaryCaches ?? []) },
+        build: { value: settings.build ?? "" },
     };
 }
 
@@ -135,4 +137,15 @@ test("a cache whose paths the given key did not sign fails at fetch, naming the 
     assert.match(message, new RegExp(`failed at fetch: \\S+: fetching \\d+ paths from the binary caches ${cache.url.replace(/\./g, "\\.")} failed`));
     assert.match(message, /its system was not changed/);
     await assertUnchanged(before, systems["fresh-2"]);
+});
+
+test("built on the target, the host fetches from the cache what it holds instead of building it", async () => {
+    const system = systems["fresh-3"];
+    await realiseDerivation(system.derivation);
+    await cache.push(system.closure);
+    const servedBefore = cache.bytesServed();
+    const output = await deploy("fresh-3", { build: "target", binaryCaches: [{ url: cache.url, publicKey: cache.publicKey }] });
+    assert.equal(host.currentSystem(), system.closure);
+    assert.doesNotMatch(output, /build on \S+: building '/, "the host built what the cache holds");
+    assert.ok(cache.bytesServed() - servedBefore > 0, "the cache served nothing");
 });
