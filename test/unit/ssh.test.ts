@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { test } from "node:test";
-import { quoteShellArgument, remoteCommandLine } from "../../components/transport/ssh";
+import { FRESH_KEY_EXCHANGE, quoteShellArgument, remoteCommandLine, SshConnection } from "../../components/transport/ssh";
 
 const HOSTILE = ["plain", "with space", "it's", "$(touch /tmp/pwned)", "`id`", "a;b", "a && b", "new\nline", "*", "~root", "-rf", "\"quoted\"", "\\", "", "$HOME", "a'b'c"];
 
@@ -16,4 +16,25 @@ test("plain words are not quoted, and NUL bytes are refused", () => {
     assert.equal(quoteShellArgument("/nix/store/abc-x"), "/nix/store/abc-x");
     assert.throws(() => quoteShellArgument("a\0b"), /NUL/);
     assert.throws(() => remoteCommandLine([]), /empty/);
+});
+
+test("a fresh connection puts curve25519 first and keeps OpenSSH's other key exchanges to fall back on", () => {
+    const effective = execFileSync("ssh", ["-G", "-o", `KexAlgorithms=${FRESH_KEY_EXCHANGE}`, "host.invalid"], { encoding: "utf8" });
+    const algorithms = /^kexalgorithms (.+)$/m.exec(effective)![1].split(",");
+    assert.equal(algorithms[0], "curve25519-sha256");
+    assert.ok(algorithms.length > 2, `only ${algorithms.join(",")}`);
+    const defaults = /^kexalgorithms (.+)$/m.exec(execFileSync("ssh", ["-G", "host.invalid"], { encoding: "utf8" }))![1].split(",");
+    assert.deepEqual([...algorithms].sort(), [...defaults].sort(), "the same algorithms as OpenSSH's default, in another order");
+});
+
+test("a fresh connection refuses standard input: what it would carry belongs on the shared one", async () => {
+    const connection = SshConnection.open({
+        address: "192.0.2.1", port: 22, user: "root", hostPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHZVjbKFFju8WPwD5kP6G0EpwYW86fZQ4vj3A4Nn0q57",
+        privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n",
+    });
+    try {
+        await assert.rejects(connection.run(["cat"], { fresh: true, input: "secret" }), /a fresh connection carries no standard input/);
+    } finally {
+        await connection.close();
+    }
 });
