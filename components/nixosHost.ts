@@ -1,4 +1,4 @@
-import * as aws from "@pulumi/aws";
+import type * as awsModule from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { DEFAULT_INFECT_PIN, infectUserData, nixosImageUserData } from "./bootstrap/infect";
 import { SshKeyPair } from "./bootstrap/sshKeyPair";
@@ -69,6 +69,9 @@ export type DeploySettings = Pick<NixosSystemArgs,
     "user" | "action" | "healthChecks" | "substituteOnDestination" | "confirmTimeoutSeconds" | "connectTimeoutSeconds" | "reboot" | "rebootTimeoutSeconds" | "files" |
     "build" | "binaryCaches" | "signingKey" | "checkSignatures" | "evaluateWith">;
 
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const loadAws = (): typeof awsModule => require("@pulumi/aws");
+
 /**
  * An EC2 instance that becomes a NixOS host: a security group (SSH and the ports you open), a
  * key pair, the instance with user data that converts it with a pinned, checksum-verified
@@ -76,8 +79,8 @@ export type DeploySettings = Pick<NixosSystemArgs,
  * first connection, a wait until it runs NixOS, and its NixosSystem deploying the flake.
  */
 export class NixosHost extends pulumi.ComponentResource {
-    readonly instance: aws.ec2.Instance;
-    readonly securityGroup: aws.ec2.SecurityGroup;
+    readonly instance: awsModule.ec2.Instance;
+    readonly securityGroup: awsModule.ec2.SecurityGroup;
     readonly hostKey: SshKeyPair;
     readonly bootstrap: NixosBootstrap;
     /** The address the deployer uses (public unless usePrivateAddress). */
@@ -88,6 +91,8 @@ export class NixosHost extends pulumi.ComponentResource {
 
     constructor(name: string, args: NixosHostArgs, opts?: pulumi.ComponentResourceOptions) {
         super("pulumi-nixos:aws:NixosHost", name, {}, opts);
+        // Loaded here, not with the library: a program without AWS hosts does not pay for it.
+        const aws = loadAws();
         const parent = { parent: this };
         const image = args.image ?? "ubuntu";
         const instanceType = args.instanceType ?? "t3.small";
