@@ -303,8 +303,9 @@ function goals(results: FleetSummary[], oneEvaluation: number, baseline: Baselin
         ...(largest.hosts >= 50 ? [
             atMost(`change on ${largest.hosts} hosts / the hand loop on them`, largest.changeUpSeconds / largest.handLoopSeconds, 0.6),
         ] : []),
-        atMost(`evaluation in the preview of ${largest.hosts} heavy configurations, s (1.25 × ${largest.hosts} × ${oneEvaluation.toFixed(2)} s alone ÷ ${workers} workers)`,
-            largest.previewEvaluationSeconds, 1.25 * largest.hosts * oneEvaluation / workers),
+        // Fewer configurations than workers keep only as many workers busy.
+        atMost(`evaluation in the preview of ${largest.hosts} heavy configurations, s (1.25 × ${largest.hosts} × ${oneEvaluation.toFixed(2)} s alone ÷ ${Math.min(workers, largest.hosts)} workers)`,
+            largest.previewEvaluationSeconds, 1.25 * largest.hosts * oneEvaluation / Math.min(workers, largest.hosts)),
         ...results.map((r) => atMost(`peak memory of an evaluation worker, ${r.hosts} heavy configuration(s), MiB (the budget)`, r.previewEvaluationPeakMiB, memoryMiB)),
         ...(one?.fixedCost ? [atMost("1-host no-op up through the CLI, s", one.fixedCost.noOpUpSeconds, 2)] : []),
         ...(ours !== undefined && baseline ? [
