@@ -65,6 +65,19 @@ export async function peakMemoryDuring<T>(work: () => Promise<T>): Promise<{ res
 /** The unit of /proc/stat's times (USER_HZ, 100 on Linux whatever the kernel's own tick). */
 const TICKS_PER_SECOND = 100;
 
+/**
+ * CPU seconds of this process's children that have ended and been waited for, with theirs in turn
+ * (/proc/self/stat's cutime and cstime): for a finished `pulumi up`, the CLI, the language host,
+ * the program, the provider and the ssh and nix clients they ran. Unlike the machine's CPU less the
+ * hosts', it leaves out the kernel's own work (writeback of the hosts' stores, their control
+ * groups), which on this machine is done for the test hosts.
+ */
+export function childrenCpuSeconds(): number {
+    const stat = fs.readFileSync("/proc/self/stat", "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[13]) + Number(fields[14])) / TICKS_PER_SECOND;
+}
+
 /** CPU seconds the whole machine has spent busy since boot, all CPUs together (/proc/stat). */
 export function machineCpuSeconds(): number {
     const [user, nice, system, , , irq, softirq, steal] = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].split(/\s+/).slice(1).map(Number);

@@ -17,7 +17,7 @@ import { NixInvocations, NixProcess } from "../test/engine/nixInvocations";
 import { NIXOS_PLUGIN } from "../scripts/plugin";
 import { Baseline, DEFAULT_BASELINE, measureBaseline, perAddedHost } from "./baseline";
 import { FixedCost, measureFixedCost } from "./fixedCost";
-import { machineCpuSeconds, peakMemoryDuring, ProcessKind } from "./probes";
+import { childrenCpuSeconds, machineCpuSeconds, peakMemoryDuring, ProcessKind } from "./probes";
 
 /** The fleet sizes measured; PNX_BENCH_SIZES=1 measures one size only (to compare commits quickly). */
 const FLEET_SIZES = (process.env.PNX_BENCH_SIZES ?? "1,10,50").split(",").map(Number);
@@ -73,8 +73,10 @@ interface FleetResult {
     changeMachineCpuSeconds: number;
     /** Of those, the test hosts' own processes (sshd, nix-store, the switch). */
     changeHostCpuSeconds: number;
-    /** The rest: the deployer's own (engine, program, provider, ssh and nix clients), per host. */
+    /** The rest: the deployer's (engine, program, provider, ssh and nix clients) and the kernel's, per host. */
     changeDeployerCpuSecondsPerHost: number;
+    /** The deployer's processes alone (the `up` and all it started), per host. */
+    changeDeployerProcessesCpuSecondsPerHost: number;
     /** A change whose new paths a binary cache holds, after the rollback: the bytes the deployer sent (not the cache). */
     cachedChangeUpSeconds: number;
     cachedChangeBytesSent: number;
@@ -169,9 +171,10 @@ async function measureRound(size: number, closures: Record<string, string>, nixC
         const sentBefore = hosts.hosts.map((host) => host.bytesSent());
         const fleetHosts = hosts.hosts;
         const hostCpu = () => fleetHosts.reduce((sum, host) => sum + (host.cpuSeconds() ?? NaN), 0);
-        const [hostCpuBefore, machineCpuBefore] = [hostCpu(), machineCpuSeconds()];
+        const [hostCpuBefore, machineCpuBefore, processesCpuBefore] = [hostCpu(), machineCpuSeconds(), childrenCpuSeconds()];
         const { result: changeUpSeconds, peakMiB: changePeak } = await peakMemoryDuring(() => timedUp(CHANGE));
         const [changeHostCpuSeconds, changeMachineCpuSeconds] = [hostCpu() - hostCpuBefore, machineCpuSeconds() - machineCpuBefore];
+        const changeProcessesCpuSeconds = childrenCpuSeconds() - processesCpuBefore;
         const changeBytesSent = hosts.hosts.reduce((sum, host, i) => sum + host.bytesSent() - sentBefore[i], 0);
         for (const host of hosts.hosts) if (host.currentSystem() !== closures[CHANGE]) throw new Error(`bench: ${host.name} does not run the change`);
 
@@ -222,6 +225,7 @@ async function measureRound(size: number, closures: Record<string, string>, nixC
             changeMachineCpuSeconds,
             changeHostCpuSeconds,
             changeDeployerCpuSecondsPerHost: (changeMachineCpuSeconds - changeHostCpuSeconds) / size,
+            changeDeployerProcessesCpuSecondsPerHost: changeProcessesCpuSeconds / size,
             cachedChangeUpSeconds,
             cachedChangeBytesSent,
             cachedChangeMissingBytes: size * await missingBytes(closures[CHANGE], closures[CACHED_CHANGE]),
@@ -279,6 +283,14 @@ interface Goal {
 
 function atMost(goal: string, value: number, limit: number): Goal {
     return { goal, value: Number(value.toFixed(3)), limit: Number(limit.toFixed(3)), met: value <= limit };
+}
+
+/** The deployer's processes' CPU per host added between the smallest and the largest fleet. */
+function processesPerAddedHost(results: readonly FleetResult[]): number {
+    const sorted = [...results].sort((a, b) => a.hosts - b.hosts);
+    const [first, last] = [sorted[0], sorted[sorted.length - 1]];
+    const total = (r: FleetResult) => r.changeDeployerProcessesCpuSecondsPerHost * r.hosts;
+    return (total(last) - total(first)) / (last.hosts - first.hosts);
 }
 
 /** One heavy configuration's evaluation alone (its `nix eval` process), median of three. */
@@ -374,6 +386,7 @@ async function main(): Promise<void> {
             cachedChange: `${CHANGE} -> ${CACHED_CHANGE}, its new paths in a binary cache on a test host`,
             evaluation: { ...evaluationLimits(), oneHeavyConfigurationSeconds: oneEvaluation },
             deployerCpuPerAddedHostSeconds: results.length > 1 ? perAddedHost(results) : null,
+            deployerProcessesCpuPerAddedHostSeconds: results.length > 1 ? processesPerAddedHost(results) : null,
             baseline: baseline ?? (baselineError ? { revision: BASELINE, error: baselineError } : null),
             fleets: results.map((r) => ({ ...r, handLoopRatio: Number((r.changeUpSeconds / r.handLoopSeconds).toFixed(3)) })),
             goals: [...goals(results, oneEvaluation, baseline),
@@ -391,7 +404,7 @@ async function main(): Promise<void> {
             "by hand s": r.handLoopSeconds, "change / by hand": r.handLoopRatio, "evals/preview": r.nixEvaluationsPerPreview,
             "sent/missing": Number((r.changeBytesSent / r.changeMissingBytes).toFixed(3)),
             "sent/missing, cache": Number((r.cachedChangeBytesSent / r.cachedChangeMissingBytes).toFixed(4)),
-            "deployer CPU s/host": Number(r.changeDeployerCpuSecondsPerHost.toFixed(3)),
+            "deployer CPU s/host: with kernel, processes": `${r.changeDeployerCpuSecondsPerHost.toFixed(3)}, ${r.changeDeployerProcessesCpuSecondsPerHost.toFixed(3)}`,
             "program MiB": Math.round(r.peakMemoryMiB.program), "provider MiB": Math.round(r.peakMemoryMiB.provider),
         })));
         const fixedCost = results.find((r) => r.fixedCost)?.fixedCost;
