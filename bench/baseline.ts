@@ -20,11 +20,11 @@ interface ChangeCpu {
 /** The deployer's own CPU of the change: the machine's less the test hosts'. */
 export const deployerCpuSeconds = (fleet: ChangeCpu) => fleet.changeMachineCpuSeconds - fleet.changeHostCpuSeconds;
 
-/** The deployer's CPU per host added between the smallest and the largest fleet measured. */
-export function perAddedHost(fleets: readonly ChangeCpu[]): number {
+/** The CPU per host added between the smallest and the largest fleet measured, by `cpuSeconds` of each. */
+export function perAddedHost<Fleet extends { hosts: number }>(fleets: readonly Fleet[], cpuSeconds: (fleet: Fleet) => number): number {
     const sorted = [...fleets].sort((a, b) => a.hosts - b.hosts);
     const [first, last] = [sorted[0], sorted[sorted.length - 1]];
-    return (deployerCpuSeconds(last) - deployerCpuSeconds(first)) / (last.hosts - first.hosts);
+    return (cpuSeconds(last) - cpuSeconds(first)) / (last.hosts - first.hosts);
 }
 
 export interface Baseline {
@@ -52,7 +52,7 @@ export function measureBaseline(revision: string, log: (message: string) => void
         }
         const report = JSON.parse(fs.readFileSync(path.join(worktree, "bench/results/latest.json"), "utf8")) as { commit: string; fleets: ChangeCpu[] };
         const fleets = report.fleets.map(({ hosts, changeMachineCpuSeconds, changeHostCpuSeconds }) => ({ hosts, changeMachineCpuSeconds, changeHostCpuSeconds }));
-        return { revision: report.commit, fleets, deployerCpuPerAddedHostSeconds: perAddedHost(fleets) };
+        return { revision: report.commit, fleets, deployerCpuPerAddedHostSeconds: perAddedHost(fleets, deployerCpuSeconds) };
     } finally {
         try {
             git("worktree", "remove", "--force", worktree);

@@ -15,7 +15,7 @@ import { BinaryCacheHost, startBinaryCacheHost } from "../testbed/binaryCache";
 import { startTestHosts, switchByHand, TestFleet } from "../testbed/testHosts";
 import { NixInvocations, NixProcess } from "../test/engine/nixInvocations";
 import { NIXOS_PLUGIN } from "../scripts/plugin";
-import { Baseline, DEFAULT_BASELINE, measureBaseline, perAddedHost } from "./baseline";
+import { Baseline, DEFAULT_BASELINE, deployerCpuSeconds, measureBaseline, perAddedHost } from "./baseline";
 import { FixedCost, measureFixedCost } from "./fixedCost";
 import { childrenCpuSeconds, machineCpuSeconds, peakMemoryDuring, ProcessKind } from "./probes";
 
@@ -285,14 +285,6 @@ function atMost(goal: string, value: number, limit: number): Goal {
     return { goal, value: Number(value.toFixed(3)), limit: Number(limit.toFixed(3)), met: value <= limit };
 }
 
-/** The deployer's processes' CPU per host added between the smallest and the largest fleet. */
-function processesPerAddedHost(results: readonly FleetResult[]): number {
-    const sorted = [...results].sort((a, b) => a.hosts - b.hosts);
-    const [first, last] = [sorted[0], sorted[sorted.length - 1]];
-    const total = (r: FleetResult) => r.changeDeployerProcessesCpuSecondsPerHost * r.hosts;
-    return (total(last) - total(first)) / (last.hosts - first.hosts);
-}
-
 /** One heavy configuration's evaluation alone (its `nix eval` process), median of three. */
 async function oneEvaluationSeconds(nixCalls: NixInvocations): Promise<number> {
     const times: number[] = [];
@@ -307,7 +299,7 @@ function goals(results: FleetSummary[], oneEvaluation: number, baseline: Baselin
     const one = results.find((r) => r.hosts === 1);
     const largest = results.reduce((a, b) => (b.hosts > a.hosts ? b : a));
     const { workers, memoryMiB } = evaluationLimits();
-    const ours = results.length > 1 ? perAddedHost(results) : undefined;
+    const ours = results.length > 1 ? perAddedHost(results, deployerCpuSeconds) : undefined;
     return [
         ...(one && largest !== one ? [
             atMost(`no-op up on ${largest.hosts} hosts / on 1 host`, largest.noOpUpSeconds / one.noOpUpSeconds, 1.5),
@@ -385,8 +377,9 @@ async function main(): Promise<void> {
             change: `${FIRST} -> ${CHANGE}`,
             cachedChange: `${CHANGE} -> ${CACHED_CHANGE}, its new paths in a binary cache on a test host`,
             evaluation: { ...evaluationLimits(), oneHeavyConfigurationSeconds: oneEvaluation },
-            deployerCpuPerAddedHostSeconds: results.length > 1 ? perAddedHost(results) : null,
-            deployerProcessesCpuPerAddedHostSeconds: results.length > 1 ? processesPerAddedHost(results) : null,
+            deployerCpuPerAddedHostSeconds: results.length > 1 ? perAddedHost(results, deployerCpuSeconds) : null,
+            deployerProcessesCpuPerAddedHostSeconds: results.length > 1
+                ? perAddedHost(results, (fleet) => fleet.changeDeployerProcessesCpuSecondsPerHost * fleet.hosts) : null,
             baseline: baseline ?? (baselineError ? { revision: BASELINE, error: baselineError } : null),
             fleets: results.map((r) => ({ ...r, handLoopRatio: Number((r.changeUpSeconds / r.handLoopSeconds).toFixed(3)) })),
             goals: [...goals(results, oneEvaluation, baseline),
