@@ -467,18 +467,16 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
     const hostPublicKey = fs.readFileSync(path.join(dir, "etc/ssh/ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
     const profiles = path.join(dir, "nix/var/nix/profiles");
     const inside = (file: string) => pathInside(namespace, file);
+    /** A counter of the host's link, as this machine's end of it sees it. */
+    const linkCounter = (counter: "tx_bytes" | "rx_bytes") => Number(fs.readFileSync(`/sys/class/net/${veth}/statistics/${counter}`, "utf8"));
     return {
         name, address, port: 22, hostPublicKey, dir, namespace, pid,
         throttle(rate) {
             tryRun("tc", ["qdisc", "del", "dev", veth, "root"]);
             if (rate) run("tc", ["qdisc", "add", "dev", veth, "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"]);
         },
-        bytesSent() {
-            return Number(fs.readFileSync(`/sys/class/net/${veth}/statistics/tx_bytes`, "utf8"));
-        },
-        bytesReceived() {
-            return Number(fs.readFileSync(`/sys/class/net/${veth}/statistics/rx_bytes`, "utf8"));
-        },
+        bytesSent: () => linkCounter("tx_bytes"),
+        bytesReceived: () => linkCounter("rx_bytes"),
         currentSystem: () => currentSystemOf(namespace),
         generations() {
             return fs.readdirSync(profiles)
