@@ -1,24 +1,21 @@
 // The deployer's CPU per added host for the change at an earlier revision, measured in the same
-// run on the same machine: that revision's own benchmark, run from a git worktree of it (with this
-// checkout's node_modules, which hold every package it needs), read from the report it writes.
+// run on the same machine and the same way as this checkout's (the same engine, fleet program and
+// control group): that revision's checkout, built in a git worktree (with this checkout's
+// node_modules, which hold every package it needs), deploys its own fixture systems to its own
+// test hosts. Its own, because its deploy relies on what its test hosts were: its activation
+// agent, for one, finds nix-env on a PATH that this checkout's NixOS-shaped hosts no longer give.
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { REPO_ROOT } from "../test/engine/engine";
+import { evaluateConfigurations } from "../components/deploy/evaluate";
+import { createTestStack, REPO_ROOT, TestStack } from "../test/engine/engine";
+import type { startTestHosts as StartTestHosts, TestFleet } from "../testbed/testHosts";
+import { CHANGE, FIRST, FLEET_PROGRAM, fleetConfig, measureChange } from "./fleetChange";
+import type { DeployerCpu } from "./probes";
 
 /** main when the fleet-scale issue was filed: the dynamic provider, before the native plugin. */
 export const DEFAULT_BASELINE = "0d7d8d7";
-
-/** What both reports give per fleet size: the change's CPU, the whole machine's and the test hosts' own. */
-interface ChangeCpu {
-    hosts: number;
-    changeMachineCpuSeconds: number;
-    changeHostCpuSeconds: number;
-}
-
-/** The deployer's own CPU of the change: the machine's less the test hosts'. */
-export const deployerCpuSeconds = (fleet: ChangeCpu) => fleet.changeMachineCpuSeconds - fleet.changeHostCpuSeconds;
 
 /** The CPU per host added between the smallest and the largest fleet measured, by `cpuSeconds` of each. */
 export function perAddedHost<Fleet extends { hosts: number }>(fleets: readonly Fleet[], cpuSeconds: (fleet: Fleet) => number): number {
@@ -27,15 +24,51 @@ export function perAddedHost<Fleet extends { hosts: number }>(fleets: readonly F
     return (cpuSeconds(last) - cpuSeconds(first)) / (last.hosts - first.hosts);
 }
 
+export interface BaselineFleet {
+    hosts: number;
+    /** The median of the rounds' deployer CPU seconds for the change. */
+    changeDeployerCpuSeconds: number;
+    rounds: number[];
+}
+
 export interface Baseline {
     revision: string;
-    /** The revision's fleets (its sizes), as its report gives them. */
-    fleets: ChangeCpu[];
+    fleets: BaselineFleet[];
     deployerCpuPerAddedHostSeconds: number;
 }
 
-/** Runs the benchmark of `revision` and returns its change CPU per added host. */
-export function measureBaseline(revision: string, log: (message: string) => void): Baseline {
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+/** The revision's checkout: its library, its test hosts and its fixture flake. */
+interface Checkout {
+    library: string;
+    startTestHosts: typeof StartTestHosts;
+    flake: string;
+    changeClosure: string;
+}
+
+/** One round: fresh hosts on FIRST by the revision's library, then the change, measured. */
+async function measureRound(checkout: Checkout, size: number, deployerCpu: DeployerCpu): Promise<number> {
+    let hosts: TestFleet | undefined;
+    let testStack: TestStack | undefined;
+    try {
+        hosts = await checkout.startTestHosts({ count: size, namePrefix: "base" });
+        testStack = await createTestStack(`baseline-${size}`, { source: FLEET_PROGRAM, library: checkout.library }, fleetConfig(hosts, checkout.flake));
+        await testStack.stack.setConfig("version", { value: FIRST });
+        await testStack.stack.up();
+        const change = await measureChange(testStack.stack, hosts, CHANGE, deployerCpu);
+        for (const host of hosts.hosts) if (host.currentSystem() !== checkout.changeClosure) throw new Error(`baseline: ${host.name} does not run the change`);
+        return change.deployerCpuSeconds;
+    } finally {
+        await testStack?.remove();
+        hosts?.stop();
+    }
+}
+
+/** Measures the change's deployer CPU of `revision` at each fleet size, `rounds` times each. */
+export async function measureBaseline(
+    revision: string, sizes: readonly number[], rounds: number, deployerCpu: DeployerCpu, log: (message: string) => void,
+): Promise<Baseline> {
     const worktree = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-baseline-"));
     const git = (...args: string[]) => execFileSync("git", args, { cwd: REPO_ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
     try {
@@ -43,16 +76,28 @@ export function measureBaseline(revision: string, log: (message: string) => void
         fs.symlinkSync(path.join(REPO_ROOT, "node_modules"), path.join(worktree, "node_modules"));
         log(`baseline ${revision}: building its checkout in ${worktree}`);
         execFileSync(path.join(REPO_ROOT, "node_modules/.bin/tsc"), ["-p", worktree], { stdio: "inherit" });
-        log(`baseline ${revision}: its benchmark (its own fleet sizes and rounds)`);
-        // Its goals are its own: a missed one makes it exit non-zero, which does not matter here.
-        try {
-            execFileSync(process.execPath, [path.join(worktree, "dist/bench/run.js")], { cwd: worktree, stdio: "inherit" });
-        } catch {
-            // The report is written before it exits.
+        const flake = `path:${path.join(worktree, "nix/fixtures")}`;
+        const checkout: Checkout = {
+            library: path.join(worktree, "dist/components"),
+            // The revision's compiled testbed, known only at run time.
+            startTestHosts: require(path.join(worktree, "dist/test/hosts/testHosts.js")).startTestHosts,
+            flake,
+            changeClosure: (await evaluateConfigurations(flake, [CHANGE]))[CHANGE].closure,
+        };
+        const fleets: BaselineFleet[] = [];
+        for (const size of sizes) {
+            const measured: number[] = [];
+            for (let round = 1; round <= rounds; round++) {
+                log(`baseline ${revision}: the change on ${size} host(s), round ${round} of ${rounds}`);
+                measured.push(await measureRound(checkout, size, deployerCpu));
+            }
+            fleets.push({ hosts: size, changeDeployerCpuSeconds: median(measured), rounds: measured });
         }
-        const report = JSON.parse(fs.readFileSync(path.join(worktree, "bench/results/latest.json"), "utf8")) as { commit: string; fleets: ChangeCpu[] };
-        const fleets = report.fleets.map(({ hosts, changeMachineCpuSeconds, changeHostCpuSeconds }) => ({ hosts, changeMachineCpuSeconds, changeHostCpuSeconds }));
-        return { revision: report.commit, fleets, deployerCpuPerAddedHostSeconds: perAddedHost(fleets, deployerCpuSeconds) };
+        return {
+            revision: git("rev-parse", revision),
+            fleets,
+            deployerCpuPerAddedHostSeconds: perAddedHost(fleets, (fleet) => fleet.changeDeployerCpuSeconds),
+        };
     } finally {
         try {
             git("worktree", "remove", "--force", worktree);

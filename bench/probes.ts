@@ -3,6 +3,7 @@
 // processes started are counted by test/engine/nixInvocations.ts.
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { joinCpuAccount } from "../testbed/cpuAccount";
 
 /** Pulumi's Node.js processes, by what they run. */
 const PROCESS_KINDS = {
@@ -65,17 +66,31 @@ export async function peakMemoryDuring<T>(work: () => Promise<T>): Promise<{ res
 /** The unit of /proc/stat's times (USER_HZ, 100 on Linux whatever the kernel's own tick). */
 const TICKS_PER_SECOND = 100;
 
+/** What the deployer's processes use, for the benchmark: see joinDeployerCpuAccount. */
+export interface DeployerCpu {
+    /** CPU seconds so far, all CPUs together. */
+    seconds(): number;
+    /** Moves this process back and removes the account (once its children are gone). */
+    leave(): void;
+}
+
 /**
- * CPU seconds of this process's children that have ended and been waited for, with theirs in turn
- * (/proc/self/stat's cutime and cstime): for a finished `pulumi up`, the CLI, the language host,
- * the program, the provider and the ssh and nix clients they ran. Unlike the machine's CPU less the
- * hosts', it leaves out the kernel's own work (writeback of the hosts' stores, their control
- * groups), which on this machine is done for the test hosts.
+ * Moves this process into a CPU account of its own, so that everything it starts from then on is
+ * counted: for a `pulumi up`, the CLI, the language host, the program, the provider, the ssh and
+ * nix clients, and also ssh's master connections, which fork away from their parent (so no
+ * parent's cutime counts them) but stay in the group. Left out: this process's own CPU (the
+ * sampling beside the deploy), the test hosts' (in accounts of their own), and the kernel's work
+ * for the test hosts (writeback of their stores, their control groups). Undefined where control
+ * groups cannot be written.
  */
-export function childrenCpuSeconds(): number {
-    const stat = fs.readFileSync("/proc/self/stat", "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[13]) + Number(fields[14])) / TICKS_PER_SECOND;
+export function joinDeployerCpuAccount(): DeployerCpu | undefined {
+    const account = joinCpuAccount("bench-deployer");
+    if (!account) return undefined;
+    const ownSeconds = () => {
+        const { user, system } = process.cpuUsage();
+        return (user + system) / 1e6;
+    };
+    return { seconds: () => account.seconds() - ownSeconds(), leave: () => account.leave() };
 }
 
 /** CPU seconds the whole machine has spent busy since boot, all CPUs together (/proc/stat). */

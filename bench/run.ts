@@ -10,48 +10,22 @@ import * as path from "node:path";
 import { closurePaths, nix, realiseDerivation } from "../components/transport/nix";
 import { evaluateConfigurations, evaluationLimits } from "../components/deploy/evaluate";
 import { createTestStack, LIBRARY, REPO_ROOT, TestStack, useTestEngine } from "../test/engine/engine";
-import { FIXTURE_FLAKE, HEALTHY_CHECK } from "../test/engine/systemStack";
+import { FIXTURE_FLAKE } from "../test/engine/systemStack";
 import { BinaryCacheHost, startBinaryCacheHost } from "../testbed/binaryCache";
 import { startTestHosts, switchByHand, TestFleet } from "../testbed/testHosts";
 import { NixInvocations, NixProcess } from "../test/engine/nixInvocations";
 import { NIXOS_PLUGIN } from "../scripts/plugin";
-import { Baseline, DEFAULT_BASELINE, deployerCpuSeconds, measureBaseline, perAddedHost } from "./baseline";
+import { Baseline, DEFAULT_BASELINE, measureBaseline, perAddedHost } from "./baseline";
 import { FixedCost, measureFixedCost } from "./fixedCost";
-import { childrenCpuSeconds, machineCpuSeconds, peakMemoryDuring, ProcessKind } from "./probes";
+import { BROKEN, CACHED_CHANGE, CHANGE, FIRST, FLEET_PROGRAM, fleetConfig, HEAVY_FLAKE, measureChange } from "./fleetChange";
+import { DeployerCpu, joinDeployerCpuAccount, peakMemoryDuring, ProcessKind } from "./probes";
 
 /** The fleet sizes measured; PNX_BENCH_SIZES=1 measures one size only (to compare commits quickly). */
 const FLEET_SIZES = (process.env.PNX_BENCH_SIZES ?? "1,10,50").split(",").map(Number);
 /** The revision whose deployer CPU the change is compared with; PNX_BENCH_BASELINE=none skips it. */
 const BASELINE = process.env.PNX_BENCH_BASELINE ?? DEFAULT_BASELINE;
-/** The system every host starts on, the change (a new package and 3 MiB of new paths), the broken change. */
-const FIRST = "v1";
-const CHANGE = "large";
-const BROKEN = "switch-fails";
-/** A change like CHANGE, with other new paths, which a binary cache holds. */
-const CACHED_CHANGE = "large-2";
-/** Configurations that cost what a NixOS evaluation costs (host0 … host63): what previews evaluate. */
-const HEAVY_FLAKE = `path:${path.join(REPO_ROOT, "nix/fixtures/heavy")}`;
 /** Each fleet size is measured this often (PNX_BENCH_ROUNDS, default 3), on fresh hosts each time; the report gives medians. */
 const ROUNDS = Number(process.env.PNX_BENCH_ROUNDS ?? 3);
-
-/**
- * A fleet program as a user writes it, run by the language host in its own process. With
- * `heavy`, each host's configuration is a heavy one (for previews only: they are not deployed).
- */
-const PROGRAM = `
-const pulumi = require("@pulumi/pulumi");
-const { NixosFleet } = require(LIBRARY);
-const config = new pulumi.Config();
-const heavy = config.getBoolean("heavy");
-const fleet = new NixosFleet("bench", {
-    flake: heavy ? config.require("heavyFlake") : config.require("flake"),
-    sshPrivateKey: config.requireSecret("privateKey"),
-    deploy: { healthChecks: { commands: [config.requireObject("healthCheck")] }, binaryCaches: config.getObject("binaryCaches") },
-    hosts: Object.fromEntries(config.requireObject("hosts").map((host, i) =>
-        [host.name, { address: host.address, hostPublicKey: host.hostPublicKey, configuration: heavy ? "host" + i : config.require("version") }])),
-});
-exports.hosts = fleet.hosts;
-`;
 
 interface FleetResult {
     hosts: number;
@@ -73,10 +47,8 @@ interface FleetResult {
     changeMachineCpuSeconds: number;
     /** Of those, the test hosts' own processes (sshd, nix-store, the switch). */
     changeHostCpuSeconds: number;
-    /** The rest: the deployer's (engine, program, provider, ssh and nix clients) and the kernel's, per host. */
-    changeDeployerCpuSecondsPerHost: number;
-    /** The deployer's processes alone (the `up` and all it started), per host. */
-    changeDeployerProcessesCpuSecondsPerHost: number;
+    /** The deployer's processes (the `up` and all it started, ssh's master connections too). */
+    changeDeployerCpuSeconds: number;
     /** A change whose new paths a binary cache holds, after the rollback: the bytes the deployer sent (not the cache). */
     cachedChangeUpSeconds: number;
     cachedChangeBytesSent: number;
@@ -113,31 +85,20 @@ function log(message: string): void {
     console.log(`[bench] ${message}`);
 }
 
-/** The stack config of a fleet program for these hosts. */
-function fleetConfig(hosts: TestFleet) {
-    return {
-        flake: { value: FIXTURE_FLAKE },
-        heavyFlake: { value: HEAVY_FLAKE },
-        privateKey: { value: hosts.deployerPrivateKey, secret: true },
-        healthCheck: { value: JSON.stringify(HEALTHY_CHECK) },
-        hosts: { value: JSON.stringify(hosts.hosts.map(({ name, address, hostPublicKey }) => ({ name, address, hostPublicKey }))) },
-    };
-}
-
 interface RoundResult extends FleetResult {
     /** With one host: the no-op up as users run it, and what it is made of. */
     fixedCost?: FixedCost;
 }
 
 /** One round on fresh hosts: every measurement of one fleet size. */
-async function measureRound(size: number, closures: Record<string, string>, nixCalls: NixInvocations, cache: BinaryCacheHost): Promise<RoundResult> {
+async function measureRound(size: number, closures: Record<string, string>, nixCalls: NixInvocations, cache: BinaryCacheHost, deployerCpu: DeployerCpu): Promise<RoundResult> {
     let hosts: TestFleet | undefined;
     let handHosts: TestFleet | undefined;
     let testStack: TestStack | undefined;
     let emptyStack: TestStack | undefined;
     try {
         hosts = await startTestHosts({ count: size, namePrefix: "bench" });
-        testStack = await createTestStack(`bench-${size}`, { source: PROGRAM }, fleetConfig(hosts));
+        testStack = await createTestStack(`bench-${size}`, { source: FLEET_PROGRAM }, fleetConfig(hosts));
         const { stack } = testStack;
         const setVersion = (version: string) => stack.setConfig("version", { value: version });
         /** Sets the version, then times `up` alone. */
@@ -168,14 +129,7 @@ async function measureRound(size: number, closures: Record<string, string>, nixC
         }
 
         log(`${size} host(s): the change`);
-        const sentBefore = hosts.hosts.map((host) => host.bytesSent());
-        const fleetHosts = hosts.hosts;
-        const hostCpu = () => fleetHosts.reduce((sum, host) => sum + (host.cpuSeconds() ?? NaN), 0);
-        const [hostCpuBefore, machineCpuBefore, processesCpuBefore] = [hostCpu(), machineCpuSeconds(), childrenCpuSeconds()];
-        const { result: changeUpSeconds, peakMiB: changePeak } = await peakMemoryDuring(() => timedUp(CHANGE));
-        const [changeHostCpuSeconds, changeMachineCpuSeconds] = [hostCpu() - hostCpuBefore, machineCpuSeconds() - machineCpuBefore];
-        const changeProcessesCpuSeconds = childrenCpuSeconds() - processesCpuBefore;
-        const changeBytesSent = hosts.hosts.reduce((sum, host, i) => sum + host.bytesSent() - sentBefore[i], 0);
+        const change = await measureChange(stack, hosts, CHANGE, deployerCpu);
         for (const host of hosts.hosts) if (host.currentSystem() !== closures[CHANGE]) throw new Error(`bench: ${host.name} does not run the change`);
 
         log(`${size} host(s): a broken change, rolled back`);
@@ -218,21 +172,20 @@ async function measureRound(size: number, closures: Record<string, string>, nixC
             previewEvaluationPeakMiB: Math.max(0, ...evaluations.map((p) => p.peakMiB)),
             nixEvaluationsPerPreview: evaluations.length,
             noOpUpSeconds,
-            changeUpSeconds,
+            changeUpSeconds: change.seconds,
             rollbackUpSeconds,
-            changeBytesSent,
+            changeBytesSent: change.bytesSent,
             changeMissingBytes: size * await missingBytes(closures[FIRST], closures[CHANGE]),
-            changeMachineCpuSeconds,
-            changeHostCpuSeconds,
-            changeDeployerCpuSecondsPerHost: (changeMachineCpuSeconds - changeHostCpuSeconds) / size,
-            changeDeployerProcessesCpuSecondsPerHost: changeProcessesCpuSeconds / size,
+            changeMachineCpuSeconds: change.machineCpuSeconds,
+            changeHostCpuSeconds: change.hostCpuSeconds,
+            changeDeployerCpuSeconds: change.deployerCpuSeconds,
             cachedChangeUpSeconds,
             cachedChangeBytesSent,
             cachedChangeMissingBytes: size * await missingBytes(closures[CHANGE], closures[CACHED_CHANGE]),
             handLoopSeconds,
             peakMemoryMiB: {
-                program: Math.max(firstUpPeak.program, changePeak.program),
-                provider: Math.max(firstUpPeak.provider, changePeak.provider),
+                program: Math.max(firstUpPeak.program, change.peakMiB.program),
+                provider: Math.max(firstUpPeak.provider, change.peakMiB.provider),
             },
             ...(fixedCost ? { fixedCost } : {}),
         };
@@ -252,11 +205,11 @@ interface FleetSummary extends FleetResult {
 }
 
 /** ROUNDS rounds of one fleet size: the median of each measurement, the peak of the memory. */
-async function measureFleet(size: number, closures: Record<string, string>, nixCalls: NixInvocations, cache: BinaryCacheHost): Promise<FleetSummary> {
+async function measureFleet(size: number, closures: Record<string, string>, nixCalls: NixInvocations, cache: BinaryCacheHost, deployerCpu: DeployerCpu): Promise<FleetSummary> {
     const rounds: RoundResult[] = [];
     for (let round = 1; round <= ROUNDS; round++) {
         log(`${size} host(s): round ${round} of ${ROUNDS}`);
-        rounds.push(await measureRound(size, closures, nixCalls, cache));
+        rounds.push(await measureRound(size, closures, nixCalls, cache, deployerCpu));
     }
     const measurements = Object.keys(rounds[0]).filter((key): key is Measurement => !["hosts", "peakMemoryMiB", "fixedCost"].includes(key));
     const fixedCosts = rounds.map((round) => round.fixedCost).filter((cost): cost is FixedCost => cost !== undefined);
@@ -295,11 +248,13 @@ async function oneEvaluationSeconds(nixCalls: NixInvocations): Promise<number> {
     return median(times);
 }
 
+const deployerCpuOfChange = (fleet: FleetResult) => fleet.changeDeployerCpuSeconds;
+
 function goals(results: FleetSummary[], oneEvaluation: number, baseline: Baseline | undefined): Goal[] {
     const one = results.find((r) => r.hosts === 1);
     const largest = results.reduce((a, b) => (b.hosts > a.hosts ? b : a));
     const { workers, memoryMiB } = evaluationLimits();
-    const ours = results.length > 1 ? perAddedHost(results, deployerCpuSeconds) : undefined;
+    const ours = results.length > 1 ? perAddedHost(results, deployerCpuOfChange) : undefined;
     return [
         ...(one && largest !== one ? [
             atMost(`no-op up on ${largest.hosts} hosts / on 1 host`, largest.noOpUpSeconds / one.noOpUpSeconds, 1.5),
@@ -338,6 +293,8 @@ async function main(): Promise<void> {
     const nixCalls = new NixInvocations();
     const cacheFolder = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-hosts-"));
     let cache: BinaryCacheHost | undefined;
+    const deployerCpu = joinDeployerCpuAccount();
+    if (!deployerCpu) throw new Error("bench: the deployer's CPU is counted by a control group, and none can be made here (run as root)");
     try {
         allowInotifyInstances(Math.max(...FLEET_SIZES));
         log("building the fixture systems once, so that every measurement deploys, not builds");
@@ -351,14 +308,14 @@ async function main(): Promise<void> {
         const oneEvaluation = await oneEvaluationSeconds(nixCalls);
 
         const results: FleetSummary[] = [];
-        for (const size of FLEET_SIZES) results.push(await measureFleet(size, closures, nixCalls, cache));
+        for (const size of FLEET_SIZES) results.push(await measureFleet(size, closures, nixCalls, cache, deployerCpu));
         cache.stop();
         cache = undefined;
         let baseline: Baseline | undefined;
         let baselineError: string | undefined;
         if (BASELINE !== "none") {
             try {
-                baseline = measureBaseline(BASELINE, log);
+                baseline = await measureBaseline(BASELINE, [Math.min(...FLEET_SIZES), Math.max(...FLEET_SIZES)], ROUNDS, deployerCpu, log);
             } catch (error) {
                 // The measurements so far are still reported; the goal that needs it is missed.
                 baselineError = String(error);
@@ -377,9 +334,7 @@ async function main(): Promise<void> {
             change: `${FIRST} -> ${CHANGE}`,
             cachedChange: `${CHANGE} -> ${CACHED_CHANGE}, its new paths in a binary cache on a test host`,
             evaluation: { ...evaluationLimits(), oneHeavyConfigurationSeconds: oneEvaluation },
-            deployerCpuPerAddedHostSeconds: results.length > 1 ? perAddedHost(results, deployerCpuSeconds) : null,
-            deployerProcessesCpuPerAddedHostSeconds: results.length > 1
-                ? perAddedHost(results, (fleet) => fleet.changeDeployerProcessesCpuSecondsPerHost * fleet.hosts) : null,
+            deployerCpuPerAddedHostSeconds: results.length > 1 ? perAddedHost(results, deployerCpuOfChange) : null,
             baseline: baseline ?? (baselineError ? { revision: BASELINE, error: baselineError } : null),
             fleets: results.map((r) => ({ ...r, handLoopRatio: Number((r.changeUpSeconds / r.handLoopSeconds).toFixed(3)) })),
             goals: [...goals(results, oneEvaluation, baseline),
@@ -397,7 +352,7 @@ async function main(): Promise<void> {
             "by hand s": r.handLoopSeconds, "change / by hand": r.handLoopRatio, "evals/preview": r.nixEvaluationsPerPreview,
             "sent/missing": Number((r.changeBytesSent / r.changeMissingBytes).toFixed(3)),
             "sent/missing, cache": Number((r.cachedChangeBytesSent / r.cachedChangeMissingBytes).toFixed(4)),
-            "deployer CPU s/host: with kernel, processes": `${r.changeDeployerCpuSecondsPerHost.toFixed(3)}, ${r.changeDeployerProcessesCpuSecondsPerHost.toFixed(3)}`,
+            "deployer CPU s/host": Number((r.changeDeployerCpuSeconds / r.hosts).toFixed(3)),
             "program MiB": Math.round(r.peakMemoryMiB.program), "provider MiB": Math.round(r.peakMemoryMiB.provider),
         })));
         const fixedCost = results.find((r) => r.fixedCost)?.fixedCost;
@@ -409,6 +364,7 @@ async function main(): Promise<void> {
         nixCalls.remove();
         cache?.stop();
         fs.rmSync(cacheFolder, { recursive: true, force: true });
+        deployerCpu.leave();
     }
 }
 

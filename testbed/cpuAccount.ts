@@ -6,6 +6,8 @@ import * as path from "node:path";
 
 interface Hierarchy {
     root: string;
+    /** How the hierarchy's line in /proc/PID/cgroup names its controllers ("" for cgroup v2). */
+    controllers: string;
     /** A file only this kind of hierarchy has at its root. */
     marker: string;
     usageSeconds(group: string): number;
@@ -14,11 +16,13 @@ interface Hierarchy {
 const HIERARCHIES: Hierarchy[] = [
     {
         root: "/sys/fs/cgroup/cpuacct",
+        controllers: "cpuacct",
         marker: "cpuacct.usage",
         usageSeconds: (group) => Number(fs.readFileSync(path.join(group, "cpuacct.usage"), "utf8")) / 1e9,
     },
     {
         root: "/sys/fs/cgroup",
+        controllers: "",
         marker: "cgroup.controllers",
         usageSeconds: (group) => Number(/^usage_usec (\d+)$/m.exec(fs.readFileSync(path.join(group, "cpu.stat"), "utf8"))?.[1]) / 1e6,
     },
@@ -65,4 +69,36 @@ export function removeCpuAccount(name: string): void {
             Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
         }
     }
+}
+
+/** The group of this hierarchy that this process is in now. */
+function currentGroup(h: Hierarchy): string {
+    const line = fs.readFileSync("/proc/self/cgroup", "utf8").split("\n")
+        .map((entry) => entry.split(":"))
+        .find(([, controllers]) => controllers.split(",").includes(h.controllers));
+    return path.join(h.root, line?.[2] ?? "/");
+}
+
+/**
+ * Moves this process into the account named after `name`, with everything it starts from then on.
+ * `leave` moves it back to where it was and removes the account. Undefined where control groups
+ * cannot be written.
+ */
+export function joinCpuAccount(name: string): (CpuAccount & { leave(): void }) | undefined {
+    const account = openCpuAccount(name);
+    if (!hierarchy || !account) return undefined;
+    const previous = currentGroup(hierarchy);
+    try {
+        fs.writeFileSync(account.procsFile, String(process.pid));
+    } catch {
+        removeCpuAccount(name);
+        return undefined;
+    }
+    return {
+        ...account,
+        leave() {
+            fs.writeFileSync(path.join(previous, "cgroup.procs"), String(process.pid));
+            removeCpuAccount(name);
+        },
+    };
 }

@@ -181,20 +181,25 @@ tail -n 6 "$dir/switch.log" 2> /dev/null | sed 's/^/log /'
 //
 // The agent gets its tools by their store paths, found from this session's PATH: on NixOS a
 // transient unit's PATH holds only systemd's own bin/, and the switch replaces
-// /run/current-system (and so the session's PATH) under the running agent.
+// /run/current-system (and so the session's PATH) under the running agent. One readlink resolves
+// them all (a process per tool is CPU the host spends on every deploy); the shell comes last.
 const START_AGENT = `
 steps="$1"; agent="$2"; shift 2
 dir="$4"
-tools=
-for tool in nix-env readlink mv sleep cp rm grep systemctl; do
-  found=$(command -v "$tool") || { [ "$tool" = systemctl ] && continue; echo "$tool is not on the host's PATH" >&2; exit 1; }
-  bin=$(dirname "$(readlink -f "$found")")
+found=
+for tool in nix-env readlink mv sleep cp rm grep systemctl sh; do
+  if where=$(command -v "$tool"); then found="$found $where"
+  elif [ "$tool" != systemctl ]; then echo "$tool is not on the host's PATH" >&2; exit 1; fi
+done
+tools= shell=
+# Word splitting is safe here: tools on NixOS's PATH are store paths and /run/wrappers, without spaces.
+for shell in $(readlink -f $found); do
+  bin=\${shell%/*}
   case ":$tools:" in *":$bin:"*) ;; *) tools="$tools\${tools:+:}$bin" ;; esac
 done
-shell=$(readlink -f "$(command -v sh)")
 mkdir -p "$dir" && : > "$dir/pending" || exit 1
 if command -v systemd-run > /dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  systemd-run --quiet --collect --unit="pulumi-nixos-$(basename "$dir")" --setenv=PATH="$tools" \\
+  systemd-run --quiet --collect --unit="pulumi-nixos-\${dir##*/}" --setenv=PATH="$tools" \\
     \${LOCALE_ARCHIVE:+--setenv=LOCALE_ARCHIVE="$LOCALE_ARCHIVE"} "$shell" -c "$agent" agent "$@" || exit 1
 else
   setsid env PATH="$tools" "$shell" -c "$agent" agent "$@" < /dev/null > "$dir/agent.log" 2>&1 &

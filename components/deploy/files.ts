@@ -270,7 +270,7 @@ export async function writeFiles(host: Host, plan: FilePlan, backup: FileBackup)
         ...plan.write.map((file) => ["write", file.path, file.owner, file.group, file.mode.toString(8).padStart(4, "0"), String(file.content.length)]),
     ].flat();
     await host.check("writing files", ["sh", "-c", WRITE_FILES, "write-files", backup.folder, backup.agentFolder ?? "", ...operations],
-        { privileged: true, input: Buffer.concat(plan.write.map((file) => file.content)), timeoutMs: 120_000 });
+        { privileged: true, input: Buffer.concat(plan.write.map((file) => file.content)), secretInput: plan.write.length > 0, timeoutMs: 120_000 });
 }
 
 /** Puts back the files a backup folder holds (a deploy that failed before its agent could). */

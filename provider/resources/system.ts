@@ -45,8 +45,9 @@ function sourceOf(context: OperationContext, state: PropertyMap): SystemSource {
     return { storePath: parseInput(storePathSchema, state.storePath ?? state.closure, `${what}: storePath`) };
 }
 
+/** Connects to the host for `work`; the connection carries secrets only when files are to be written. */
 async function withHost<T>(settings: SystemSettings, work: (host: SshHost) => Promise<T>): Promise<T> {
-    const connection = SshConnection.open(settings.connection);
+    const connection = SshConnection.open(settings.connection, { carriesSecrets: settings.files.length > 0 });
     try {
         return await work(new SshHost(connection));
     } finally {

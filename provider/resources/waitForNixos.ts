@@ -55,7 +55,7 @@ export const waitForNixos: ResourceHandler = {
                 const result = await ssh.run(["sh", "-c", RUNS_NIXOS], { timeoutMs: 30_000 });
                 lastSeen = result.code === 0 ? "NixOS" : "reachable, not NixOS yet";
                 return result.code === 0 ? result.stdout.trim() : undefined;
-            }).catch((error: Error) => {
+            }, { carriesSecrets: false }).catch((error: Error) => {
                 // While a machine boots, sshd may briefly serve a key of its own before the pinned
                 // one is installed (the NixOS AMI does). ssh refuses such a host before sending
                 // anything, so the wait goes on; if the key never matches, the timeout says so.

@@ -71,6 +71,8 @@ export interface ProgramFile {
      */
     runtime?: "nodejs" | "yaml";
     source: string;
+    /** The compiled library `LIBRARY` names in a Node.js source; default this checkout's. */
+    library?: string;
 }
 
 /** `require(LIBRARY)` in a ProgramFile's source loads the compiled library. */
@@ -117,7 +119,7 @@ export async function createTestStack(
         stack = await LocalWorkspace.createOrSelectStack({ stackName: "test", projectName, program }, options);
     } else {
         if (program.runtime === "yaml") fs.writeFileSync(path.join(workDir, "Main.yaml"), program.source);
-        else fs.writeFileSync(path.join(workDir, "index.js"), `const LIBRARY = ${JSON.stringify(LIBRARY)};\n${program.source}`);
+        else fs.writeFileSync(path.join(workDir, "index.js"), `const LIBRARY = ${JSON.stringify(program.library ?? LIBRARY)};\n${program.source}`);
         stack = await LocalWorkspace.createOrSelectStack({ stackName: "test", workDir }, options);
     }
     if (Object.keys(config).length) await stack.setAllConfig(config);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { test } from "node:test";
-import { FRESH_KEY_EXCHANGE, quoteShellArgument, remoteCommandLine, SshConnection } from "../../components/transport/ssh";
+import { CLASSIC_KEY_EXCHANGE, quoteShellArgument, remoteCommandLine, SshConnection } from "../../components/transport/ssh";
 
 const HOSTILE = ["plain", "with space", "it's", "$(touch /tmp/pwned)", "`id`", "a;b", "a && b", "new\nline", "*", "~root", "-rf", "\"quoted\"", "\\", "", "$HOME", "a'b'c"];
 
@@ -19,7 +19,7 @@ test("plain words are not quoted, and NUL bytes are refused", () => {
 });
 
 test("a fresh connection puts curve25519 first and keeps OpenSSH's other key exchanges to fall back on", () => {
-    const effective = execFileSync("ssh", ["-G", "-o", `KexAlgorithms=${FRESH_KEY_EXCHANGE}`, "host.invalid"], { encoding: "utf8" });
+    const effective = execFileSync("ssh", ["-G", "-o", `KexAlgorithms=${CLASSIC_KEY_EXCHANGE}`, "host.invalid"], { encoding: "utf8" });
     const algorithms = /^kexalgorithms (.+)$/m.exec(effective)![1].split(",");
     assert.equal(algorithms[0], "curve25519-sha256");
     assert.ok(algorithms.length > 2, `only ${algorithms.join(",")}`);
@@ -27,13 +27,46 @@ test("a fresh connection puts curve25519 first and keeps OpenSSH's other key exc
     assert.deepEqual([...algorithms].sort(), [...defaults].sort(), "the same algorithms as OpenSSH's default, in another order");
 });
 
+/** A connection to an address nothing answers at: what these tests check happens before ssh connects, or in its configuration. */
+const UNREACHABLE = {
+    address: "192.0.2.1", port: 22, user: "root", hostPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHZVjbKFFju8WPwD5kP6G0EpwYW86fZQ4vj3A4Nn0q57",
+    privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n",
+};
+
 test("a fresh connection refuses standard input: what it would carry belongs on the shared one", async () => {
-    const connection = SshConnection.open({
-        address: "192.0.2.1", port: 22, user: "root", hostPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHZVjbKFFju8WPwD5kP6G0EpwYW86fZQ4vj3A4Nn0q57",
-        privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n",
-    });
+    const connection = SshConnection.open(UNREACHABLE);
     try {
         await assert.rejects(connection.run(["cat"], { fresh: true, input: "secret" }), /a fresh connection carries no standard input/);
+    } finally {
+        await connection.close();
+    }
+});
+
+/** The key exchanges ssh would offer, in order, on the connection's shared master. */
+function sharedKeyExchanges(connection: SshConnection): string[] {
+    const effective = execFileSync("ssh", [...connection.nixSshOpts.split(" "), "-G", "pulumi-nixos-target"], { encoding: "utf8" });
+    return /^kexalgorithms (.+)$/m.exec(effective)![1].split(",");
+}
+
+test("a shared connection keeps OpenSSH's default key exchange when it carries secrets, and prefers curve25519 when not", async () => {
+    const defaults = /^kexalgorithms (.+)$/m.exec(execFileSync("ssh", ["-G", "host.invalid"], { encoding: "utf8" }))![1].split(",");
+    const withSecrets = SshConnection.open(UNREACHABLE);
+    const withoutSecrets = SshConnection.open(UNREACHABLE, { carriesSecrets: false });
+    try {
+        assert.deepEqual(sharedKeyExchanges(withSecrets), defaults);
+        const classic = sharedKeyExchanges(withoutSecrets);
+        assert.equal(classic[0], "curve25519-sha256");
+        assert.deepEqual([...classic].sort(), [...defaults].sort());
+    } finally {
+        await withSecrets.close();
+        await withoutSecrets.close();
+    }
+});
+
+test("a connection opened without secrets refuses a secret input before ssh runs", async () => {
+    const connection = SshConnection.open(UNREACHABLE, { carriesSecrets: false });
+    try {
+        await assert.rejects(connection.run(["cat"], { input: "secret", secretInput: true }), /opened without secrets/);
     } finally {
         await connection.close();
     }
