@@ -102,11 +102,15 @@ export class NixosFleet extends pulumi.ComponentResource {
             if (plan.canary.length) described[0] = `canary ${described[0]}`;
             pulumi.log.info(`rollout: ${described.join(", then ")}; each batch starts after the whole previous one succeeded`, this);
         }
+        // The flake's first check evaluates the fleet's configurations together, and no others: each
+        // once, made once for all hosts (every host's state holds the list).
+        const evaluateWith = pulumi.all(Object.entries(args.hosts).map(([hostName, host]) => host.configuration ?? hostName))
+            .apply((configurations) => [...new Set(configurations)].sort());
         const outputs: Record<string, pulumi.Output<NixosFleetHostOutputs>> = {};
         let previousBatch: NixosSystem[] = [];
         for (const batch of plan.batches) {
             previousBatch = batch.map((hostName) => {
-                const system = this.makeHost(name, hostName, args.hosts[hostName], args, previousBatch);
+                const system = this.makeHost(name, hostName, args.hosts[hostName], { ...args.deploy, evaluateWith }, args, previousBatch);
                 this.systems[hostName] = system;
                 const canary = plan.canary.includes(hostName);
                 outputs[hostName] = pulumi.all([system.address, system.closure, system.generation])
@@ -120,10 +124,11 @@ export class NixosFleet extends pulumi.ComponentResource {
         this.registerOutputs({ hosts: this.hosts, canary: this.canary });
     }
 
-    private makeHost(fleet: string, hostName: string, host: NixosFleetHost, args: NixosFleetArgs, deployAfter: NixosSystem[]): NixosSystem {
+    private makeHost(
+        fleet: string, hostName: string, host: NixosFleetHost, deploy: NixosFleetArgs["deploy"] & { evaluateWith: pulumi.Input<string[]> },
+        args: NixosFleetArgs, deployAfter: NixosSystem[],
+    ): NixosSystem {
         const configuration = host.configuration ?? hostName;
-        // The flake's first check evaluates the fleet's configurations together, and no others.
-        const deploy = { ...args.deploy, evaluateWith: pulumi.all(Object.entries(args.hosts).map(([name, { configuration: other }]) => other ?? name)) };
         const resourceName = `${fleet}-${hostName}`;
         if (host.aws) {
             if (!args.sshPublicKey) throw new Error(`NixosFleet ${fleet}: host ${hostName} is made on AWS, which needs sshPublicKey`);
