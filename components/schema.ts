@@ -217,6 +217,7 @@ export function rolloutSchema(hostNames: string[]) {
 
 export type Connection = z.output<typeof connectionSchema>;
 export type HealthChecks = z.output<typeof healthChecksSchema>;
+export type CommandCheck = z.output<typeof commandCheckSchema>;
 export type Action = z.output<typeof actionSchema>;
 export type SystemSettings = z.output<typeof systemSettingsSchema>;
 export type HostFileSetting = z.output<typeof hostFileSchema> & { path: string };

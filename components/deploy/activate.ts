@@ -14,10 +14,11 @@
 // The scripts below are constants; every value reaches them as a positional argument, which the
 // SSH transport quotes. Nothing is interpolated into script text.
 import { randomBytes } from "node:crypto";
-import { Action } from "../schema";
+import { Action, CommandCheck } from "../schema";
 import { RemoteCommandError, SshConnectionError } from "../transport/ssh";
 import { RESTORE_FILES } from "./files";
 import { Host } from "./host";
+import { COMMAND_CHECKS, commandCheckArguments, commandCheckFailure, commandChecksMs } from "./verify";
 
 export const SYSTEM_PROFILE = "/nix/var/nix/profiles/system";
 
@@ -249,6 +250,13 @@ cat "$1" 2> /dev/null || true
 // agent's result when the agent claimed it first.
 const CONFIRM = `mv "$1/pending" "$1/confirmed" 2> /dev/null && { echo confirmed; exit 0; }
 ${READ_RESULT}`;
+// Runs the command checks (verify.ts) as the deploy user, then, when they pass, CONFIRM as root.
+// $1 the agent's folder, $2 CONFIRM's steps, $3 CONFIRM itself, then the checks' arguments.
+const CHECK_THEN_CONFIRM = `dir="$1"; steps="$2"; confirm="$3"; shift 3
+${COMMAND_CHECKS}
+run_checks "$@" || exit 0
+if [ "$(id -u)" = 0 ]; then exec sh -c "$confirm" confirm "$dir" "$steps"; fi
+exec sudo -n -- sh -c "$confirm" confirm "$dir" "$steps"`;
 const ABORT = `mv "$1/pending" "$1/aborted" 2> /dev/null
 ${READ_RESULT}`;
 
@@ -382,11 +390,19 @@ export class Activation {
 
     /**
      * Confirms over a fresh SSH connection (proving a new connection can still be made) by claiming
-     * "pending"; when the agent's timeout claimed it first, says what the agent did instead.
+     * "pending"; when the agent's timeout claimed it first, says what the agent did instead. With
+     * `commandChecks`, the same session runs them first and confirms only when they pass; a failed
+     * one is thrown as a HealthCheckError, and the agent is left to be rolled back.
      */
-    async confirm(): Promise<void> {
-        const output = await this.host.check("confirming the activation", ["sh", "-c", CONFIRM, "confirm", this.dir, "50"],
-            { fresh: true, timeoutMs: 60_000, privileged: true });
+    async confirm(commandChecks: readonly CommandCheck[] = []): Promise<void> {
+        const output = commandChecks.length === 0
+            ? await this.host.check("confirming the activation", ["sh", "-c", CONFIRM, "confirm", this.dir, "50"],
+                { fresh: true, timeoutMs: 60_000, privileged: true })
+            : await this.host.check("checking the host's health and confirming the activation",
+                ["sh", "-c", CHECK_THEN_CONFIRM, "confirm", this.dir, "50", CONFIRM, ...commandCheckArguments(commandChecks)],
+                { fresh: true, timeoutMs: 60_000 + commandChecksMs(commandChecks) });
+        const unhealthy = commandCheckFailure(commandChecks, output);
+        if (unhealthy) throw unhealthy;
         const result = output.trim();
         if (result !== "confirmed") {
             const where = result.startsWith("rolled-back") ? (await this.whereAfterRollback(result)).outcome : this.describe(result);

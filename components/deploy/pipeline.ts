@@ -14,7 +14,7 @@ import { BinaryCache, fetchFromCaches } from "./fetch";
 import { describePlan, dropBackup, FileBackup, FilePlan, HostFile, planFiles, probeFiles, restoreFiles, writeFiles } from "./files";
 import { Host } from "./host";
 import { rebootHost } from "./reboot";
-import { runHealthChecks } from "./verify";
+import { checksWithConfirmation, HealthCheckError, logCommandChecks, runHealthChecks } from "./verify";
 
 export type Stage = "build" | "probe" | "fetch" | "copy" | "files" | "activate" | "reboot" | "verify" | "confirm";
 
@@ -269,13 +269,17 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
             log(`files on ${host.name} after activation: ${describePlan(afterSwitch)}`);
             await writeFiles(host, afterSwitch, { folder: backup, agentFolder: activation.dir });
         }
-        if (!rebootNext) {
-            stage = "verify";
-            if (activatesNow(action)) await runHealthChecks(host, request.healthChecks, log);
-        }
         // Before a reboot there is nothing to verify yet, and the agent would not outlive it.
+        const verifyNow = !rebootNext && activatesNow(action);
+        stage = "verify";
+        if (verifyNow) await runHealthChecks(host, request.healthChecks, log);
+        const withConfirmation = verifyNow ? checksWithConfirmation(request.healthChecks) : [];
+        logCommandChecks(withConfirmation, log);
         stage = "confirm";
-        await activation.confirm();
+        await activation.confirm(withConfirmation).catch((error) => {
+            if (error instanceof HealthCheckError) stage = "verify";
+            throw error;
+        });
         return { ...switched, rebootNext };
     };
     const activationResult = await switchVerifyConfirm().catch(async (error) => {
@@ -302,7 +306,7 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
                 await writeFilesAlone(host, lost);
             }
             stage = "verify";
-            await runHealthChecks(host, request.healthChecks, log);
+            await runHealthChecks(host, request.healthChecks, log, { withConfirmation: false });
         })().catch(async (error) => {
             log(`${stage} failed on ${host.name}; rolling back`);
             const bootId = await probeHost(host).then((state) => state.bootId ?? "", () => "");
