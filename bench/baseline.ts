@@ -65,45 +65,63 @@ async function measureRound(checkout: Checkout, size: number, deployerCpu: Deplo
     }
 }
 
-/** Measures the change's deployer CPU of `revision` at each fleet size, `rounds` times each. */
-export async function measureBaseline(
-    revision: string, sizes: readonly number[], rounds: number, deployerCpu: DeployerCpu, log: (message: string) => void,
-): Promise<Baseline> {
-    const worktree = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-baseline-"));
-    const git = (...args: string[]) => execFileSync("git", args, { cwd: REPO_ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
-    try {
-        git("worktree", "add", "--detach", worktree, revision);
-        fs.symlinkSync(path.join(REPO_ROOT, "node_modules"), path.join(worktree, "node_modules"));
-        log(`baseline ${revision}: building its checkout in ${worktree}`);
-        execFileSync(path.join(REPO_ROOT, "node_modules/.bin/tsc"), ["-p", worktree], { stdio: "inherit" });
-        const flake = `path:${path.join(worktree, "nix/fixtures")}`;
-        const checkout: Checkout = {
-            library: path.join(worktree, "dist/components"),
-            // The revision's compiled testbed, known only at run time.
-            startTestHosts: require(path.join(worktree, "dist/test/hosts/testHosts.js")).startTestHosts,
-            flake,
-            changeClosure: (await evaluateConfigurations(flake, [CHANGE]))[CHANGE].closure,
-        };
-        const fleets: BaselineFleet[] = [];
-        for (const size of sizes) {
-            const measured: number[] = [];
-            for (let round = 1; round <= rounds; round++) {
-                log(`baseline ${revision}: the change on ${size} host(s), round ${round} of ${rounds}`);
-                measured.push(await measureRound(checkout, size, deployerCpu));
-            }
-            fleets.push({ hosts: size, changeDeployerCpuSeconds: median(measured), rounds: measured });
-        }
-        return {
-            revision: git("rev-parse", revision),
-            fleets,
-            deployerCpuPerAddedHostSeconds: perAddedHost(fleets, (fleet) => fleet.changeDeployerCpuSeconds),
-        };
-    } finally {
+/**
+ * The revision's checkout, built in a git worktree. Its rounds are measured one at a time, each
+ * beside one of this checkout's rounds of the same size, so that both meet the machine alike: a
+ * shared VM's speed drifts over the minutes a benchmark runs.
+ */
+export class BaselineCheckout {
+    private readonly rounds = new Map<number, number[]>();
+
+    private constructor(readonly revision: string, private readonly worktree: string, private readonly checkout: Checkout) {}
+
+    static async build(revision: string, log: (message: string) => void): Promise<BaselineCheckout> {
+        const worktree = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-baseline-"));
         try {
-            git("worktree", "remove", "--force", worktree);
-        } catch {
-            fs.rmSync(worktree, { recursive: true, force: true });
-            git("worktree", "prune");
+            git("worktree", "add", "--detach", worktree, revision);
+            fs.symlinkSync(path.join(REPO_ROOT, "node_modules"), path.join(worktree, "node_modules"));
+            log(`baseline ${revision}: building its checkout in ${worktree}`);
+            execFileSync(path.join(REPO_ROOT, "node_modules/.bin/tsc"), ["-p", worktree], { stdio: "inherit" });
+            const flake = `path:${path.join(worktree, "nix/fixtures")}`;
+            return new BaselineCheckout(git("rev-parse", revision), worktree, {
+                library: path.join(worktree, "dist/components"),
+                // The revision's compiled testbed, known only at run time.
+                startTestHosts: require(path.join(worktree, "dist/test/hosts/testHosts.js")).startTestHosts,
+                flake,
+                changeClosure: (await evaluateConfigurations(flake, [CHANGE]))[CHANGE].closure,
+            });
+        } catch (error) {
+            removeWorktree(worktree);
+            throw error;
         }
+    }
+
+    /** Measures one more round of the change on `size` hosts. */
+    async measureRound(size: number, deployerCpu: DeployerCpu): Promise<void> {
+        const measured = await measureRound(this.checkout, size, deployerCpu);
+        this.rounds.set(size, [...(this.rounds.get(size) ?? []), measured]);
+    }
+
+    /** The medians of the rounds measured, by fleet size. */
+    result(): Baseline {
+        const fleets = [...this.rounds].map(([hosts, rounds]) => ({ hosts, changeDeployerCpuSeconds: median(rounds), rounds }));
+        return { revision: this.revision, fleets, deployerCpuPerAddedHostSeconds: perAddedHost(fleets, (fleet) => fleet.changeDeployerCpuSeconds) };
+    }
+
+    remove(): void {
+        removeWorktree(this.worktree);
+    }
+}
+
+function git(...args: string[]): string {
+    return execFileSync("git", args, { cwd: REPO_ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+}
+
+function removeWorktree(worktree: string): void {
+    try {
+        git("worktree", "remove", "--force", worktree);
+    } catch {
+        fs.rmSync(worktree, { recursive: true, force: true });
+        git("worktree", "prune");
     }
 }

@@ -15,7 +15,7 @@ import { BinaryCacheHost, startBinaryCacheHost } from "../testbed/binaryCache";
 import { startTestHosts, switchByHand, TestFleet } from "../testbed/testHosts";
 import { NixInvocations, NixProcess } from "../test/engine/nixInvocations";
 import { NIXOS_PLUGIN } from "../scripts/plugin";
-import { Baseline, DEFAULT_BASELINE, measureBaseline, perAddedHost } from "./baseline";
+import { Baseline, BaselineCheckout, DEFAULT_BASELINE, perAddedHost } from "./baseline";
 import { FixedCost, measureFixedCost } from "./fixedCost";
 import { BROKEN, CACHED_CHANGE, CHANGE, FIRST, FLEET_PROGRAM, fleetConfig, HEAVY_FLAKE, measureChange } from "./fleetChange";
 import { DeployerCpu, joinDeployerCpuAccount, peakMemoryDuring, ProcessKind } from "./probes";
@@ -204,12 +204,19 @@ interface FleetSummary extends FleetResult {
     fixedCost?: FixedCost;
 }
 
-/** ROUNDS rounds of one fleet size: the median of each measurement, the peak of the memory. */
-async function measureFleet(size: number, closures: Record<string, string>, nixCalls: NixInvocations, cache: BinaryCacheHost, deployerCpu: DeployerCpu): Promise<FleetSummary> {
+/**
+ * ROUNDS rounds of one fleet size: the median of each measurement, the peak of the memory.
+ * `afterRound` runs after each (the baseline's round of the same size).
+ */
+async function measureFleet(
+    size: number, closures: Record<string, string>, nixCalls: NixInvocations, cache: BinaryCacheHost, deployerCpu: DeployerCpu,
+    afterRound: (round: number) => Promise<void>,
+): Promise<FleetSummary> {
     const rounds: RoundResult[] = [];
     for (let round = 1; round <= ROUNDS; round++) {
         log(`${size} host(s): round ${round} of ${ROUNDS}`);
         rounds.push(await measureRound(size, closures, nixCalls, cache, deployerCpu));
+        await afterRound(round);
     }
     const measurements = Object.keys(rounds[0]).filter((key): key is Measurement => !["hosts", "peakMemoryMiB", "fixedCost"].includes(key));
     const fixedCosts = rounds.map((round) => round.fixedCost).filter((cost): cost is FixedCost => cost !== undefined);
@@ -293,6 +300,7 @@ async function main(): Promise<void> {
     const nixCalls = new NixInvocations();
     const cacheFolder = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-hosts-"));
     let cache: BinaryCacheHost | undefined;
+    let baselineCheckout: BaselineCheckout | undefined;
     const deployerCpu = joinDeployerCpuAccount();
     if (!deployerCpu) throw new Error("bench: the deployer's CPU is counted by a control group, and none can be made here (run as root)");
     try {
@@ -307,21 +315,28 @@ async function main(): Promise<void> {
         log("one heavy configuration evaluated alone");
         const oneEvaluation = await oneEvaluationSeconds(nixCalls);
 
+        // The baseline's rounds of the smallest and largest fleet each run beside one of ours.
+        let baselineError: string | undefined;
+        const dropBaseline = (error: unknown) => {
+            // The measurements so far are still reported; the goal that needs it is missed.
+            baselineError = String(error);
+            log(`the baseline ${BASELINE} could not be measured: ${baselineError}`);
+            baselineCheckout?.remove();
+            baselineCheckout = undefined;
+        };
+        baselineCheckout = BASELINE === "none" ? undefined : await BaselineCheckout.build(BASELINE, log).catch((error) => void dropBaseline(error));
+        const baselineSizes = [Math.min(...FLEET_SIZES), Math.max(...FLEET_SIZES)];
         const results: FleetSummary[] = [];
-        for (const size of FLEET_SIZES) results.push(await measureFleet(size, closures, nixCalls, cache, deployerCpu));
+        for (const size of FLEET_SIZES) {
+            results.push(await measureFleet(size, closures, nixCalls, cache, deployerCpu, async (round) => {
+                if (!baselineCheckout || !baselineSizes.includes(size)) return;
+                log(`baseline ${BASELINE}: the change on ${size} host(s), round ${round} of ${ROUNDS}`);
+                await baselineCheckout.measureRound(size, deployerCpu).catch(dropBaseline);
+            }));
+        }
         cache.stop();
         cache = undefined;
-        let baseline: Baseline | undefined;
-        let baselineError: string | undefined;
-        if (BASELINE !== "none") {
-            try {
-                baseline = await measureBaseline(BASELINE, [Math.min(...FLEET_SIZES), Math.max(...FLEET_SIZES)], ROUNDS, deployerCpu, log);
-            } catch (error) {
-                // The measurements so far are still reported; the goal that needs it is missed.
-                baselineError = String(error);
-                log(`the baseline ${BASELINE} could not be measured: ${baselineError}`);
-            }
-        }
+        const baseline: Baseline | undefined = baselineCheckout?.result();
 
         const git = (...args: string[]) => execFileSync("git", args, { cwd: REPO_ROOT, encoding: "utf8" }).trim();
         const report = {
@@ -364,6 +379,7 @@ async function main(): Promise<void> {
         nixCalls.remove();
         cache?.stop();
         fs.rmSync(cacheFolder, { recursive: true, force: true });
+        baselineCheckout?.remove();
         deployerCpu.leave();
     }
 }
