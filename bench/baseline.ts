@@ -12,16 +12,16 @@ import { evaluateConfigurations } from "../components/deploy/evaluate";
 import { createTestStack, REPO_ROOT, TestStack } from "../test/engine/engine";
 import type { startTestHosts as StartTestHosts, TestFleet } from "../testbed/testHosts";
 import { CHANGE, FIRST, FLEET_PROGRAM, fleetConfig, measureChange } from "./fleetChange";
-import type { DeployerCpu } from "./probes";
+import { DeployerCpu, median } from "./probes";
 
 /** main when the fleet-scale issue was filed: the dynamic provider, before the native plugin. */
 export const DEFAULT_BASELINE = "0d7d8d7";
 
-/** The CPU per host added between the smallest and the largest fleet measured, by `cpuSeconds` of each. */
-export function perAddedHost<Fleet extends { hosts: number }>(fleets: readonly Fleet[], cpuSeconds: (fleet: Fleet) => number): number {
+/** The change's deployer CPU per host added between the smallest and the largest fleet measured. */
+export function perAddedHost(fleets: readonly { hosts: number; changeDeployerCpuSeconds: number }[]): number {
     const sorted = [...fleets].sort((a, b) => a.hosts - b.hosts);
     const [first, last] = [sorted[0], sorted[sorted.length - 1]];
-    return (cpuSeconds(last) - cpuSeconds(first)) / (last.hosts - first.hosts);
+    return (last.changeDeployerCpuSeconds - first.changeDeployerCpuSeconds) / (last.hosts - first.hosts);
 }
 
 export interface BaselineFleet {
@@ -37,7 +37,6 @@ export interface Baseline {
     deployerCpuPerAddedHostSeconds: number;
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 /** The revision's checkout: its library, its test hosts and its fixture flake. */
 interface Checkout {
@@ -105,7 +104,7 @@ export class BaselineCheckout {
     /** The medians of the rounds measured, by fleet size. */
     result(): Baseline {
         const fleets = [...this.rounds].map(([hosts, rounds]) => ({ hosts, changeDeployerCpuSeconds: median(rounds), rounds }));
-        return { revision: this.revision, fleets, deployerCpuPerAddedHostSeconds: perAddedHost(fleets, (fleet) => fleet.changeDeployerCpuSeconds) };
+        return { revision: this.revision, fleets, deployerCpuPerAddedHostSeconds: perAddedHost(fleets) };
     }
 
     remove(): void {

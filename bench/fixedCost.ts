@@ -5,6 +5,7 @@ import { execFileSync, spawn } from "node:child_process";
 import * as path from "node:path";
 import { TestStack } from "../test/engine/engine";
 import { NixInvocations } from "../test/engine/nixInvocations";
+import { median } from "./probes";
 
 export interface FixedCost {
     /** `pulumi up --yes --skip-preview` of the 1-host stack when nothing changes. */
@@ -21,7 +22,6 @@ export interface FixedCost {
     evaluationSeconds: number;
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 /** Runs the CLI in the stack's project, with the stack's backend and secrets, and times it. */
 function timedCli(stack: TestStack, engineBin: string, args: string[]): number {

@@ -63,6 +63,9 @@ export async function peakMemoryDuring<T>(work: () => Promise<T>): Promise<{ res
     }
 }
 
+/** The middle of the values (of an even count, the upper of the two middle ones). */
+export const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
 /** The unit of /proc/stat's times (USER_HZ, 100 on Linux whatever the kernel's own tick). */
 const TICKS_PER_SECOND = 100;
 

@@ -18,7 +18,7 @@ import { NIXOS_PLUGIN } from "../scripts/plugin";
 import { Baseline, BaselineCheckout, DEFAULT_BASELINE, perAddedHost } from "./baseline";
 import { FixedCost, measureFixedCost } from "./fixedCost";
 import { BROKEN, CACHED_CHANGE, CHANGE, FIRST, FLEET_PROGRAM, fleetConfig, HEAVY_FLAKE, measureChange } from "./fleetChange";
-import { DeployerCpu, joinDeployerCpuAccount, peakMemoryDuring, ProcessKind } from "./probes";
+import { DeployerCpu, joinDeployerCpuAccount, median, peakMemoryDuring, ProcessKind } from "./probes";
 
 /** The fleet sizes measured; PNX_BENCH_SIZES=1 measures one size only (to compare commits quickly). */
 const FLEET_SIZES = (process.env.PNX_BENCH_SIZES ?? "1,10,50").split(",").map(Number);
@@ -60,7 +60,6 @@ interface FleetResult {
 }
 
 const seconds = (startedAt: number) => (Date.now() - startedAt) / 1000;
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 async function timed(work: () => Promise<unknown>): Promise<number> {
     const startedAt = Date.now();
@@ -255,13 +254,11 @@ async function oneEvaluationSeconds(nixCalls: NixInvocations): Promise<number> {
     return median(times);
 }
 
-const deployerCpuOfChange = (fleet: FleetResult) => fleet.changeDeployerCpuSeconds;
-
 function goals(results: FleetSummary[], oneEvaluation: number, baseline: Baseline | undefined): Goal[] {
     const one = results.find((r) => r.hosts === 1);
     const largest = results.reduce((a, b) => (b.hosts > a.hosts ? b : a));
     const { workers, memoryMiB } = evaluationLimits();
-    const ours = results.length > 1 ? perAddedHost(results, deployerCpuOfChange) : undefined;
+    const ours = results.length > 1 ? perAddedHost(results) : undefined;
     return [
         ...(one && largest !== one ? [
             atMost(`no-op up on ${largest.hosts} hosts / on 1 host`, largest.noOpUpSeconds / one.noOpUpSeconds, 1.5),
@@ -349,7 +346,7 @@ async function main(): Promise<void> {
             change: `${FIRST} -> ${CHANGE}`,
             cachedChange: `${CHANGE} -> ${CACHED_CHANGE}, its new paths in a binary cache on a test host`,
             evaluation: { ...evaluationLimits(), oneHeavyConfigurationSeconds: oneEvaluation },
-            deployerCpuPerAddedHostSeconds: results.length > 1 ? perAddedHost(results, deployerCpuOfChange) : null,
+            deployerCpuPerAddedHostSeconds: results.length > 1 ? perAddedHost(results) : null,
             baseline: baseline ?? (baselineError ? { revision: BASELINE, error: baselineError } : null),
             fleets: results.map((r) => ({ ...r, handLoopRatio: Number((r.changeUpSeconds / r.handLoopSeconds).toFixed(3)) })),
             goals: [...goals(results, oneEvaluation, baseline),
