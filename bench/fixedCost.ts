@@ -1,6 +1,6 @@
 // What a 1-host no-op `pulumi up` costs as users run it (the CLI, `pulumi up --yes --skip-preview`),
-// and what that time is made of: the engine with an empty program, loading the library (and
-// @pulumi/aws within it), starting the provider plugin, and the flake's evaluation.
+// and what that time is made of: the engine with an empty program, loading @pulumi/pulumi, the
+// library (and @pulumi/aws within it), starting the provider plugin, and the flake's evaluation.
 import { execFileSync, spawn } from "node:child_process";
 import * as path from "node:path";
 import { TestStack } from "../test/engine/engine";
@@ -10,13 +10,15 @@ import { median } from "./probes";
 export interface FixedCost {
     /** `pulumi up --yes --skip-preview` of the 1-host stack when nothing changes. */
     noOpUpSeconds: number;
-    /** The same for a program that declares no resource: the engine, the language host, @pulumi/pulumi. */
+    /** The same for a program that declares no resource: the engine, the language host and its part of @pulumi/pulumi. */
     emptyProgramUpSeconds: number;
+    /** `require("@pulumi/pulumi")` in a fresh Node.js: what every program that declares a resource loads, the empty one not. */
+    pulumiLoadSeconds: number;
     /** Loading the library in a fresh Node.js process, beyond @pulumi/pulumi. */
     libraryLoadSeconds: number;
     /** Of that, @pulumi/aws (loaded whether or not an AWS resource is declared). */
     awsLoadSeconds: number;
-    /** From starting the provider plugin until it tells the engine its port. */
+    /** From starting the provider plugin until it tells the engine its port (with its code cache, as after a first command). */
     providerStartSeconds: number;
     /** The flake's evaluation during the no-op (the `nix eval` processes, start to end). */
     evaluationSeconds: number;
@@ -44,14 +46,17 @@ function nodeSeconds(script: string, cwd: string): number {
     return median([1, 2, 3].map(() => run(script) - run("")));
 }
 
-/** Seconds from spawning the plugin to its port line, as the engine waits for it. */
-function providerStartSeconds(plugin: string): Promise<number> {
+/** Seconds from spawning the plugin to its port line, as the engine waits for it; it is killed `lingerMs` after. */
+function providerStartSeconds(plugin: string, lingerMs = 0): Promise<number> {
     return new Promise((resolve, reject) => {
         const startedAt = process.hrtime.bigint();
         const child = spawn(plugin, [], { stdio: ["ignore", "pipe", "ignore"] });
         child.stdout.once("data", () => {
-            resolve(Number(process.hrtime.bigint() - startedAt) / 1e9);
-            child.kill("SIGKILL");
+            const seconds = Number(process.hrtime.bigint() - startedAt) / 1e9;
+            setTimeout(() => {
+                child.kill("SIGKILL");
+                resolve(seconds);
+            }, lingerMs);
         });
         child.once("error", reject);
     });
@@ -67,11 +72,14 @@ export async function measureFixedCost(options: {
     const evaluationSeconds = evaluations.length ? median(evaluations.map((p) => (p.endedAt - p.startedAt) / 1000)) : 0;
     timedCli(emptyStack, engineBin, up);
     const cwd = stack.stack.workspace.workDir;
+    // A first start that runs long enough to write the plugin's code cache, as a user's first command does.
+    await providerStartSeconds(plugin, 1500);
     const starts: number[] = [];
     for (let i = 0; i < 3; i++) starts.push(await providerStartSeconds(plugin));
     return {
         noOpUpSeconds: noOp.result,
         emptyProgramUpSeconds: median([1, 2, 3].map(() => timedCli(emptyStack, engineBin, up))),
+        pulumiLoadSeconds: nodeSeconds(`require("@pulumi/pulumi")`, cwd),
         libraryLoadSeconds: nodeSeconds(`require("@pulumi/pulumi"); require(${JSON.stringify(library)})`, cwd)
             - nodeSeconds(`require("@pulumi/pulumi")`, cwd),
         awsLoadSeconds: nodeSeconds(`require("@pulumi/pulumi"); require("@pulumi/aws")`, cwd) - nodeSeconds(`require("@pulumi/pulumi")`, cwd),

@@ -1,5 +1,6 @@
-// Builds provider plugin folders: an executable pulumi-resource-NAME and one bundled script with
-// everything it runs (no node_modules needed), which is what
+// Builds provider plugin folders: an executable pulumi-resource-NAME, one bundled script with
+// everything it runs (no node_modules needed) and the entry that runs it with V8's code cache
+// (provider/bundleLoader.ts), which is what
 // `pulumi plugin install resource NAME VERSION --file FOLDER` installs. dist/plugin holds the
 // nixos plugin users install; dist/testbed-plugin the one that serves the example's local machines.
 import * as fs from "node:fs";
@@ -26,17 +27,19 @@ const launcher = (name: string) => `#!/bin/sh
 exec node "$(dirname "$0")/pulumi-resource-${name}.js" "$@"
 `;
 
+/** The compiled entry every plugin starts in, which runs the plugin's bundle. */
+const BUNDLE_LOADER = "dist/provider/bundleLoader.js";
+
 /** Bundles a compiled plugin into its folder and returns the folder. */
 export function buildPlugin(plugin: Plugin = NIXOS_PLUGIN): string {
     const folder = path.join(ROOT, plugin.folder);
-    buildSync({
-        entryPoints: [path.join(ROOT, plugin.entry)],
-        bundle: true,
-        platform: "node",
-        target: "node20",
-        outfile: path.join(folder, `pulumi-resource-${plugin.name}.js`),
-        logLevel: "warning",
+    const bundle = (entry: string, outfile: string) => buildSync({
+        entryPoints: [path.join(ROOT, entry)], bundle: true, platform: "node", target: "node20", outfile: path.join(folder, outfile), logLevel: "warning",
     });
+    bundle(plugin.entry, `pulumi-resource-${plugin.name}.bundle.js`);
+    bundle(BUNDLE_LOADER, `pulumi-resource-${plugin.name}.js`);
+    // Caches of an earlier build are never read again (they are named by the bundle's digest).
+    for (const file of fs.readdirSync(folder)) if (file.endsWith(".v8cache")) fs.rmSync(path.join(folder, file));
     fs.writeFileSync(path.join(folder, `pulumi-resource-${plugin.name}`), launcher(plugin.name), { mode: 0o755 });
     return folder;
 }

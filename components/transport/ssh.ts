@@ -15,6 +15,7 @@
 // the same either way.
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { terminateMaster } from "./controlSocket";
 import { makeOwnedFolder } from "./ownedFolder";
 import { ProcessResult, runProcess } from "./process";
 
@@ -218,9 +219,9 @@ export class SshConnection {
 
     /** Ends the master connection and removes the key and every file written for OpenSSH. */
     async close(): Promise<void> {
-        if (fs.existsSync(path.join(this.dir, "master"))) {
-            await runProcess("ssh", ["-F", this.configFile, "-O", "exit", HOST_ALIAS], { timeoutMs: 5000 }).catch(() => undefined);
-        }
+        const controlSocket = path.join(this.dir, "master");
+        // A master that cannot be told still exits by itself, ControlPersist after its last session.
+        if (fs.existsSync(controlSocket)) await terminateMaster(controlSocket, 5000).catch(() => undefined);
         fs.rmSync(this.dir, { recursive: true, force: true });
     }
 }
