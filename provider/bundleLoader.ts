@@ -27,6 +27,16 @@ function readCache(file: string): Buffer | undefined {
     }
 }
 
+/** Whether the cache can be written beside the bundle (a plugin in the Nix store, say, cannot). */
+function writableFolder(bundle: string): boolean {
+    try {
+        fs.accessSync(path.dirname(bundle), fs.constants.W_OK);
+        return true;
+    } catch {
+        return false;
+    }
+}
+
 /** Writes to a file of its own, then renames: plugins starting together never read half a cache. */
 function writeCache(file: string, data: Buffer): void {
     const partial = `${file}.${process.pid}`;
@@ -44,7 +54,7 @@ export function runBundle(bundle: string): void {
     const cacheFile = codeCachePath(bundle, source);
     const cachedData = readCache(cacheFile);
     const script = new vm.Script(Module.wrap(source), { filename: bundle, cachedData });
-    if (!cachedData || script.cachedDataRejected) setTimeout(() => writeCache(cacheFile, script.createCachedData()), CACHE_AFTER_MS).unref();
+    if ((!cachedData || script.cachedDataRejected) && writableFolder(bundle)) setTimeout(() => writeCache(cacheFile, script.createCachedData()), CACHE_AFTER_MS).unref();
     const bundleModule = new Module(bundle, module);
     bundleModule.filename = bundle;
     const moduleFunction = script.runInThisContext() as (...args: unknown[]) => void;

@@ -1,6 +1,6 @@
 // The plugin entry that runs a bundle with V8's code cache: the bundle runs as it would alone, the
-// cache is written once and then read, and a cache V8 refuses (damaged, or of another Node.js) is
-// replaced rather than trusted.
+// cache is written once and then read, a cache V8 refuses (damaged, or of another Node.js) is
+// replaced rather than trusted, and a read-only plugin folder only goes without.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -60,6 +60,19 @@ test("a damaged cache is refused by V8 and replaced; a changed bundle gets a cac
         assert.notEqual(cacheOf(folder), cache);
         start(folder);
         assert.ok(fs.existsSync(cacheOf(folder)));
+    } finally {
+        fs.rmSync(folder, { recursive: true, force: true });
+    }
+});
+
+test("a bundle in a folder that cannot be written runs uncached, and nothing is written", () => {
+    const folder = pluginFolder();
+    try {
+        // A read-only bind mount in a mount namespace of its own, as a plugin in the Nix store is.
+        const output = execFileSync("unshare", ["--mount", "--propagation", "private", "sh", "-c",
+            `mount --bind -o ro "$1" "$1" && exec "$2" "$1/pulumi-resource-t.js"`, "sh", folder, process.execPath], { encoding: "utf8" });
+        assert.equal(JSON.parse(output).helper, "helped");
+        assert.deepEqual(fs.readdirSync(folder).sort(), ["helper.js", "pulumi-resource-t.bundle.js", "pulumi-resource-t.js"]);
     } finally {
         fs.rmSync(folder, { recursive: true, force: true });
     }
