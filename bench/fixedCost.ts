@@ -76,13 +76,13 @@ export async function measureFixedCost(options: {
     await providerStartSeconds(plugin, 1500);
     const starts: number[] = [];
     for (let i = 0; i < 3; i++) starts.push(await providerStartSeconds(plugin));
+    const pulumiLoadSeconds = nodeSeconds(`require("@pulumi/pulumi")`, cwd);
     return {
         noOpUpSeconds: noOp.result,
         emptyProgramUpSeconds: median([1, 2, 3].map(() => timedCli(emptyStack, engineBin, up))),
-        pulumiLoadSeconds: nodeSeconds(`require("@pulumi/pulumi")`, cwd),
-        libraryLoadSeconds: nodeSeconds(`require("@pulumi/pulumi"); require(${JSON.stringify(library)})`, cwd)
-            - nodeSeconds(`require("@pulumi/pulumi")`, cwd),
-        awsLoadSeconds: nodeSeconds(`require("@pulumi/pulumi"); require("@pulumi/aws")`, cwd) - nodeSeconds(`require("@pulumi/pulumi")`, cwd),
+        pulumiLoadSeconds,
+        libraryLoadSeconds: nodeSeconds(`require("@pulumi/pulumi"); require(${JSON.stringify(library)})`, cwd) - pulumiLoadSeconds,
+        awsLoadSeconds: nodeSeconds(`require("@pulumi/pulumi"); require("@pulumi/aws")`, cwd) - pulumiLoadSeconds,
         providerStartSeconds: median(starts),
         evaluationSeconds,
     };

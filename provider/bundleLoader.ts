@@ -1,6 +1,6 @@
 // A provider plugin's entry: runs the plugin's bundle (pulumi-resource-NAME.bundle.js beside it)
-// with V8's code cache, which halves the plugin's start (compiling the 2.6 MB bundle is most of
-// it), and every `pulumi` command that uses the provider starts it. The cache is written beside
+// with V8's code cache, which takes a third off the plugin's start (about 200 ms to 140 ms here:
+// compiling the 2.6 MB bundle), and every `pulumi` command that uses the provider starts it. The cache is written beside
 // the bundle, once, a second after a start without a usable one; it is named by a digest of the
 // bundle and the Node.js version, so that no other bundle or V8 ever reads it. A folder that
 // cannot be written only leaves the start uncached.
