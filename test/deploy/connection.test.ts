@@ -17,6 +17,12 @@ before(async () => {
 
 after(() => fleet?.stop());
 
+/** How the deployer reaches the fleet's one host. */
+const target = () => {
+    const host = fleet.hosts[0];
+    return { address: host.address, port: host.port, user: "root", privateKey: fleet.deployerPrivateKey, hostPublicKey: host.hostPublicKey };
+};
+
 /** The connection's private folder, which holds its config and the master's control socket. */
 const folderOf = (connection: SshConnection) => path.dirname(connection.nixSshOpts.replace(/^-F /, ""));
 
@@ -27,8 +33,7 @@ function mastersOf(connection: SshConnection): number[] {
 }
 
 test("commands share one master connection, and closing the connection ends it and removes its files", async () => {
-    const host = fleet.hosts[0];
-    const connection = SshConnection.open({ address: host.address, port: host.port, user: "root", privateKey: fleet.deployerPrivateKey, hostPublicKey: host.hostPublicKey }, { carriesSecrets: false });
+    const connection = SshConnection.open(target(), { carriesSecrets: false });
     const folder = folderOf(connection);
     assert.equal((await connection.check("echo", ["echo", "one"])).trim(), "one");
     assert.equal((await connection.check("echo", ["echo", "two"])).trim(), "two");
@@ -41,11 +46,9 @@ test("commands share one master connection, and closing the connection ends it a
 });
 
 test("closing a connection whose master is gone already (killed, or never started) succeeds", async () => {
-    const host = fleet.hosts[0];
-    const target = { address: host.address, port: host.port, user: "root", privateKey: fleet.deployerPrivateKey, hostPublicKey: host.hostPublicKey };
-    const unused = SshConnection.open(target);
+    const unused = SshConnection.open(target());
     await unused.close();
-    const killed = SshConnection.open(target);
+    const killed = SshConnection.open(target());
     await killed.check("true", ["true"]);
     const [master] = mastersOf(killed);
     process.kill(master, "SIGKILL");
