@@ -193,6 +193,6 @@ export class NixosSystem extends pulumi.CustomResource {
             files: secretFiles(args.files),
             closure: undefined, derivation: undefined, packages: undefined, kernel: undefined, nixosRelease: undefined, generation: undefined,
             fileDigestKey: undefined, fileDigests: undefined,
-        }, { version: PACKAGE_VERSION, ...opts, additionalSecretOutputs: ["privateKey", "signingKey", "files", "fileDigestKey", "fileDigests"] });
+        }, { version: PACKAGE_VERSION, ...opts, additionalSecretOutputs: ["fileDigestKey", "fileDigests"] });
     }
 }

@@ -49,7 +49,7 @@ export interface ResourceDefinition {
     token: string;
     description: string;
     inputs: Record<string, InputDefinition>;
-    /** Outputs besides the inputs, which every resource of this package also returns. */
+    /** Outputs besides the inputs, which every resource of this package also returns (but its secret ones: inputOnlyProperties). */
     outputs: Record<string, OutputDefinition>;
 }
 
@@ -276,6 +276,14 @@ export function inputSchemas(resource: ResourceDefinition): Record<string, z.Zod
     return Object.fromEntries(Object.entries(resource.inputs).map(([name, input]) => [name, input.required ? input.schema : input.schema.optional()]));
 }
 
+/**
+ * Inputs the outputs do not repeat: the secret ones (keys, file contents). The state then holds
+ * each secret once, with the inputs, where the provider finds it again for the old state.
+ */
+export function inputOnlyProperties(resource: ResourceDefinition): string[] {
+    return Object.entries(resource.inputs).filter(([, input]) => input.secret).map(([name]) => name);
+}
+
 /** The properties whose values are always secrets. */
 export function secretProperties(resource: ResourceDefinition): string[] {
     return [...Object.entries(resource.inputs), ...Object.entries(resource.outputs)].filter(([, property]) => property.secret).map(([name]) => name);
@@ -294,6 +302,8 @@ export function resourceSchemas(resources: readonly ResourceDefinition[]): Recor
     return Object.fromEntries(resources.map((resource) => {
         const inputProperties = Object.fromEntries(Object.entries(resource.inputs).map(([name, input]) => [name, inputSpec(input)]));
         const requiredInputs = Object.entries(resource.inputs).filter(([, input]) => input.required).map(([name]) => name);
+        const inputOnly = new Set(inputOnlyProperties(resource));
+        const echoed = (name: string) => !inputOnly.has(name);
         const outputs = Object.fromEntries(Object.entries(resource.outputs).map(([name, output]) =>
             [name, { ...output.spec, description: output.description, ...(output.secret ? { secret: true } : {}) }]));
         const requiredOutputs = Object.entries(resource.outputs).filter(([, output]) => output.required).map(([name]) => name);
@@ -301,8 +311,8 @@ export function resourceSchemas(resources: readonly ResourceDefinition[]): Recor
             description: resource.description,
             inputProperties,
             requiredInputs,
-            properties: { ...inputProperties, ...outputs },
-            required: [...requiredInputs, ...requiredOutputs],
+            properties: { ...Object.fromEntries(Object.entries(inputProperties).filter(([name]) => echoed(name))), ...outputs },
+            required: [...requiredInputs.filter(echoed), ...requiredOutputs],
         }];
     }));
 }

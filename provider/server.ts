@@ -4,13 +4,14 @@
 // protocol's own DiffResponse can carry a detailed diff.
 import * as grpc from "@grpc/grpc-js";
 import { Empty } from "google-protobuf/google/protobuf/empty_pb";
+import { Struct } from "google-protobuf/google/protobuf/struct_pb";
 import * as enginerpc from "@pulumi/pulumi/proto/engine_grpc_pb";
 import * as engine from "@pulumi/pulumi/proto/engine_pb";
 import * as plugin from "@pulumi/pulumi/proto/plugin_pb";
 import * as rpc from "@pulumi/pulumi/proto/provider_grpc_pb";
 import * as proto from "@pulumi/pulumi/proto/provider_pb";
 import { decodeProperties, encodeProperties, PropertyMap } from "./properties";
-import { ResourceDefinition, secretProperties } from "./schema";
+import { inputOnlyProperties, ResourceDefinition, secretProperties } from "./schema";
 
 /** What every operation gets besides its properties. */
 export interface OperationContext {
@@ -125,9 +126,22 @@ export class ProviderServer {
         this.engine.log(request, () => undefined);
     }
 
-    /** Outputs, with the secret properties of the resource type and of its inputs kept secret. */
+    /** Properties, with the secret properties of the resource type and of its inputs kept secret. */
     private encode(handler: ResourceHandler, values: PropertyMap, inputSecrets: Iterable<string> = []) {
         return encodeProperties(values, [...secretProperties(handler.definition), ...inputSecrets]);
+    }
+
+    /** Outputs: the properties without the inputs they do not repeat (secrets the state keeps once, with the inputs). */
+    private encodeOutputs(handler: ResourceHandler, values: PropertyMap, inputSecrets: Iterable<string> = []) {
+        const inputOnly = new Set(inputOnlyProperties(handler.definition));
+        return this.encode(handler, Object.fromEntries(Object.entries(values).filter(([name]) => !inputOnly.has(name))), inputSecrets);
+    }
+
+    /** The old state as handlers see it: the outputs, with the inputs they do not repeat taken from the old inputs. */
+    private oldState(handler: ResourceHandler, outputs: Struct | undefined, inputs: Struct | undefined): PropertyMap {
+        const oldInputs = decodeProperties(inputs).values;
+        const inputOnly = inputOnlyProperties(handler.definition).filter((name) => oldInputs[name] !== undefined);
+        return { ...decodeProperties(outputs).values, ...Object.fromEntries(inputOnly.map((name) => [name, oldInputs[name]])) };
     }
 
     private service(): Partial<rpc.IResourceProviderServer> {
@@ -152,7 +166,7 @@ export class ProviderServer {
             }),
             diff: answer(async (request: proto.DiffRequest) => {
                 const handler = this.handler(request.getUrn());
-                const olds = decodeProperties(request.getOlds()).values;
+                const olds = this.oldState(handler, request.getOlds(), request.getOldInputs());
                 const news = decodeProperties(request.getNews()).values;
                 const ignored = new Set(request.getIgnorechangesList());
                 const result = await handler.diff(this.context(request.getUrn()), olds, news);
@@ -174,26 +188,26 @@ export class ProviderServer {
                 const handler = this.handler(request.getUrn());
                 const inputs = decodeProperties(request.getProperties());
                 const { id, outputs } = await handler.create(this.context(request.getUrn()), inputs.values);
-                return new proto.CreateResponse().setId(id).setProperties(this.encode(handler, outputs, inputs.secrets));
+                return new proto.CreateResponse().setId(id).setProperties(this.encodeOutputs(handler, outputs, inputs.secrets));
             }),
             update: answer(async (request: proto.UpdateRequest) => {
                 const handler = this.handler(request.getUrn());
                 const news = decodeProperties(request.getNews());
-                const olds = decodeProperties(request.getOlds()).values;
+                const olds = this.oldState(handler, request.getOlds(), request.getOldInputs());
                 const outputs = handler.update ? await handler.update(this.context(request.getUrn()), request.getId(), olds, news.values) : { ...olds, ...news.values };
-                return new proto.UpdateResponse().setProperties(this.encode(handler, outputs, news.secrets));
+                return new proto.UpdateResponse().setProperties(this.encodeOutputs(handler, outputs, news.secrets));
             }),
             read: answer(async (request: proto.ReadRequest) => {
                 const handler = this.handler(request.getUrn());
-                const state = decodeProperties(request.getProperties());
-                const outputs = handler.read ? await handler.read(this.context(request.getUrn()), request.getId(), state.values) : state.values;
+                const state = this.oldState(handler, request.getProperties(), request.getInputs());
+                const outputs = handler.read ? await handler.read(this.context(request.getUrn()), request.getId(), state) : state;
                 return new proto.ReadResponse().setId(request.getId())
-                    .setProperties(this.encode(handler, outputs, state.secrets))
+                    .setProperties(this.encodeOutputs(handler, outputs, decodeProperties(request.getProperties()).secrets))
                     .setInputs(request.getInputs());
             }),
             delete: answer(async (request: proto.DeleteRequest) => {
                 const handler = this.handler(request.getUrn());
-                await handler.delete?.(this.context(request.getUrn()), request.getId(), decodeProperties(request.getProperties()).values);
+                await handler.delete?.(this.context(request.getUrn()), request.getId(), this.oldState(handler, request.getProperties(), request.getOldInputs()));
                 return new Empty();
             }),
         };

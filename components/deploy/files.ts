@@ -100,8 +100,9 @@ export function diffFiles(recorded: RecordedFiles, files: unknown): FileChanges 
     return changedFiles(recorded.fileDigests ?? {}, desiredDigests(recorded.fileDigestKey ?? newDigestKey(), parsed.data.map(hostFile)));
 }
 
-/** What the state records after `files` were written: the key kept (or a new one) and their digests. */
-export function recordFiles(recorded: RecordedFiles, files: readonly HostFile[]): Required<RecordedFiles> {
+/** What the state records after `files` were written: the key kept (or a new one) and their digests; without files, nothing. */
+export function recordFiles(recorded: RecordedFiles, files: readonly HostFile[]): RecordedFiles {
+    if (files.length === 0) return {};
     const fileDigestKey = recorded.fileDigestKey ?? newDigestKey();
     return { fileDigestKey, fileDigests: desiredDigests(fileDigestKey, files) };
 }

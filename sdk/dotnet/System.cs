@@ -95,12 +95,6 @@ namespace PulumiNixos.Nixos
         public Output<ImmutableDictionary<string, string>?> FileDigests { get; private set; } = null!;
 
         /// <summary>
-        /// Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
-        /// </summary>
-        [Output("files")]
-        public Output<ImmutableDictionary<string, Outputs.HostFile>?> Files { get; private set; } = null!;
-
-        /// <summary>
         /// The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").
         /// </summary>
         [Output("flake")]
@@ -149,12 +143,6 @@ namespace PulumiNixos.Nixos
         public Output<int?> Port { get; private set; } = null!;
 
         /// <summary>
-        /// The deployer's private key, as text. Always stored as a secret.
-        /// </summary>
-        [Output("privateKey")]
-        public Output<string> PrivateKey { get; private set; } = null!;
-
-        /// <summary>
         /// Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
         /// </summary>
         [Output("reboot")]
@@ -165,12 +153,6 @@ namespace PulumiNixos.Nixos
         /// </summary>
         [Output("rebootTimeoutSeconds")]
         public Output<int?> RebootTimeoutSeconds { get; private set; } = null!;
-
-        /// <summary>
-        /// A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
-        /// </summary>
-        [Output("signingKey")]
-        public Output<string?> SigningKey { get; private set; } = null!;
 
         /// <summary>
         /// Instead of flake and configuration: an already-built system's store path.
@@ -217,9 +199,6 @@ namespace PulumiNixos.Nixos
                 {
                     "fileDigestKey",
                     "fileDigests",
-                    "files",
-                    "privateKey",
-                    "signingKey",
                 },
             };
             var merged = CustomResourceOptions.Merge(defaultOptions, options);

@@ -53,12 +53,6 @@ namespace PulumiNixos.Nixos
         public Output<int?> Port { get; private set; } = null!;
 
         /// <summary>
-        /// The deployer's private key, as text. Always stored as a secret.
-        /// </summary>
-        [Output("privateKey")]
-        public Output<string> PrivateKey { get; private set; } = null!;
-
-        /// <summary>
         /// Seconds to wait for NixOS; default 900 (nixos-infect builds a system and reboots).
         /// </summary>
         [Output("timeoutSeconds")]
@@ -93,10 +87,6 @@ namespace PulumiNixos.Nixos
             var defaultOptions = new CustomResourceOptions
             {
                 Version = Utilities.Version,
-                AdditionalSecretOutputs =
-                {
-                    "privateKey",
-                },
             };
             var merged = CustomResourceOptions.Merge(defaultOptions, options);
             // Override the ID if one was specified for consistency with other language SDKs.

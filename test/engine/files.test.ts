@@ -220,7 +220,9 @@ test("contents never appear in process arguments, output, errors or the state (n
     const exported = await testStack.stack.exportStack();
     const system = exported.deployment.resources.find((r: { type: string }) => r.type === "nixos:index:System");
     // The Automation API exports with --show-secrets: a secret shows as its signature and its plaintext.
-    for (const output of ["files", "fileDigestKey", "fileDigests"]) {
+    assert.equal(system.inputs.files?.[SECRET_SIGNATURE], SECRET_TYPE, "the state's files input is not a secret");
+    assert.equal(system.outputs.files, undefined, "the outputs repeat the files' contents");
+    for (const output of ["fileDigestKey", "fileDigests"]) {
         assert.equal(system.outputs[output]?.[SECRET_SIGNATURE], SECRET_TYPE, `the state's ${output} is not a secret`);
     }
     const state = testStack.stateText();

@@ -2,6 +2,7 @@
 // package diff, failed switch and failed health check rolled back by generation number, drift seen
 // by refresh and repaired by up, a no-op up.
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
 import { after, before, test } from "node:test";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
 import { startTestHosts, switchByHand, TestFleet, TestHost } from "../../testbed/testHosts";
@@ -18,7 +19,11 @@ before(async () => {
     systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "v3", "switch-fails", "unhealthy"]);
     fleet = await startTestHosts({ count: 1 });
     host = fleet.hosts[0];
-    testStack = await createSystemStack("nixos-system", fleet, host);
+    // A private key given in config replaces the fleet's (a key rotation, previewed only).
+    testStack = await createSystemStack("nixos-system", fleet, host, (config) => {
+        const privateKey = config.getSecret("privateKey");
+        return privateKey ? { privateKey } : {};
+    });
 });
 
 after(async () => {
@@ -72,6 +77,25 @@ test("a no-op up copies nothing and changes nothing", async () => {
     assert.deepEqual(result.summary.resourceChanges, { same: 2 });
     assert.equal(activations(), before);
     assert.deepEqual(host.generations(), [1, 2, 3]);
+});
+
+test("the state keeps each secret input once, in the inputs: the outputs do not repeat the private key, and hold no file records without files", async () => {
+    const exported = await testStack.stack.exportStack();
+    const system = exported.deployment.resources.find((r: { type: string }) => r.type === "nixos:index:System");
+    // The Automation API exports with --show-secrets: a secret shows as its signature and its plaintext.
+    assert.equal(system.inputs.privateKey?.plaintext, JSON.stringify(fleet.deployerPrivateKey), "the inputs hold the private key, as a secret");
+    for (const output of ["privateKey", "files", "fileDigestKey", "fileDigests"]) assert.equal(system.outputs[output], undefined, `the outputs hold ${output}`);
+    assert.equal(system.outputs.closure, systems.v2.closure);
+});
+
+test("a new private key is a change the preview names; the same key is none", async () => {
+    const otherKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "sec1", format: "pem" }).toString();
+    await testStack.stack.setConfig("privateKey", { value: otherKey, secret: true });
+    const preview = await testStack.stack.preview({ diff: true });
+    await testStack.stack.removeConfig("privateKey");
+    assert.equal(preview.changeSummary.update, 1);
+    assert.match(preview.stdout, /~ privateKey/);
+    assert.deepEqual((await testStack.stack.preview()).changeSummary, { same: 2 });
 });
 
 test("a failing switch is rolled back to generation 3 and the stack keeps version 2", async () => {

@@ -42,8 +42,6 @@ type System struct {
 	FileDigestKey pulumi.StringPtrOutput `pulumi:"fileDigestKey"`
 	// Path → keyed digest of each file as last written or read on the host.
 	FileDigests pulumi.StringMapOutput `pulumi:"fileDigests"`
-	// Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
-	Files HostFileMapOutput `pulumi:"files"`
 	// The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").
 	Flake pulumi.StringPtrOutput `pulumi:"flake"`
 	// The system profile generation the host runs.
@@ -60,14 +58,10 @@ type System struct {
 	Packages pulumi.StringMapOutput `pulumi:"packages"`
 	// SSH port; default 22.
 	Port pulumi.IntPtrOutput `pulumi:"port"`
-	// The deployer's private key, as text. Always stored as a secret.
-	PrivateKey pulumi.StringOutput `pulumi:"privateKey"`
 	// Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
 	Reboot pulumi.BoolPtrOutput `pulumi:"reboot"`
 	// Seconds a rebooting host may take to answer again; default 600.
 	RebootTimeoutSeconds pulumi.IntPtrOutput `pulumi:"rebootTimeoutSeconds"`
-	// A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
-	SigningKey pulumi.StringPtrOutput `pulumi:"signingKey"`
 	// Instead of flake and configuration: an already-built system's store path.
 	StorePath pulumi.StringPtrOutput `pulumi:"storePath"`
 	// Let the host fetch paths from its own substituters instead of receiving them; default false.
@@ -131,9 +125,6 @@ func NewSystem(ctx *pulumi.Context,
 	secrets := pulumi.AdditionalSecretOutputs([]string{
 		"fileDigestKey",
 		"fileDigests",
-		"files",
-		"privateKey",
-		"signingKey",
 	})
 	opts = append(opts, secrets)
 	opts = internal.PkgResourceDefaultOpts(opts)
@@ -361,11 +352,6 @@ func (o SystemOutput) FileDigests() pulumi.StringMapOutput {
 	return o.ApplyT(func(v *System) pulumi.StringMapOutput { return v.FileDigests }).(pulumi.StringMapOutput)
 }
 
-// Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
-func (o SystemOutput) Files() HostFileMapOutput {
-	return o.ApplyT(func(v *System) HostFileMapOutput { return v.Files }).(HostFileMapOutput)
-}
-
 // The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").
 func (o SystemOutput) Flake() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *System) pulumi.StringPtrOutput { return v.Flake }).(pulumi.StringPtrOutput)
@@ -406,11 +392,6 @@ func (o SystemOutput) Port() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v *System) pulumi.IntPtrOutput { return v.Port }).(pulumi.IntPtrOutput)
 }
 
-// The deployer's private key, as text. Always stored as a secret.
-func (o SystemOutput) PrivateKey() pulumi.StringOutput {
-	return o.ApplyT(func(v *System) pulumi.StringOutput { return v.PrivateKey }).(pulumi.StringOutput)
-}
-
 // Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
 func (o SystemOutput) Reboot() pulumi.BoolPtrOutput {
 	return o.ApplyT(func(v *System) pulumi.BoolPtrOutput { return v.Reboot }).(pulumi.BoolPtrOutput)
@@ -419,11 +400,6 @@ func (o SystemOutput) Reboot() pulumi.BoolPtrOutput {
 // Seconds a rebooting host may take to answer again; default 600.
 func (o SystemOutput) RebootTimeoutSeconds() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v *System) pulumi.IntPtrOutput { return v.RebootTimeoutSeconds }).(pulumi.IntPtrOutput)
-}
-
-// A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
-func (o SystemOutput) SigningKey() pulumi.StringPtrOutput {
-	return o.ApplyT(func(v *System) pulumi.StringPtrOutput { return v.SigningKey }).(pulumi.StringPtrOutput)
 }
 
 // Instead of flake and configuration: an already-built system's store path.

@@ -28,8 +28,6 @@ type WaitForNixos struct {
 	PollSeconds pulumi.IntPtrOutput `pulumi:"pollSeconds"`
 	// SSH port; default 22.
 	Port pulumi.IntPtrOutput `pulumi:"port"`
-	// The deployer's private key, as text. Always stored as a secret.
-	PrivateKey pulumi.StringOutput `pulumi:"privateKey"`
 	// Seconds to wait for NixOS; default 900 (nixos-infect builds a system and reboots).
 	TimeoutSeconds pulumi.IntPtrOutput `pulumi:"timeoutSeconds"`
 	// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
@@ -70,10 +68,6 @@ func NewWaitForNixos(ctx *pulumi.Context,
 	if args.PrivateKey != nil {
 		args.PrivateKey = pulumi.ToSecret(args.PrivateKey).(pulumi.StringInput)
 	}
-	secrets := pulumi.AdditionalSecretOutputs([]string{
-		"privateKey",
-	})
-	opts = append(opts, secrets)
 	opts = internal.PkgResourceDefaultOpts(opts)
 	var resource WaitForNixos
 	err := ctx.RegisterResource("nixos:index:WaitForNixos", name, args, &resource, opts...)
@@ -210,11 +204,6 @@ func (o WaitForNixosOutput) PollSeconds() pulumi.IntPtrOutput {
 // SSH port; default 22.
 func (o WaitForNixosOutput) Port() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v *WaitForNixos) pulumi.IntPtrOutput { return v.Port }).(pulumi.IntPtrOutput)
-}
-
-// The deployer's private key, as text. Always stored as a secret.
-func (o WaitForNixosOutput) PrivateKey() pulumi.StringOutput {
-	return o.ApplyT(func(v *WaitForNixos) pulumi.StringOutput { return v.PrivateKey }).(pulumi.StringOutput)
 }
 
 // Seconds to wait for NixOS; default 900 (nixos-infect builds a system and reboots).

@@ -19,7 +19,6 @@ __all__ = [
     'BinaryCache',
     'CommandHealthCheck',
     'HealthChecks',
-    'HostFile',
     'HttpHealthCheck',
 ]
 
@@ -173,99 +172,6 @@ class HealthChecks(dict):
         URLs fetched from the deployer.
         """
         return pulumi.get(self, "http")
-
-
-@pulumi.output_type
-class HostFile(dict):
-    """
-    A file written on the host from a Pulumi secret: never through the Nix store, in an argument list, in Pulumi's output or in the state in plaintext.
-    """
-    def __init__(__self__, *,
-                 content: _builtins.str,
-                 activation: Optional[_builtins.str] = None,
-                 encoding: Optional[_builtins.str] = None,
-                 group: Optional[_builtins.str] = None,
-                 mode: Optional[_builtins.str] = None,
-                 owner: Optional[_builtins.str] = None):
-        """
-        A file written on the host from a Pulumi secret: never through the Nix store, in an argument list, in Pulumi's output or in the state in plaintext.
-
-        :param _builtins.str content: The file's content, always a secret.
-        :param _builtins.str activation: "before" (default): written before the new system activates, so its services find their keys when they start. "after": written after its switch, for a user or group the new system creates.
-        :param _builtins.str encoding: "utf8" (default) writes `content` as text; "base64" decodes it (binary files).
-        :param _builtins.str group: Default "root".
-        :param _builtins.str mode: Octal permission bits, default "0400"; no setuid, setgid or sticky bit, never writable by every user.
-        :param _builtins.str owner: Default "root".
-        """
-        pulumi.set(__self__, "content", content)
-        if activation is None:
-            activation = 'before'
-        if activation is not None:
-            pulumi.set(__self__, "activation", activation)
-        if encoding is None:
-            encoding = 'utf8'
-        if encoding is not None:
-            pulumi.set(__self__, "encoding", encoding)
-        if group is None:
-            group = 'root'
-        if group is not None:
-            pulumi.set(__self__, "group", group)
-        if mode is None:
-            mode = '0400'
-        if mode is not None:
-            pulumi.set(__self__, "mode", mode)
-        if owner is None:
-            owner = 'root'
-        if owner is not None:
-            pulumi.set(__self__, "owner", owner)
-
-    @_builtins.property
-    @pulumi.getter
-    def content(self) -> _builtins.str:
-        """
-        The file's content, always a secret.
-        """
-        return pulumi.get(self, "content")
-
-    @_builtins.property
-    @pulumi.getter
-    def activation(self) -> Optional[_builtins.str]:
-        """
-        "before" (default): written before the new system activates, so its services find their keys when they start. "after": written after its switch, for a user or group the new system creates.
-        """
-        return pulumi.get(self, "activation")
-
-    @_builtins.property
-    @pulumi.getter
-    def encoding(self) -> Optional[_builtins.str]:
-        """
-        "utf8" (default) writes `content` as text; "base64" decodes it (binary files).
-        """
-        return pulumi.get(self, "encoding")
-
-    @_builtins.property
-    @pulumi.getter
-    def group(self) -> Optional[_builtins.str]:
-        """
-        Default "root".
-        """
-        return pulumi.get(self, "group")
-
-    @_builtins.property
-    @pulumi.getter
-    def mode(self) -> Optional[_builtins.str]:
-        """
-        Octal permission bits, default "0400"; no setuid, setgid or sticky bit, never writable by every user.
-        """
-        return pulumi.get(self, "mode")
-
-    @_builtins.property
-    @pulumi.getter
-    def owner(self) -> Optional[_builtins.str]:
-        """
-        Default "root".
-        """
-        return pulumi.get(self, "owner")
 
 
 @pulumi.output_type

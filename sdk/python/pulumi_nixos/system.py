@@ -540,7 +540,7 @@ class System(pulumi.CustomResource):
             __props__.__dict__["kernel"] = None
             __props__.__dict__["nixos_release"] = None
             __props__.__dict__["packages"] = None
-        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["fileDigestKey", "fileDigests", "files", "privateKey", "signingKey"])
+        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["fileDigestKey", "fileDigests"])
         opts = pulumi.ResourceOptions.merge(opts, secret_opts)
         super(System, __self__).__init__(
             'nixos:index:System',
@@ -577,7 +577,6 @@ class System(pulumi.CustomResource):
         __props__.__dict__["evaluate_with"] = None
         __props__.__dict__["file_digest_key"] = None
         __props__.__dict__["file_digests"] = None
-        __props__.__dict__["files"] = None
         __props__.__dict__["flake"] = None
         __props__.__dict__["generation"] = None
         __props__.__dict__["health_checks"] = None
@@ -586,10 +585,8 @@ class System(pulumi.CustomResource):
         __props__.__dict__["nixos_release"] = None
         __props__.__dict__["packages"] = None
         __props__.__dict__["port"] = None
-        __props__.__dict__["private_key"] = None
         __props__.__dict__["reboot"] = None
         __props__.__dict__["reboot_timeout_seconds"] = None
-        __props__.__dict__["signing_key"] = None
         __props__.__dict__["store_path"] = None
         __props__.__dict__["substitute_on_destination"] = None
         __props__.__dict__["user"] = None
@@ -701,14 +698,6 @@ class System(pulumi.CustomResource):
 
     @_builtins.property
     @pulumi.getter
-    def files(self) -> pulumi.Output[Optional[Mapping[str, 'outputs.HostFile']]]:
-        """
-        Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
-        """
-        return pulumi.get(self, "files")
-
-    @_builtins.property
-    @pulumi.getter
     def flake(self) -> pulumi.Output[Optional[_builtins.str]]:
         """
         The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").
@@ -772,14 +761,6 @@ class System(pulumi.CustomResource):
         return pulumi.get(self, "port")
 
     @_builtins.property
-    @pulumi.getter(name="privateKey")
-    def private_key(self) -> pulumi.Output[_builtins.str]:
-        """
-        The deployer's private key, as text. Always stored as a secret.
-        """
-        return pulumi.get(self, "private_key")
-
-    @_builtins.property
     @pulumi.getter
     def reboot(self) -> pulumi.Output[Optional[_builtins.bool]]:
         """
@@ -794,14 +775,6 @@ class System(pulumi.CustomResource):
         Seconds a rebooting host may take to answer again; default 600.
         """
         return pulumi.get(self, "reboot_timeout_seconds")
-
-    @_builtins.property
-    @pulumi.getter(name="signingKey")
-    def signing_key(self) -> pulumi.Output[Optional[_builtins.str]]:
-        """
-        A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
-        """
-        return pulumi.get(self, "signing_key")
 
     @_builtins.property
     @pulumi.getter(name="storePath")

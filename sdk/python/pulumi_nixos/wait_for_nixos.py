@@ -255,8 +255,6 @@ class WaitForNixos(pulumi.CustomResource):
                 user = 'root'
             __props__.__dict__["user"] = user
             __props__.__dict__["initial_system"] = None
-        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["privateKey"])
-        opts = pulumi.ResourceOptions.merge(opts, secret_opts)
         super(WaitForNixos, __self__).__init__(
             'nixos:index:WaitForNixos',
             resource_name,
@@ -285,7 +283,6 @@ class WaitForNixos(pulumi.CustomResource):
         __props__.__dict__["initial_system"] = None
         __props__.__dict__["poll_seconds"] = None
         __props__.__dict__["port"] = None
-        __props__.__dict__["private_key"] = None
         __props__.__dict__["timeout_seconds"] = None
         __props__.__dict__["user"] = None
         return WaitForNixos(resource_name, opts=opts, __props__=__props__)
@@ -337,14 +334,6 @@ class WaitForNixos(pulumi.CustomResource):
         SSH port; default 22.
         """
         return pulumi.get(self, "port")
-
-    @_builtins.property
-    @pulumi.getter(name="privateKey")
-    def private_key(self) -> pulumi.Output[_builtins.str]:
-        """
-        The deployer's private key, as text. Always stored as a secret.
-        """
-        return pulumi.get(self, "private_key")
 
     @_builtins.property
     @pulumi.getter(name="timeoutSeconds")
