@@ -10,7 +10,7 @@ import * as engine from "@pulumi/pulumi/proto/engine_pb";
 import * as plugin from "@pulumi/pulumi/proto/plugin_pb";
 import * as rpc from "@pulumi/pulumi/proto/provider_grpc_pb";
 import * as proto from "@pulumi/pulumi/proto/provider_pb";
-import { decodeProperties, encodeProperties, PropertyMap } from "./properties";
+import { decodeProperties, encodeProperties, Properties, PropertyMap } from "./properties";
 import { inputOnlyProperties, ResourceDefinition, secretProperties } from "./schema";
 
 /** What every operation gets besides its properties. */
@@ -137,11 +137,15 @@ export class ProviderServer {
         return this.encode(handler, Object.fromEntries(Object.entries(values).filter(([name]) => !inputOnly.has(name))), inputSecrets);
     }
 
-    /** The old state as handlers see it: the outputs, with the inputs they do not repeat taken from the old inputs. */
-    private oldState(handler: ResourceHandler, outputs: Struct | undefined, inputs: Struct | undefined): PropertyMap {
+    /**
+     * The old state as handlers see it: the outputs, with the inputs they do not repeat taken from
+     * the old inputs; its secrets are the outputs' (the inputs taken are secret by definition).
+     */
+    private oldState(handler: ResourceHandler, outputs: Struct | undefined, inputs: Struct | undefined): Properties {
+        const state = decodeProperties(outputs);
         const oldInputs = decodeProperties(inputs).values;
         const inputOnly = inputOnlyProperties(handler.definition).filter((name) => oldInputs[name] !== undefined);
-        return { ...decodeProperties(outputs).values, ...Object.fromEntries(inputOnly.map((name) => [name, oldInputs[name]])) };
+        return { values: { ...state.values, ...Object.fromEntries(inputOnly.map((name) => [name, oldInputs[name]])) }, secrets: state.secrets };
     }
 
     private service(): Partial<rpc.IResourceProviderServer> {
@@ -166,7 +170,7 @@ export class ProviderServer {
             }),
             diff: answer(async (request: proto.DiffRequest) => {
                 const handler = this.handler(request.getUrn());
-                const olds = this.oldState(handler, request.getOlds(), request.getOldInputs());
+                const olds = this.oldState(handler, request.getOlds(), request.getOldInputs()).values;
                 const news = decodeProperties(request.getNews()).values;
                 const ignored = new Set(request.getIgnorechangesList());
                 const result = await handler.diff(this.context(request.getUrn()), olds, news);
@@ -193,21 +197,21 @@ export class ProviderServer {
             update: answer(async (request: proto.UpdateRequest) => {
                 const handler = this.handler(request.getUrn());
                 const news = decodeProperties(request.getNews());
-                const olds = this.oldState(handler, request.getOlds(), request.getOldInputs());
+                const olds = this.oldState(handler, request.getOlds(), request.getOldInputs()).values;
                 const outputs = handler.update ? await handler.update(this.context(request.getUrn()), request.getId(), olds, news.values) : { ...olds, ...news.values };
                 return new proto.UpdateResponse().setProperties(this.encodeOutputs(handler, outputs, news.secrets));
             }),
             read: answer(async (request: proto.ReadRequest) => {
                 const handler = this.handler(request.getUrn());
                 const state = this.oldState(handler, request.getProperties(), request.getInputs());
-                const outputs = handler.read ? await handler.read(this.context(request.getUrn()), request.getId(), state) : state;
+                const outputs = handler.read ? await handler.read(this.context(request.getUrn()), request.getId(), state.values) : state.values;
                 return new proto.ReadResponse().setId(request.getId())
-                    .setProperties(this.encodeOutputs(handler, outputs, decodeProperties(request.getProperties()).secrets))
+                    .setProperties(this.encodeOutputs(handler, outputs, state.secrets))
                     .setInputs(request.getInputs());
             }),
             delete: answer(async (request: proto.DeleteRequest) => {
                 const handler = this.handler(request.getUrn());
-                await handler.delete?.(this.context(request.getUrn()), request.getId(), this.oldState(handler, request.getProperties(), request.getOldInputs()));
+                await handler.delete?.(this.context(request.getUrn()), request.getId(), this.oldState(handler, request.getProperties(), request.getOldInputs()).values);
                 return new Empty();
             }),
         };
