@@ -51,12 +51,14 @@ function describeSource(source: SystemSource): string {
 }
 
 /**
- * Builds the system on the host itself: copies the derivation's closure (the paths the host lacks
- * of it), then realises it there. Only the store changes: the running system is not touched.
+ * Builds the system on the host itself: copies the paths of the derivation's closure the host
+ * lacks (`missing`), then realises it there. Only the store changes: the running system is not touched.
  */
-export async function buildOnTarget(host: Host, derivation: string, options: CopyOptions & { caches: BinaryCache[]; log: (message: string) => void }): Promise<void> {
+export async function buildOnTarget(
+    host: Host, derivation: string, missing: readonly string[], options: CopyOptions & { caches: BinaryCache[]; log: (message: string) => void },
+): Promise<void> {
     const { caches, log } = options;
-    await host.copyClosure(derivation, options);
+    if (missing.length > 0) await host.copyClosure(derivation, missing, options);
     try {
         await host.check(`building ${derivation} on the host`, ["nix-store", ...cacheOptions(caches), "--realise", derivation], {
             onStderrLine: progressTo(log, `build on ${host.name}`),

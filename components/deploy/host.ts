@@ -1,6 +1,6 @@
 // The few verbs a deploy needs from a host (after Colmena's Host): run a command, copy a closure.
 // Stages take a Host, so they run the same against a remote machine or the deployer itself.
-import { copyClosure } from "../transport/nix";
+import { copyClosure, withExportedPaths } from "../transport/nix";
 import { ProcessResult, runProcess } from "../transport/process";
 import { RemoteCommandError, RemoteRunOptions, SshConnection } from "../transport/ssh";
 
@@ -11,8 +11,11 @@ export interface Host {
     run(argv: readonly string[], options?: RemoteRunOptions): Promise<ProcessResult>;
     /** Runs an argument vector and returns its output, or throws an error that says `what` failed. */
     check(what: string, argv: readonly string[], options?: RemoteRunOptions): Promise<string>;
-    /** Copies the paths of a closure (of a .drv, the derivation's closure) the host does not have yet. */
-    copyClosure(storePath: string, options: CopyOptions): Promise<void>;
+    /**
+     * Copies the paths of a closure (of a .drv, the derivation's closure) the host does not have
+     * yet: `missing`, every one of them the host lacks, as its probe found.
+     */
+    copyClosure(storePath: string, missing: readonly string[], options: CopyOptions): Promise<void>;
 }
 
 export interface CopyOptions {
@@ -38,9 +41,21 @@ export class SshHost implements Host {
         return this.connection.check(what, argv, options);
     }
 
-    copyClosure(storePath: string, { substituteOnDestination, checkSignatures }: CopyOptions): Promise<void> {
-        const storeUri = checkSignatures ? this.connection.daemonStoreUri : this.connection.storeUri;
-        return copyClosure(storePath, storeUri, { sshOpts: this.connection.nixSshOpts, substituteOnDestination });
+    /**
+     * A host that checks signatures or substitutes gets the closure through `nix copy` (its Nix
+     * daemon checks, or its substituters serve, each path). Otherwise it takes the missing paths as
+     * a trusted user's, as `nix copy` to `ssh://` would have it do: one export of them, shared by
+     * the hosts copying the same paths at once, streamed to its `nix-store --import` on the shared
+     * connection. That spares each host a Nix process and an ssh client of the deployer's.
+     */
+    copyClosure(storePath: string, missing: readonly string[], { substituteOnDestination, checkSignatures }: CopyOptions): Promise<void> {
+        if (checkSignatures || substituteOnDestination) {
+            const storeUri = checkSignatures ? this.connection.daemonStoreUri : this.connection.storeUri;
+            return copyClosure(storePath, storeUri, { sshOpts: this.connection.nixSshOpts, substituteOnDestination });
+        }
+        return withExportedPaths(missing, async (file) => {
+            await this.connection.check(`importing ${missing.length} store paths`, ["nix-store", "--import"], { inputFile: file });
+        });
     }
 }
 

@@ -36,6 +36,8 @@ export interface NixRunOptions {
     timeoutMs?: number;
     /** Written to the command's standard input. */
     input?: string;
+    /** Standard output goes to this file instead of being returned. */
+    outputFile?: string;
     onStderrLine?: (line: string) => void;
 }
 
@@ -58,6 +60,7 @@ async function runNix(program: "nix" | "nix-store", args: readonly string[], opt
         env: nixEnvironment(options.sshOpts, options.environment),
         timeoutMs: options.timeoutMs,
         input: options.input,
+        outputFile: options.outputFile,
         onStderrLine: options.onStderrLine,
     });
     if (result.code !== 0) {
@@ -148,6 +151,41 @@ export async function copyClosure(storePath: string, storeUri: string, options: 
     const substitute = !options.substituteOnDestination ? []
         : storeUri.startsWith("ssh-ng://") ? ["--substitute-on-destination", "--builders-use-substitutes"] : ["--substitute-on-destination"];
     await nix(["copy", ...substitute, ...asDerivation(storePath), "--to", storeUri, storePath], options);
+}
+
+interface SharedExport {
+    folder: string;
+    file: Promise<string>;
+    users: number;
+}
+
+const sharedExports = new Map<string, SharedExport>();
+
+/**
+ * Runs `work` with a file holding these store paths as `nix-store --export` writes them, for a
+ * host's `nix-store --import`. Copies of the same paths that overlap share one export: a fleet's
+ * hosts usually lack the same paths, and one export costs the deployer about what one `nix copy`
+ * does. The file is removed when its last user is done.
+ */
+export async function withExportedPaths<T>(paths: readonly string[], work: (file: string) => Promise<T>): Promise<T> {
+    const key = [...paths].sort().join("\n");
+    let shared = sharedExports.get(key);
+    if (!shared) {
+        const folder = makeOwnedFolder("pnx-export-");
+        const file = path.join(folder, "paths");
+        shared = { folder, users: 0, file: runNix("nix-store", ["--export", ...paths], { outputFile: file }).then(() => file) };
+        sharedExports.set(key, shared);
+    }
+    const current = shared;
+    current.users++;
+    try {
+        return await work(await current.file);
+    } finally {
+        if (--current.users === 0) {
+            sharedExports.delete(key);
+            fs.rmSync(current.folder, { recursive: true, force: true });
+        }
+    }
 }
 
 /**

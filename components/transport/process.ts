@@ -1,4 +1,6 @@
-import { spawn } from "node:child_process";
+import { ChildProcessByStdio, spawn } from "node:child_process";
+import * as fs from "node:fs";
+import { Readable, Writable } from "node:stream";
 
 /** What a finished child process left behind. */
 export interface ProcessResult {
@@ -15,6 +17,10 @@ export interface ProcessOptions {
     cwd?: string;
     /** Written to standard input, which is then closed. */
     input?: string | Buffer;
+    /** Instead of `input`: a file streamed to standard input (for more than fits in memory). */
+    inputFile?: string;
+    /** Standard output goes to this file (created, or truncated) instead of into `stdout`. */
+    outputFile?: string;
     /** Killed (SIGTERM, then SIGKILL two seconds later) after this long. */
     timeoutMs?: number;
     /** Called with each complete line of standard error as it arrives (progress reporting). */
@@ -26,12 +32,15 @@ export interface ProcessOptions {
  * It does not throw on a non-zero exit: callers turn a result into an error that names their stage.
  */
 export function runProcess(file: string, args: readonly string[], options: ProcessOptions = {}): Promise<ProcessResult> {
+    if (options.input !== undefined && options.inputFile !== undefined) throw new Error("a process takes input or inputFile, not both");
     return new Promise((resolve, reject) => {
+        const output = options.outputFile === undefined ? "pipe" : fs.openSync(options.outputFile, "w", 0o600);
         const child = spawn(file, args, {
             cwd: options.cwd,
             env: options.env ?? process.env,
-            stdio: ["pipe", "pipe", "pipe"],
-        });
+            stdio: ["pipe", output, "pipe"],
+        }) as ChildProcessByStdio<Writable, Readable | null, Readable>;
+        if (typeof output === "number") fs.closeSync(output);
         let stdout = "";
         let stderr = "";
         let pendingLine = "";
@@ -42,7 +51,7 @@ export function runProcess(file: string, args: readonly string[], options: Proce
             child.kill("SIGTERM");
             killTimer = setTimeout(() => child.kill("SIGKILL"), 2000);
         }, options.timeoutMs);
-        child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+        child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
         child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
             stderr += chunk;
             if (!options.onStderrLine) return;
@@ -62,11 +71,12 @@ export function runProcess(file: string, args: readonly string[], options: Proce
         // keeps them open while the remote command runs: after a timeout, its exit is the end.
         child.on("exit", (code, signal) => {
             if (!timedOut) return;
-            child.stdout.destroy();
+            child.stdout?.destroy();
             child.stderr.destroy();
             finish(code, signal);
         });
         child.stdin.on("error", () => undefined); // a child that exits without reading its input
-        child.stdin.end(options.input ?? "");
+        if (options.inputFile === undefined) child.stdin.end(options.input ?? "");
+        else fs.createReadStream(options.inputFile).on("error", (error) => child.stdin.destroy(error)).pipe(child.stdin);
     });
 }

@@ -2,9 +2,10 @@
 //
 // A connection writes a private folder (0700) holding the private key (0600), a known_hosts file
 // with only the pinned host key, and an ssh config that every step of a deploy uses: plain ssh
-// commands here and `nix copy` through NIX_SSHOPTS. Strict host key checking is always on and no
-// option here can turn it off. One master connection is shared by all steps; a "fresh" command
-// bypasses it, to prove that a new connection can still be made (magic rollback).
+// commands here (`nix-store --import` among them) and `nix copy` through NIX_SSHOPTS. Strict host
+// key checking is always on and no option here can turn it off. One master connection is shared
+// by all steps; a "fresh" command bypasses it, to prove that a new connection can still be made
+// (magic rollback).
 //
 // Key exchange: OpenSSH 9's post-quantum default protects recorded traffic from decryption by a
 // future quantum computer, and costs the client about 80 ms of CPU per connection on OpenSSH 9.2
@@ -111,6 +112,8 @@ function classifyFailure(stderr: string): SshFailure {
 export interface RemoteRunOptions {
     timeoutMs?: number;
     input?: string | Buffer;
+    /** Instead of `input`: a file streamed to the command's standard input (never a secret's). */
+    inputFile?: string;
     /**
      * Open a new connection instead of reusing the shared one. It carries commands and what they
      * print, never standard input, so it prefers the classic key exchange.
@@ -191,7 +194,9 @@ export class SshConnection {
 
     /** Runs an argument vector on the host, quoted here; resolves with the result whatever the exit. */
     async run(argv: readonly string[], options: RemoteRunOptions = {}): Promise<ProcessResult> {
-        if (options.fresh && options.input !== undefined) throw new Error("a fresh connection carries no standard input: send it on the shared one");
+        if (options.fresh && (options.input !== undefined || options.inputFile !== undefined)) {
+            throw new Error("a fresh connection carries no standard input: send it on the shared one");
+        }
         if (options.secretInput && !this.carriesSecrets) throw new Error("this connection was opened without secrets and its key exchange is not post-quantum: open it with carriesSecrets");
         const connection = options.fresh ? ["-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", `KexAlgorithms=${CLASSIC_KEY_EXCHANGE}`] : [];
         // NixOS's sudo keeps the session's PATH (it sets no secure_path), so tools resolve alike.
@@ -199,6 +204,7 @@ export class SshConnection {
         const result = await runProcess("ssh", ["-F", this.configFile, ...connection, HOST_ALIAS, "--", remoteCommandLine(command)], {
             timeoutMs: options.timeoutMs,
             input: options.input,
+            inputFile: options.inputFile,
             onStderrLine: options.onStderrLine,
         });
         if (result.code === 255 && !result.timedOut) throw new SshConnectionError(this.host, classifyFailure(result.stderr), result.stderr);

@@ -7,7 +7,7 @@ import { after, before, test } from "node:test";
 import { Activation, ActivationError, ActivationNotStartedError, AGENT_DIR } from "../../components/deploy/activate";
 import { evaluateConfigurations } from "../../components/deploy/evaluate";
 import { SshHost } from "../../components/deploy/host";
-import { realiseDerivation } from "../../components/transport/nix";
+import { closurePaths, realiseDerivation } from "../../components/transport/nix";
 import { SshConnection } from "../../components/transport/ssh";
 import { useTestEngine } from "../engine/engine";
 import { FIXTURE_FLAKE } from "../engine/systemStack";
@@ -31,8 +31,10 @@ before(async () => {
     switchByHand(fleet, host, v1);
     connection = SshConnection.open({ address: host.address, port: host.port, user: "root", privateKey: fleet.deployerPrivateKey, hostPublicKey: host.hostPublicKey });
     sshHost = new SshHost(connection);
-    await sshHost.copyClosure(v2, { substituteOnDestination: false, checkSignatures: false });
-    await sshHost.copyClosure(switchFails, { substituteOnDestination: false, checkSignatures: false });
+    for (const closure of [v2, switchFails]) {
+        const missing = (await closurePaths(closure)).map((info) => info.path).filter((storePath) => !host.hasStorePath(storePath));
+        await sshHost.copyClosure(closure, missing, { substituteOnDestination: false, checkSignatures: false });
+    }
 });
 
 after(async () => {

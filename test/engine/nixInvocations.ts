@@ -1,6 +1,6 @@
-// Records the nix processes the engine's plugins (and anything else under this process) start,
-// through a shim in front of the real nix on PATH that runs it under GNU time: each process's
-// subcommand, start, end and peak memory (from the kernel's rusage when it ends, so nothing is
+// Records the nix and nix-store processes the engine's plugins (and anything else under this
+// process) start, through shims in front of the real ones on PATH that run them under GNU time:
+// each process's program, subcommand, start, end and peak memory (from the kernel's rusage when it ends, so nothing is
 // missed between samples). The tests that count evaluations and the bench use it.
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -8,8 +8,13 @@ import * as path from "node:path";
 
 const GNU_TIME = "/usr/bin/time";
 
+/** The programs NixInvocations records. */
+const PROGRAMS = ["nix", "nix-store"] as const;
+
 /** One nix process seen by NixInvocations. */
 export interface NixProcess {
+    program: (typeof PROGRAMS)[number];
+    /** nix's subcommand ("eval"), or nix-store's operation ("--export"). */
     subcommand: string;
     /** When it started and ended (milliseconds since the epoch). */
     startedAt: number;
@@ -27,14 +32,16 @@ export class NixInvocations {
     constructor() {
         this.binDir = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-nix-shim-"));
         this.log = path.join(this.binDir, "invocations");
-        const realNix = process.env.PATH!.split(":").map((dir) => path.join(dir, "nix")).find((file) => fs.existsSync(file));
-        if (!realNix) throw new Error("nix is not on PATH");
         if (!fs.existsSync(GNU_TIME)) throw new Error(`${GNU_TIME} (GNU time) is needed to measure nix processes`);
         fs.writeFileSync(this.log, "");
-        fs.writeFileSync(path.join(this.binDir, "nix"), `#!/bin/sh
-printf 'start %s %s %s\\n' "$$" "$(date +%s%N)" "$1" >> '${this.log}'
-exec ${GNU_TIME} -a -o '${this.log}' -f "end $$ %e %M %x" '${realNix}' "$@"
+        for (const program of PROGRAMS) {
+            const real = process.env.PATH!.split(":").map((dir) => path.join(dir, program)).find((file) => fs.existsSync(file));
+            if (!real) throw new Error(`${program} is not on PATH`);
+            fs.writeFileSync(path.join(this.binDir, program), `#!/bin/sh
+printf 'start %s %s ${program} %s\\n' "$$" "$(date +%s%N)" "$1" >> '${this.log}'
+exec ${GNU_TIME} -a -o '${this.log}' -f "end $$ %e %M %x" '${real}' "$@"
 `, { mode: 0o755 });
+        }
     }
 
     /**
@@ -60,11 +67,11 @@ exec ${GNU_TIME} -a -o '${this.log}' -f "end $$ %e %M %x" '${realNix}' "$@"
     }
 
     private processes(): NixProcess[] {
-        const started = new Map<string, { subcommand: string; startedAt: number }>();
+        const started = new Map<string, Pick<NixProcess, "program" | "subcommand" | "startedAt">>();
         const ended: NixProcess[] = [];
         for (const line of fs.readFileSync(this.log, "utf8").split("\n")) {
             const [kind, pid, ...fields] = line.split(" ");
-            if (kind === "start") started.set(pid, { subcommand: fields[1] ?? "", startedAt: Number(fields[0]) / 1e6 });
+            if (kind === "start") started.set(pid, { program: fields[1] as NixProcess["program"], subcommand: fields[2] ?? "", startedAt: Number(fields[0]) / 1e6 });
             const start = started.get(pid);
             if (kind !== "end" || !start) continue;
             const [elapsed, maxRssKiB, exitCode] = fields.map(Number);
