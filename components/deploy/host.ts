@@ -46,7 +46,7 @@ export class SshHost implements Host {
      * daemon checks, or its substituters serve, each path). Otherwise it takes the missing paths as
      * a trusted user's, as `nix copy` to `ssh://` would have it do: one export of them, shared by
      * the hosts copying the same paths at once, streamed to its `nix-store --import` on the shared
-     * connection. That spares each host a Nix process and an ssh client of the deployer's.
+     * connection: the deployer starts no Nix process per host.
      */
     copyClosure(storePath: string, missing: readonly string[], { substituteOnDestination, checkSignatures }: CopyOptions): Promise<void> {
         if (checkSignatures || substituteOnDestination) {

@@ -1,6 +1,6 @@
 import { ChildProcessByStdio, spawn } from "node:child_process";
 import * as fs from "node:fs";
-import { Readable, Writable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 
 /** What a finished child process left behind. */
 export interface ProcessResult {
@@ -17,7 +17,7 @@ export interface ProcessOptions {
     cwd?: string;
     /** Written to standard input, which is then closed. */
     input?: string | Buffer;
-    /** Instead of `input`: a file streamed to standard input (for more than fits in memory). */
+    /** Instead of `input`: a file the process reads as its standard input, itself (not through this process). */
     inputFile?: string;
     /** Standard output goes to this file (created, or truncated) instead of into `stdout`. */
     outputFile?: string;
@@ -34,13 +34,14 @@ export interface ProcessOptions {
 export function runProcess(file: string, args: readonly string[], options: ProcessOptions = {}): Promise<ProcessResult> {
     if (options.input !== undefined && options.inputFile !== undefined) throw new Error("a process takes input or inputFile, not both");
     return new Promise((resolve, reject) => {
+        const input = options.inputFile === undefined ? "pipe" : fs.openSync(options.inputFile, "r");
         const output = options.outputFile === undefined ? "pipe" : fs.openSync(options.outputFile, "w", 0o600);
         const child = spawn(file, args, {
             cwd: options.cwd,
             env: options.env ?? process.env,
-            stdio: ["pipe", output, "pipe"],
-        }) as ChildProcessByStdio<Writable, Readable | null, Readable>;
-        if (typeof output === "number") fs.closeSync(output);
+            stdio: [input, output, "pipe"],
+        }) as ChildProcessByStdio<Writable | null, Readable | null, Readable>;
+        for (const descriptor of [input, output]) if (typeof descriptor === "number") fs.closeSync(descriptor);
         let stdout = "";
         let stderr = "";
         let pendingLine = "";
@@ -75,8 +76,7 @@ export function runProcess(file: string, args: readonly string[], options: Proce
             child.stderr.destroy();
             finish(code, signal);
         });
-        child.stdin.on("error", () => undefined); // a child that exits without reading its input
-        if (options.inputFile === undefined) child.stdin.end(options.input ?? "");
-        else fs.createReadStream(options.inputFile).on("error", (error) => child.stdin.destroy(error)).pipe(child.stdin);
+        child.stdin?.on("error", () => undefined); // a child that exits without reading its input
+        child.stdin?.end(options.input ?? "");
     });
 }
