@@ -6,7 +6,7 @@
 // remote builders its `builders` setting names (PULUMI_NIXOS_NIX_CONFIG). On the target, the
 // deployer copies the derivation's closure (the .drv files and sources, no outputs) and the host
 // realises it with its own Nix, fetching what its substituters and the deploy's caches have.
-import { NixError, realiseDerivation, realisePath } from "../transport/nix";
+import { NixError, realiseDerivation, realisePath, StorePathInfo } from "../transport/nix";
 import { RemoteCommandError } from "../transport/ssh";
 import { BinaryCache, cacheOptions } from "./fetch";
 import { CopyOptions, Host } from "./host";
@@ -55,7 +55,7 @@ function describeSource(source: SystemSource): string {
  * lacks (`missing`), then realises it there. Only the store changes: the running system is not touched.
  */
 export async function buildOnTarget(
-    host: Host, derivation: string, missing: readonly string[], options: CopyOptions & { caches: BinaryCache[]; log: (message: string) => void },
+    host: Host, derivation: string, missing: readonly StorePathInfo[], options: CopyOptions & { caches: BinaryCache[]; log: (message: string) => void },
 ): Promise<void> {
     const { caches, log } = options;
     if (missing.length > 0) await host.copyClosure(derivation, missing, options);

@@ -25,7 +25,7 @@ export function planCopy(closure: StorePathInfo[], missingOnHost: readonly strin
 /** Copies the paths of the closure the host lacks. */
 export async function copyMissing(host: Host, closure: string, plan: CopyPlan, options: CopyOptions): Promise<void> {
     if (plan.missing.length === 0) return;
-    await host.copyClosure(closure, plan.missing.map((info) => info.path), options).catch((error: Error) => {
+    await host.copyClosure(closure, plan.missing, options).catch((error: Error) => {
         if (!(error instanceof NixError && UNTRUSTED_SIGNATURE.test(error.stderr))) throw error;
         throw new Error(`${host.name} refused a path that no key it trusts has signed: ${error.message}\n` +
             "Sign the closure with `signingKey`, whose public key the host must trust (nix.settings.trusted-public-keys), or use " +

@@ -1,6 +1,6 @@
 // The few verbs a deploy needs from a host (after Colmena's Host): run a command, copy a closure.
 // Stages take a Host, so they run the same against a remote machine or the deployer itself.
-import { copyClosure, withExportedPaths } from "../transport/nix";
+import { copyClosure, StorePathInfo, withExportedPaths } from "../transport/nix";
 import { ProcessResult, runProcess } from "../transport/process";
 import { RemoteCommandError, RemoteRunOptions, SshConnection } from "../transport/ssh";
 
@@ -15,7 +15,7 @@ export interface Host {
      * Copies the paths of a closure (of a .drv, the derivation's closure) the host does not have
      * yet: `missing`, every one of them the host lacks, as its probe found.
      */
-    copyClosure(storePath: string, missing: readonly string[], options: CopyOptions): Promise<void>;
+    copyClosure(storePath: string, missing: readonly StorePathInfo[], options: CopyOptions): Promise<void>;
 }
 
 export interface CopyOptions {
@@ -23,6 +23,23 @@ export interface CopyOptions {
     substituteOnDestination: boolean;
     /** Have the host check every path's signature (its Nix daemon refuses one no key it trusts signed). */
     checkSignatures: boolean;
+}
+
+/**
+ * The most missing bytes sent through a shared export, which is written to the deployer's
+ * temporary directory (often memory) while hosts copy it; a larger copy (a first deploy, a
+ * release upgrade) goes through `nix copy`, which streams.
+ */
+export const SHARED_EXPORT_MAX_BYTES = 256 * 2 ** 20;
+
+/**
+ * Whether the paths go through one shared export: when the host takes them as a trusted user's
+ * and they are small enough to keep on the deployer's disk while they are copied. A host that
+ * checks signatures or substitutes gets them through `nix copy`, whose daemon checks, or whose
+ * substituters serve, each path.
+ */
+export function sharesExport(missing: readonly StorePathInfo[], { substituteOnDestination, checkSignatures }: CopyOptions): boolean {
+    return !checkSignatures && !substituteOnDestination && missing.reduce((sum, info) => sum + info.narSize, 0) <= SHARED_EXPORT_MAX_BYTES;
 }
 
 /** A host reached over SSH: the deploy's one shared, host-key-pinned connection. */
@@ -42,18 +59,17 @@ export class SshHost implements Host {
     }
 
     /**
-     * A host that checks signatures or substitutes gets the closure through `nix copy` (its Nix
-     * daemon checks, or its substituters serve, each path). Otherwise it takes the missing paths as
-     * a trusted user's, as `nix copy` to `ssh://` would have it do: one export of them, shared by
-     * the hosts copying the same paths at once, streamed to its `nix-store --import` on the shared
-     * connection: the deployer starts no Nix process per host.
+     * Through a shared export (see sharesExport), the host takes the missing paths as a trusted
+     * user's, as `nix copy` to `ssh://` would have it do: one export of them, shared by the hosts
+     * copying the same paths at once, read by its `nix-store --import` on the shared connection, so
+     * that the deployer starts no Nix process per host. Otherwise through `nix copy`.
      */
-    copyClosure(storePath: string, missing: readonly string[], { substituteOnDestination, checkSignatures }: CopyOptions): Promise<void> {
-        if (checkSignatures || substituteOnDestination) {
-            const storeUri = checkSignatures ? this.connection.daemonStoreUri : this.connection.storeUri;
-            return copyClosure(storePath, storeUri, { sshOpts: this.connection.nixSshOpts, substituteOnDestination });
+    copyClosure(storePath: string, missing: readonly StorePathInfo[], options: CopyOptions): Promise<void> {
+        if (!sharesExport(missing, options)) {
+            const storeUri = options.checkSignatures ? this.connection.daemonStoreUri : this.connection.storeUri;
+            return copyClosure(storePath, storeUri, { sshOpts: this.connection.nixSshOpts, substituteOnDestination: options.substituteOnDestination });
         }
-        return withExportedPaths(missing, async (file) => {
+        return withExportedPaths(missing.map((info) => info.path), async (file) => {
             await this.connection.check(`importing ${missing.length} store paths`, ["nix-store", "--import"], { inputFile: file });
         });
     }

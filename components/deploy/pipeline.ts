@@ -211,7 +211,7 @@ async function deliver(request: DeployRequest, closureInfo: StorePathInfo[], mis
     const derivation = builtOnHost(request);
     if (derivation !== undefined) {
         log(`${host.name} builds ${closure}; sending ${toSend.missing.length} paths of its derivation (${formatBytes(toSend.missingBytes)})`);
-        await inStage(request, "build", UNTOUCHED, () => buildOnTarget(host, derivation, toSend.missing.map((info) => info.path), { ...copyOptions, caches: request.binaryCaches, log }));
+        await inStage(request, "build", UNTOUCHED, () => buildOnTarget(host, derivation, toSend.missing, { ...copyOptions, caches: request.binaryCaches, log }));
         return { copiedPaths: toSend.missing.length, copiedBytes: toSend.missingBytes, fetchedPaths: 0 };
     }
     const { fetched, fetchedBytes } = await inStage(request, "fetch", UNTOUCHED, () => fetchFromCaches(host, toSend.missing.map((info) => info.path), request.binaryCaches));

@@ -32,7 +32,7 @@ before(async () => {
     connection = SshConnection.open({ address: host.address, port: host.port, user: "root", privateKey: fleet.deployerPrivateKey, hostPublicKey: host.hostPublicKey });
     sshHost = new SshHost(connection);
     for (const closure of [v2, switchFails]) {
-        const missing = (await closurePaths(closure)).map((info) => info.path).filter((storePath) => !host.hasStorePath(storePath));
+        const missing = (await closurePaths(closure)).filter((info) => !host.hasStorePath(info.path));
         await sshHost.copyClosure(closure, missing, { substituteOnDestination: false, checkSignatures: false });
     }
 });

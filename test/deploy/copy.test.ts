@@ -30,8 +30,8 @@ after(() => fleet?.stop());
 const exportFolders = () => fs.readdirSync(os.tmpdir()).filter((name) => name.startsWith("pnx-export-"));
 
 test("hosts that lack the same paths get them from one export, streamed to each host's nix-store --import", async () => {
-    const closure = (await closurePaths(v2)).map((info) => info.path);
-    const missing = closure.filter((storePath) => !fleet.hosts[0].hasStorePath(storePath));
+    const closure = await closurePaths(v2);
+    const missing = closure.filter((info) => !fleet.hosts[0].hasStorePath(info.path));
     assert.ok(missing.length > 0 && missing.length < closure.length, "the hosts lack some of v2's paths, not all");
     const connections = fleet.hosts.map((host) => SshConnection.open(
         { address: host.address, port: host.port, user: "root", privateKey: fleet.deployerPrivateKey, hostPublicKey: host.hostPublicKey },
@@ -42,7 +42,7 @@ test("hosts that lack the same paths get them from one export, streamed to each 
         const { processes } = await nixCalls.during(() => Promise.all(connections.map((connection) =>
             new SshHost(connection).copyClosure(v2, missing, { substituteOnDestination: false, checkSignatures: false }))));
         for (const host of fleet.hosts) {
-            for (const storePath of closure) assert.ok(host.hasStorePath(storePath), `${host.name} holds ${storePath}`);
+            for (const { path } of closure) assert.ok(host.hasStorePath(path), `${host.name} holds ${path}`);
             assert.equal(host.shell(`nix-store --check-validity ${v2} && echo valid`).trim(), "valid", `${host.name}'s Nix knows v2 as valid`);
         }
         const ran = processes.map((p) => `${p.program} ${p.subcommand}`);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseProbe, parseSwitchReport } from "../../components/deploy/activate";
 import { planCopy } from "../../components/deploy/copy";
+import { SHARED_EXPORT_MAX_BYTES, sharesExport } from "../../components/deploy/host";
 import { alreadyDeployed } from "../../components/deploy/pipeline";
 
 const A = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system-a";
@@ -35,4 +36,14 @@ test("the copy plan counts only the paths the host lacks", () => {
     const plan = planCopy([{ path: A, narSize: 100 }, { path: B, narSize: 50 }], [B]);
     assert.deepEqual(plan.missing, [{ path: B, narSize: 50 }]);
     assert.equal(plan.missingBytes, 50);
+});
+
+test("paths go through a shared export only to a host that takes them as a trusted user's, and only up to the size kept on the deployer's disk", () => {
+    const trusted = { substituteOnDestination: false, checkSignatures: false };
+    const change = [{ path: A, narSize: 3 * 2 ** 20 }, { path: B, narSize: 1024 }];
+    assert.equal(sharesExport(change, trusted), true);
+    assert.equal(sharesExport(change, { ...trusted, checkSignatures: true }), false, "the daemon must check each path's signature");
+    assert.equal(sharesExport(change, { ...trusted, substituteOnDestination: true }), false, "the host's substituters serve what they can");
+    const firstDeploy = [{ path: A, narSize: SHARED_EXPORT_MAX_BYTES }, { path: B, narSize: 1 }];
+    assert.equal(sharesExport(firstDeploy, trusted), false, "a whole system streams through nix copy instead of being written to the deployer's disk");
 });
