@@ -1,6 +1,7 @@
 // What a 1-host no-op `pulumi up` costs as users run it (the CLI, `pulumi up --yes --skip-preview`),
-// and what that time is made of: the engine with an empty program, loading @pulumi/pulumi, the
-// library (and @pulumi/aws within it), starting the provider plugin, and the flake's evaluation.
+// and what that time is made of: the engine with an empty program (and within it the CLI's start,
+// the passphrase's key and the TypeScript compiler), loading @pulumi/pulumi, the library (and
+// @pulumi/aws within it), starting the provider plugin, and the flake's evaluation.
 import { execFileSync, spawn } from "node:child_process";
 import * as path from "node:path";
 import { TestStack } from "../test/engine/engine";
@@ -12,6 +13,19 @@ export interface FixedCost {
     noOpUpSeconds: number;
     /** The same for a program that declares no resource: the engine, the language host and its part of @pulumi/pulumi. */
     emptyProgramUpSeconds: number;
+    /** Of that, `pulumi version`: starting the CLI (a Go program of over 100 MB) to do nothing. */
+    cliStartSeconds: number;
+    /**
+     * Of that, deriving the key of the stack's passphrase secrets (PBKDF2, a million rounds), which
+     * every command of a passphrase stack does: `pulumi config get` of a secret less of a plain value.
+     */
+    passphraseKeySeconds: number;
+    /**
+     * Of that, the language host's harness loading the TypeScript compiler and ts-node, which it does
+     * for a JavaScript program too unless `runtime.options.typescript` is false, an option the
+     * language host built here (v3.68) never receives from this engine.
+     */
+    typeScriptLoadSeconds: number;
     /** `require("@pulumi/pulumi")` in a fresh Node.js: what every program that declares a resource loads, the empty one not. */
     pulumiLoadSeconds: number;
     /** Loading the library in a fresh Node.js process, beyond @pulumi/pulumi. */
@@ -28,7 +42,7 @@ export interface FixedCost {
 /** Runs the CLI in the stack's project, with the stack's backend and secrets, and times it. */
 function timedCli(stack: TestStack, engineBin: string, args: string[]): number {
     const startedAt = process.hrtime.bigint();
-    execFileSync(path.join(engineBin, "pulumi"), [...args, "--stack", "test", "--non-interactive"], {
+    execFileSync(path.join(engineBin, "pulumi"), args, {
         cwd: stack.stack.workspace.workDir,
         env: { ...process.env, ...stack.stack.workspace.envVars, PULUMI_HOME: stack.stack.workspace.pulumiHome },
         stdio: ["ignore", "ignore", "pipe"],
@@ -64,9 +78,12 @@ function providerStartSeconds(plugin: string, lingerMs = 0): Promise<number> {
 
 export async function measureFixedCost(options: {
     stack: TestStack; emptyStack: TestStack; engineBin: string; library: string; plugin: string; nixCalls: NixInvocations;
+    /** A secret and a plain value of the stack's config. */
+    secretKey: string; plainKey: string;
 }): Promise<FixedCost> {
-    const { stack, emptyStack, engineBin, library, plugin, nixCalls } = options;
-    const up = ["up", "--yes", "--skip-preview"];
+    const { stack, emptyStack, engineBin, library, plugin, nixCalls, secretKey, plainKey } = options;
+    const onStack = (...args: string[]) => [...args, "--stack", "test", "--non-interactive"];
+    const up = onStack("up", "--yes", "--skip-preview");
     const noOp = await nixCalls.during(async () => median([1, 2, 3].map(() => timedCli(stack, engineBin, up))));
     const evaluations = noOp.processes.filter((p) => p.subcommand === "eval");
     const evaluationSeconds = evaluations.length ? median(evaluations.map((p) => (p.endedAt - p.startedAt) / 1000)) : 0;
@@ -77,9 +94,15 @@ export async function measureFixedCost(options: {
     const starts: number[] = [];
     for (let i = 0; i < 3; i++) starts.push(await providerStartSeconds(plugin));
     const pulumiLoadSeconds = nodeSeconds(`require("@pulumi/pulumi")`, cwd);
+    const typeScriptSupport = `require("@pulumi/pulumi/tsutils")`;
     return {
         noOpUpSeconds: noOp.result,
         emptyProgramUpSeconds: median([1, 2, 3].map(() => timedCli(emptyStack, engineBin, up))),
+        cliStartSeconds: median([1, 2, 3].map(() => timedCli(stack, engineBin, ["version"]))),
+        passphraseKeySeconds: median([1, 2, 3].map(() =>
+            timedCli(stack, engineBin, onStack("config", "get", secretKey)) - timedCli(stack, engineBin, onStack("config", "get", plainKey)))),
+        // The harness's own lookup, which loads the compiler it finds (the program's, else its vendored one).
+        typeScriptLoadSeconds: nodeSeconds(`${typeScriptSupport}.typeScriptRequireStrings()`, cwd) - nodeSeconds(typeScriptSupport, cwd),
         pulumiLoadSeconds,
         libraryLoadSeconds: nodeSeconds(`require("@pulumi/pulumi"); require(${JSON.stringify(library)})`, cwd) - pulumiLoadSeconds,
         awsLoadSeconds: nodeSeconds(`require("@pulumi/pulumi"); require("@pulumi/aws")`, cwd) - pulumiLoadSeconds,

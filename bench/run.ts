@@ -124,6 +124,7 @@ async function measureRound(size: number, closures: Record<string, string>, nixC
             fixedCost = await measureFixedCost({
                 stack: testStack, emptyStack, engineBin: useTestEngine(), library: LIBRARY,
                 plugin: path.join(REPO_ROOT, NIXOS_PLUGIN.folder, `pulumi-resource-${NIXOS_PLUGIN.name}`), nixCalls,
+                secretKey: "privateKey", plainKey: "version",
             });
         }
 
