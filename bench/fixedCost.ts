@@ -39,6 +39,11 @@ export interface FixedCost {
 }
 
 
+/** The median of three runs of `measure`. */
+function medianOfThree(measure: () => number): number {
+    return median([1, 2, 3].map(measure));
+}
+
 /** Runs the CLI in the stack's project, with the stack's backend and secrets, and times it. */
 function timedCli(stack: TestStack, engineBin: string, args: string[]): number {
     const startedAt = process.hrtime.bigint();
@@ -57,7 +62,7 @@ function nodeSeconds(script: string, cwd: string): number {
         execFileSync(process.execPath, ["-e", code], { cwd, stdio: "ignore" });
         return Number(process.hrtime.bigint() - startedAt) / 1e9;
     };
-    return median([1, 2, 3].map(() => run(script) - run("")));
+    return medianOfThree(() => run(script) - run(""));
 }
 
 /** Seconds from spawning the plugin to its port line, as the engine waits for it; it is killed `lingerMs` after. */
@@ -84,7 +89,7 @@ export async function measureFixedCost(options: {
     const { stack, emptyStack, engineBin, library, plugin, nixCalls, secretKey, plainKey } = options;
     const onStack = (...args: string[]) => [...args, "--stack", "test", "--non-interactive"];
     const up = onStack("up", "--yes", "--skip-preview");
-    const noOp = await nixCalls.during(async () => median([1, 2, 3].map(() => timedCli(stack, engineBin, up))));
+    const noOp = await nixCalls.during(async () => medianOfThree(() => timedCli(stack, engineBin, up)));
     const evaluations = noOp.processes.filter((p) => p.subcommand === "eval");
     const evaluationSeconds = evaluations.length ? median(evaluations.map((p) => (p.endedAt - p.startedAt) / 1000)) : 0;
     timedCli(emptyStack, engineBin, up);
@@ -97,10 +102,10 @@ export async function measureFixedCost(options: {
     const typeScriptSupport = `require("@pulumi/pulumi/tsutils")`;
     return {
         noOpUpSeconds: noOp.result,
-        emptyProgramUpSeconds: median([1, 2, 3].map(() => timedCli(emptyStack, engineBin, up))),
-        cliStartSeconds: median([1, 2, 3].map(() => timedCli(stack, engineBin, ["version"]))),
-        passphraseKeySeconds: median([1, 2, 3].map(() =>
-            timedCli(stack, engineBin, onStack("config", "get", secretKey)) - timedCli(stack, engineBin, onStack("config", "get", plainKey)))),
+        emptyProgramUpSeconds: medianOfThree(() => timedCli(emptyStack, engineBin, up)),
+        cliStartSeconds: medianOfThree(() => timedCli(stack, engineBin, ["version"])),
+        passphraseKeySeconds: medianOfThree(() =>
+            timedCli(stack, engineBin, onStack("config", "get", secretKey)) - timedCli(stack, engineBin, onStack("config", "get", plainKey))),
         // The harness's own lookup, which loads the compiler it finds (the program's, else its vendored one).
         typeScriptLoadSeconds: nodeSeconds(`${typeScriptSupport}.typeScriptRequireStrings()`, cwd) - nodeSeconds(typeScriptSupport, cwd),
         pulumiLoadSeconds,
