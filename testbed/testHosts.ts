@@ -15,7 +15,7 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { evaluateConfigurations } from "../components/deploy/evaluate";
-import { nix, realiseDerivation } from "../components/transport/nix";
+import { nix, nixConfig, realiseDerivation } from "../components/transport/nix";
 import { BOOT_SCRIPT } from "./boot";
 import { openCpuAccount, removeCpuAccount } from "./cpuAccount";
 
@@ -597,7 +597,7 @@ export function switchByHand(fleet: TestFleet, host: TestHost, closure: string):
     fs.writeFileSync(knownHosts, `${host.address} ${host.hostPublicKey}\n`);
     const sshOptions = ["-i", fleet.deployerPrivateKeyPath, "-o", `UserKnownHostsFile=${knownHosts}`, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"];
     execFileSync("nix", ["copy", "--to", `ssh://root@${host.address}`, closure], {
-        env: { ...process.env, NIX_SSHOPTS: sshOptions.join(" "), NIX_CONFIG: "experimental-features = nix-command flakes" },
+        env: { ...process.env, NIX_SSHOPTS: sshOptions.join(" "), NIX_CONFIG: nixConfig() },
         stdio: ["ignore", "ignore", "pipe"],
     });
     execFileSync("ssh", [...sshOptions, `root@${host.address}`,

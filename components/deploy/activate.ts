@@ -200,6 +200,22 @@ for shell in $(readlink -f $found); do
 done
 mkdir -p "$dir" && : > "$dir/pending" || exit 1
 if command -v systemd-run > /dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  # systemd-run expands $NAME and \${…} in the command line it is given (systemd-run(1)), which
+  # would rewrite the agent's script: every $ goes as $$, systemd's literal $, on every version
+  # (--expand-environment=no needs systemd 254).
+  count=$#
+  for arg in "$agent" "$@"; do
+    doubled= rest="$arg"
+    while :; do
+      case "$rest" in
+        *'$'*) doubled="$doubled\${rest%%\\$*}\\$\\$"; rest=\${rest#*\\$} ;;
+        *) doubled="$doubled$rest"; break ;;
+      esac
+    done
+    set -- "$@" "$doubled"
+  done
+  shift "$count"
+  agent=$1; shift
   systemd-run --quiet --collect --unit="pulumi-nixos-\${dir##*/}" --setenv=PATH="$tools" \\
     \${LOCALE_ARCHIVE:+--setenv=LOCALE_ARCHIVE="$LOCALE_ARCHIVE"} "$shell" -c "$agent" agent "$@" || exit 1
 else

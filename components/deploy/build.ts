@@ -23,7 +23,16 @@ function progressTo(log: (message: string) => void, where: string): (line: strin
     };
 }
 
-const CANNOT_BUILD = /unable to start any build/;
+/** Nix up to 2.20 says "unable to start any build", 2.21 and later "Unable to start any build". */
+const CANNOT_BUILD = /unable to start any build/i;
+
+/** What to do when the deployer's Nix could not build at all, from what it printed; "" otherwise. */
+export function cannotBuildHint(stderr: string): string {
+    return CANNOT_BUILD.test(stderr)
+        ? "\nThe deployer's Nix cannot build (max-jobs = 0 and no remote builders): set `build: \"target\"` to build the system on " +
+            "the host, or give the deployer remote builders (`builders` in PULUMI_NIXOS_NIX_CONFIG)."
+        : "";
+}
 
 /** Names the machine a failed build ran on, from what Nix printed: a remote builder, or the deployer. */
 export function buildPlace(stderr: string): string {
@@ -38,11 +47,7 @@ export async function buildOnDeployer(source: SystemSource, log: (message: strin
         else await realisePath(source.storePath);
     } catch (error) {
         if (!(error instanceof NixError)) throw error;
-        const hint = CANNOT_BUILD.test(error.stderr)
-            ? "\nThe deployer's Nix cannot build (max-jobs = 0 and no remote builders): set `build: \"target\"` to build the system on " +
-                "the host, or give the deployer remote builders (`builders` in PULUMI_NIXOS_NIX_CONFIG)."
-            : "";
-        throw new Error(`building ${describeSource(source)} ${buildPlace(error.stderr)} failed: ${error.message}${hint}`);
+        throw new Error(`building ${describeSource(source)} ${buildPlace(error.stderr)} failed: ${error.message}${cannotBuildHint(error.stderr)}`);
     }
 }
 

@@ -6,6 +6,7 @@
 // or on standard input.
 import { z } from "zod";
 import { binaryCacheSchema } from "../schema";
+import { parsePathInfo } from "../transport/nix";
 import { RemoteCommandError } from "../transport/ssh";
 import { Host } from "./host";
 
@@ -20,8 +21,9 @@ export function cacheOptions(caches: readonly BinaryCache[]): string[] {
     ];
 }
 
-// For each cache ($@), the path-info of the paths on standard input: a line "cache URL", then
-// JSON arrays, one per batch of paths. A path a cache lacks is listed as not valid. Negative
+// For each cache ($@), the path-info of the paths on standard input: a line "cache URL", then one
+// line of JSON per batch of paths, in the shape the host's Nix prints (parsePathInfo). A path a
+// cache lacks is listed as not valid (or null). Negative
 // answers are not taken from Nix's narinfo cache, which would hide paths pushed since.
 const LIST_CACHED = `
 paths=$(cat)
@@ -35,23 +37,16 @@ done
 // Realises the paths on standard input from the caches the options ($@) name.
 const FETCH = `xargs nix-store "$@" --realise >/dev/null`;
 
-interface CachedPath {
-    path: string;
-    valid?: boolean;
-    narSize?: number;
-    references?: string[];
-}
-
 /** Which of the host's missing paths each cache holds: path → the cache and its references. */
 export function parseCachedPaths(output: string): Map<string, { cache: string; narSize: number; references: string[] }> {
     const cached = new Map<string, { cache: string; narSize: number; references: string[] }>();
     let cache = "";
     for (const line of output.split("\n")) {
         if (line.startsWith("cache ")) cache = line.slice("cache ".length);
-        if (!line.startsWith("[")) continue;
-        for (const info of JSON.parse(line) as CachedPath[]) {
-            if (info.valid === false || cached.has(info.path)) continue;
-            cached.set(info.path, { cache, narSize: info.narSize ?? 0, references: info.references ?? [] });
+        if (!line.startsWith("[") && !line.startsWith("{")) continue;
+        for (const info of parsePathInfo(line)) {
+            if (!info.valid || cached.has(info.path)) continue;
+            cached.set(info.path, { cache, narSize: info.narSize, references: info.references });
         }
     }
     return cached;

@@ -1,13 +1,16 @@
-// The one place that runs the nix CLI on the deployer. Every call gets the same environment:
-// flakes enabled through NIX_CONFIG (the user's /etc/nix/nix.conf stays as it is, plus whatever
-// PULUMI_NIXOS_NIX_CONFIG adds, e.g. offline settings), and NIX_SSHOPTS pointing at the deploy's
-// ssh config so that Nix's own ssh uses the pinned host key and the shared connection.
+// The one place that runs the nix CLI on the deployer, and reads what it prints. Every call gets
+// the same environment: the user's own settings (nix.conf and any NIX_CONFIG they set, e.g.
+// `access-tokens` for private flakes) with flakes added to their experimental features (never in
+// place of them), then whatever PULUMI_NIXOS_NIX_CONFIG adds (e.g. offline settings); and
+// NIX_SSHOPTS pointing at the deploy's ssh config so that Nix's own ssh uses the pinned host key
+// and the shared connection.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { makeOwnedFolder } from "./ownedFolder";
 import { runProcess } from "./process";
 
-const BASE_NIX_CONFIG = "experimental-features = nix-command flakes";
+/** Appends (`extra-`) to the user's experimental features: `experimental-features =` would replace them. */
+const FLAKES_CONFIG = "extra-experimental-features = nix-command flakes";
 
 /** A nix command that failed, with the command and the end of what it printed. */
 export class NixError extends Error {
@@ -41,9 +44,17 @@ export interface NixRunOptions {
     onStderrLine?: (line: string) => void;
 }
 
+/**
+ * NIX_CONFIG for every nix call: the user's own NIX_CONFIG first, then flakes added to their
+ * experimental features, then PULUMI_NIXOS_NIX_CONFIG. Later lines win, so the deploy's additions
+ * stay additions, and PULUMI_NIXOS_NIX_CONFIG can still override a setting on purpose.
+ */
+export function nixConfig(environment: NodeJS.ProcessEnv = process.env): string {
+    return [environment.NIX_CONFIG, FLAKES_CONFIG, environment.PULUMI_NIXOS_NIX_CONFIG].filter((part) => part?.trim()).join("\n");
+}
+
 function nixEnvironment(sshOpts?: string, environment: Record<string, string> = {}): NodeJS.ProcessEnv {
-    const extra = process.env.PULUMI_NIXOS_NIX_CONFIG;
-    const env: NodeJS.ProcessEnv = { ...process.env, ...environment, NIX_CONFIG: extra ? `${BASE_NIX_CONFIG}\n${extra}` : BASE_NIX_CONFIG };
+    const env: NodeJS.ProcessEnv = { ...process.env, ...environment, NIX_CONFIG: nixConfig() };
     if (sshOpts) env.NIX_SSHOPTS = sshOpts;
     else delete env.NIX_SSHOPTS;
     return env;
@@ -135,12 +146,44 @@ export interface StorePathInfo {
     narSize: number;
 }
 
+/** One path of `nix path-info --json`: undefined fields where the store lacks the path. */
+export interface PathInfo extends StorePathInfo {
+    /** Whether the store (the local one, or a binary cache) holds the path. */
+    valid: boolean;
+    references: string[];
+}
+
+interface PathInfoFields {
+    narSize?: number;
+    references?: string[];
+    valid?: boolean;
+}
+
+/**
+ * Reads `nix path-info --json` in every shape a supported Nix prints: Nix up to 2.18 and Lix print
+ * an array of objects with a `path` (and `"valid": false` for a path the store lacks); Nix 2.19 and
+ * later print an object keyed by store path, with `null` for a path the store lacks (NixOS/nix
+ * #9242). Keys that are not store paths (a format's `storeDir`, `version`) are passed over.
+ */
+export function parsePathInfo(json: string): PathInfo[] {
+    const parsed = JSON.parse(json) as PathInfoFields[] | Record<string, unknown>;
+    const entries: [string, PathInfoFields | null][] = Array.isArray(parsed)
+        ? parsed.map((info) => [(info as { path: string }).path, info])
+        : Object.entries(parsed).filter(([key]) => key.startsWith("/")).map(([key, info]) => [key, info as PathInfoFields | null]);
+    return entries.map(([path, info]) => ({
+        path,
+        valid: info !== null && info.valid !== false,
+        narSize: info?.narSize ?? 0,
+        references: info?.references ?? [],
+    }));
+}
+
 /** A derivation's own closure (the .drv files and sources that build it) rather than its outputs'. */
 const asDerivation = (storePath: string) => (storePath.endsWith(".drv") ? ["--derivation"] : []);
 
 /** Every path of a closure with its size (`nix path-info -r --json`); of a .drv, the derivation's closure. */
 export const closurePaths = oncePerStorePath(async (storePath) => {
-    const infos = JSON.parse(await nix(["path-info", "-r", "--json", ...asDerivation(storePath), storePath])) as StorePathInfo[];
+    const infos = parsePathInfo(await nix(["path-info", "-r", "--json", ...asDerivation(storePath), storePath]));
     return infos.map(({ path, narSize }) => ({ path, narSize }));
 });
 

@@ -4,7 +4,8 @@
 // host is NixOS-shaped: the agent runs as a transient systemd unit whose PATH is systemd's bin/.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { Activation, ActivationError, ActivationNotStartedError, AGENT_DIR } from "../../components/deploy/activate";
+import { Activation, ActivationError, ActivationNotStartedError, AGENT_DIR, FILES_BACKUP } from "../../components/deploy/activate";
+import { writeFiles } from "../../components/deploy/files";
 import { evaluateConfigurations } from "../../components/deploy/evaluate";
 import { SshHost } from "../../components/deploy/host";
 import { closurePaths, realiseDerivation } from "../../components/transport/nix";
@@ -95,6 +96,27 @@ test("a rollback whose old switch exits 4 (a unit the new system failed stays fa
     assert.equal(host.currentSystem(), v2);
     assert.equal(host.currentGeneration(), 3);
     assert.equal(host.shell("systemctl list-units --state=failed --plain --no-legend").trim(), "", "the failed unit was left failed");
+});
+
+// systemd-run expands $NAME and ${…} in its command line: unescaped, the agent's restore of a file
+// (cp to "${p%/*}/.pulumi-nixos-restore.N") wrote the secret to the root disk as
+// /.pulumi-nixos-restore.0, and where / is read-only, the old file was lost.
+test("the agent's script reaches systemd unchanged: a rollback puts a secret back beside itself, also where / is read-only", async () => {
+    host.shell("mkdir -p /run/keys && printf old > /run/keys/token && mount -o remount,bind,ro /");
+    try {
+        const activation = new Activation(sshHost, { generation: 3, closure: v2 }, 600);
+        await activation.start(v1, "switch");
+        await activation.switched();
+        const file = { path: "/run/keys/token", content: Buffer.from("new"), owner: "root", group: "root", mode: 0o400, activation: "after" as const };
+        await writeFiles(sshHost, { write: [file], remove: [] }, { folder: `${activation.dir}/${FILES_BACKUP}`, agentFolder: activation.dir });
+        assert.equal(host.readFile("/run/keys/token"), "new");
+        assert.equal((await activation.rollBack()).returnedTo, 3);
+    } finally {
+        host.shell("mount -o remount,bind,rw /");
+    }
+    assert.equal(host.readFile("/run/keys/token"), "old", "the previous version of the file was not put back");
+    assert.equal(host.shell("ls -a /run/keys").split("\n").filter((name) => name.startsWith(".pulumi-nixos")).length, 0);
+    assert.equal(host.currentSystem(), v2);
 });
 
 test("a host that cannot start the agent says so, and is left as it was", async () => {
