@@ -1,6 +1,6 @@
 import type * as awsModule from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { DEFAULT_INFECT_PIN, infectUserData, nixosImageUserData } from "./bootstrap/infect";
+import { DEFAULT_INFECT_PIN, DEFAULT_NIX_CHANNEL, infectUserData, nixosImageUserData } from "./bootstrap/infect";
 import { SshKeyPair } from "./bootstrap/sshKeyPair";
 import { NixosBootstrap } from "./nixosBootstrap";
 import { NixosSystemArgs } from "./nixosSystem";
@@ -12,7 +12,7 @@ export type NixosHostImage = "ubuntu" | "debian" | "nixos";
 export const IMAGES: Record<NixosHostImage, { owner: string; namePattern: string }> = {
     ubuntu: { owner: "099720109477", namePattern: "ubuntu/images/hvm-ssd*/ubuntu-noble-24.04-amd64-server-*" },
     debian: { owner: "136693071363", namePattern: "debian-12-amd64-*" },
-    nixos: { owner: "427812963091", namePattern: "nixos/24.11*-x86_64-linux" },
+    nixos: { owner: "427812963091", namePattern: "nixos/25.05*-x86_64-linux" },
 };
 
 export interface NixosHostArgs {
@@ -52,7 +52,7 @@ export interface NixosHostArgs {
     usePrivateAddress?: boolean;
     /** nixos-infect's revision and the SHA-256 of its script; default DEFAULT_INFECT_PIN. */
     infect?: { revision: string; sha256: string };
-    /** The channel of the first system nixos-infect builds; default "nixos-24.11". */
+    /** The channel of the first system nixos-infect builds; default "nixos-25.05" (a supported release). */
     nixChannel?: string;
     /** Swap while infecting (small instances need it); default true. */
     infectSwap?: boolean;
@@ -125,7 +125,7 @@ export class NixosHost extends pulumi.ComponentResource {
             .apply(([hostPrivateKey, hostPublicKey, deployerKey]) => image === "nixos"
                 ? nixosImageUserData(hostPrivateKey, hostPublicKey)
                 : infectUserData({
-                    revision: pin.revision, sha256: pin.sha256, nixChannel: args.nixChannel ?? "nixos-24.11",
+                    revision: pin.revision, sha256: pin.sha256, nixChannel: args.nixChannel ?? DEFAULT_NIX_CHANNEL,
                     hostName: name, hostPrivateKey, hostPublicKey, authorizedKeys: [deployerKey], swap: args.infectSwap ?? true,
                 })));
 

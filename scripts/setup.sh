@@ -3,7 +3,8 @@
 # root), skipping whatever is already there: Debian packages (Nix, OpenSSH, iproute2, util-linux,
 # sudo for the test hosts, GNU time for measuring nix processes), node_modules (npm ci, when
 # missing or not what package-lock.json pins), the Pulumi engine (scripts/build-engine.sh, minutes
-# the first time, then cached), and the compiled TypeScript.
+# the first time, then cached), the Debian 13 root the test hosts and the Nix 2.26 deployer run
+# (scripts/debian-13-root.sh, a minute the first time, then cached), and the compiled TypeScript.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "[setup] $*" >&2; }
@@ -36,6 +37,7 @@ fi
 
 export PATH="$PATH:/usr/local/go/bin"
 bash scripts/build-engine.sh >/dev/null
+bash scripts/debian-13-root.sh
 
 say "compiling TypeScript and bundling the provider plugin"
 rm -rf dist

@@ -1,6 +1,7 @@
 // Boots a test host. Runs as the first process of the host's own PID, mount and UTS namespaces
 // (inside its network namespace), prepares what a machine's boot would, and becomes its systemd.
-// $1 the host's folder on this machine, $2 its host name, $3 an SSH session's PATH on NixOS.
+// $1 the host's folder on this machine, $2 its host name, $3 an SSH session's PATH on NixOS, $4 the
+// Debian 13 root whose /usr (systemd, sshd, libraries) the host runs.
 //
 // A host with a system profile boots NixOS-shaped: the profile's current generation is activated
 // (as NixOS's stage 2 does), its own sshd runs, and Debian's userland is hidden (/bin holds only
@@ -12,6 +13,8 @@
 // through its open file.)
 export const BOOT_SCRIPT = String.raw`set -eu
 dir=$1
+mount --bind "$4/usr" /usr
+mount --bind "$4/etc/ld.so.cache" /etc/ld.so.cache
 hostname "$2"
 
 for mounted in nix etc/nix etc/ssh root home; do mount --bind "$dir/$mounted" "/$mounted"; done
@@ -28,11 +31,13 @@ sshd_options=
 profile=/nix/var/nix/profiles/system
 if [ -e "$profile" ]; then
   top=$(readlink -f "$profile")
+  for file in passwd group shadow sudoers; do mount --bind "$dir/etc/nixos-$file" "/etc/$file"; done
   "$top/activate"
+  # The system's own units, which NixOS keeps in /etc/systemd/system (the hosts share /etc).
+  if [ -d "$top/units" ]; then cp -RP "$top/units/." /run/systemd/system/; fi
   sw=/run/current-system/sw/bin
   sshd=$(readlink -f "$sw/sshd")
   sshd_options="-o SetEnv=PATH=$3"
-  for file in passwd group shadow sudoers; do mount --bind "$dir/etc/nixos-$file" "/etc/$file"; done
   # NixOS patches systemd's default PATH for units to systemd's own bin/ and nothing else.
   printf '[Manager]\nDefaultEnvironment=PATH=%s\n' "$(dirname "$(readlink -f "$sw/systemctl")")" > /run/systemd/system.conf.d/path.conf
   # The Nix daemon, socket-activated as on NixOS: what a deploy user other than root copies through.
@@ -48,7 +53,9 @@ else
   wants="sshd.service"
 fi
 printf '[Unit]\nDescription=SSH daemon\n[Service]\nExecStart=%s -D -e -f /etc/ssh/sshd_config %s\nStandardError=inherit\nKillMode=process\nRestart=always\n' "$sshd" "$sshd_options" > /run/systemd/system/sshd.service
-printf '[Unit]\nDescription=A test host\nWants=%s\nAfter=%s\nAllowIsolate=yes\n' "$wants" "$wants" > /run/systemd/system/pnx-host.target
+# The host's multi-user.target (in place of Debian's, which pulls in a whole machine's units):
+# NixOS's systems add the units it wants, and switch-to-configuration starts it again.
+printf '[Unit]\nDescription=Multi-User System\nWants=%s\nAfter=%s\nAllowIsolate=yes\n' "$wants" "$wants" > /run/systemd/system/multi-user.target
 
 mount -t tmpfs tmpfs /tmp
 if [ -e "$profile" ]; then
@@ -56,7 +63,9 @@ if [ -e "$profile" ]; then
   mount -t tmpfs -o mode=0755 tmpfs /usr/bin
   "$ln" -s "$sh_target" /usr/bin/sh
   "$ln" -s "$env_target" /usr/bin/env
+  # Debian's pam_unix runs its helper from /usr/sbin; NixOS's runs the setuid wrapper itself.
+  "$ln" -s /run/wrappers/bin/unix_chkpwd /usr/sbin/unix_chkpwd
 fi
 export container=pulumi-nixos-test-host
-exec /lib/systemd/systemd --system --unit=pnx-host.target
+exec /lib/systemd/systemd --system --unit=multi-user.target
 `;

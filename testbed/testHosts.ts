@@ -1,6 +1,7 @@
 // Test hosts: NixOS-shaped machines on this computer. Each runs in its own network namespace (its
-// own address), PID namespace (Debian's real systemd is its init, sshd and the Nix daemon its
-// units) and mount namespace: its own /nix store and system profile, a tmpfs /run (emptied by a
+// own address), PID namespace (systemd 257 from a Debian 13 root is its init, sshd and the Nix
+// daemon its units) and mount namespace: Debian 13's /usr (today's NixOS majors: systemd 257,
+// OpenSSH 10.0, Nix 2.26, sudo 1.9.16; scripts/debian-13-root.sh makes it), its own /nix store and system profile, a tmpfs /run (emptied by a
 // reboot), its own /etc/ssh, /etc/nix, /root and /home. A host boots the system profile's current
 // generation: Debian's userland is hidden, and tools come from /run/current-system/sw/bin, as on
 // NixOS. Without a system it boots Debian-like (a cloud image before nixos-infect). `reboot` on a
@@ -280,8 +281,8 @@ const NIXOS_PATH = "/run/wrappers/bin:/nix/var/nix/profiles/default/bin:/run/cur
 const NIXOS_SHELL = "/run/current-system/sw/bin/bash";
 
 /**
- * The users of a NixOS-shaped host besides root: `deploy` may use sudo and is a trusted Nix user
- * (what a deploy user other than root needs); `guest` is neither.
+ * The users of a NixOS-shaped host besides root: `deploy` may use sudo, is a trusted Nix user
+ * (what a deploy user other than root needs) and is in group `keys`; `guest` is none of these.
  */
 const USERS = [{ name: "deploy", uid: 1000 }, { name: "guest", uid: 1001 }];
 
@@ -298,29 +299,36 @@ trusted-users = root deploy
 // Supervises a host: boots it, and boots it again when its init ends by a reboot (a PID
 // namespace's init that calls reboot(2) is ended by SIGHUP). $1 namespace, $2 folder, $3 host
 // name, $4 the boot script, $5 a NixOS session's PATH, $6 the cgroup.procs of the host's CPU
-// account (may be empty), which it joins first, so that every process of the host is counted.
+// account (may be empty), which it joins first, so that every process of the host is counted,
+// $7 the root whose /usr the host runs.
 const SUPERVISOR = `if [ -n "$6" ]; then echo $$ > "$6" || true; fi
 while :; do
-  ip netns exec "$1" unshare --pid --fork --mount --uts --propagation private --mount-proc sh "$4" "$2" "$3" "$5"
+  ip netns exec "$1" unshare --pid --fork --mount --uts --propagation private --mount-proc sh "$4" "$2" "$3" "$5" "$7"
   code=$?
   [ "$code" -eq 129 ] || exit "$code"
 done`;
 
 
-const GENERATORS = "/lib/systemd/system-generators";
+/**
+ * The Debian 13 root file system whose /usr a host runs (scripts/debian-13-root.sh makes it); the
+ * fixtures' userland packages hold its programs (nix/fixtures/flake.nix names the same folder).
+ */
+export const HOST_ROOT = "/var/cache/pulumi-nixos/debian-13";
+const GENERATORS = `${HOST_ROOT}/usr/lib/systemd/system-generators`;
+const SYSTEM_UNITS = `${HOST_ROOT}/usr/lib/systemd/system`;
 
 /**
- * Units of this machine's systemd that a test host must not start: they act on the machine
- * itself (kernel modules, sysctl, binfmt, users and files in the shared /etc and /var) or cost
- * memory a test host does not need. A host's systemd sees them through the machine's /lib.
+ * Units of the root's systemd that a test host must not start: they act on the machine itself
+ * (kernel modules, sysctl, binfmt, users and files in the shared /etc and /var) or cost memory a
+ * test host does not need.
  */
 function maskedUnits(): string[] {
     const units = new Set(["systemd-journald.service", "systemd-journald.socket", "systemd-journald-dev-log.socket",
         "systemd-journald-audit.socket", "systemd-journal-flush.service", "systemd-update-utmp.service", "systemd-tmpfiles-clean.timer",
         "systemd-logind.service", "getty.target", "console-getty.service", "systemd-resolved.service", "systemd-networkd.service",
         "systemd-remount-fs.service"]);
-    for (const wants of fs.readdirSync("/lib/systemd/system").filter((entry) => /\.(target|socket|service)\.wants$/.test(entry))) {
-        for (const unit of fs.readdirSync(path.join("/lib/systemd/system", wants))) units.add(unit);
+    for (const wants of fs.readdirSync(SYSTEM_UNITS).filter((entry) => /\.(target|socket|service)\.wants$/.test(entry))) {
+        for (const unit of fs.readdirSync(path.join(SYSTEM_UNITS, wants))) units.add(unit);
     }
     return [...units];
 }
@@ -367,7 +375,9 @@ function prepareHostFolder(dir: string, options: TestHostOptions, address: strin
     const passwd = machineLines("/etc/passwd").filter((line) => !USERS.some((u) => line.startsWith(`${u.name}:`) || line.split(":")[2] === String(u.uid)))
         .map((line) => (line.startsWith("root:") ? line.replace(/:[^:]*$/, `:${NIXOS_SHELL}`) : line));
     fs.writeFileSync(path.join(dir, "etc/nixos-passwd"), [...passwd, ...USERS.map((u) => `${u.name}:x:${u.uid}:100::/home/${u.name}:${NIXOS_SHELL}`), ""].join("\n"));
-    fs.writeFileSync(path.join(dir, "etc/nixos-group"), [...machineLines("/etc/group"), ""].join("\n"));
+    // NixOS's group `keys` (gid 96) may read /run/keys; `deploy` is in it, as a service user given keys is.
+    const groups = machineLines("/etc/group").filter((line) => line.split(":")[0] !== "keys" && line.split(":")[2] !== "96");
+    fs.writeFileSync(path.join(dir, "etc/nixos-group"), [...groups, "keys:x:96:deploy", ""].join("\n"));
     const inPasswd = new Set(passwd.map((line) => line.split(":")[0]));
     const shadow = machineLines("/etc/shadow").filter((line) => inPasswd.has(line.split(":")[0]));
     fs.writeFileSync(path.join(dir, "etc/nixos-shadow"), [...shadow, ...USERS.map((u) => `${u.name}:*:19000:0:99999:7:::`), ""].join("\n"), { mode: 0o640 });
@@ -453,7 +463,7 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
 
     const log = fs.openSync(path.join(dir, "console.log"), "a");
     const cpu = openCpuAccount(namespace);
-    const child = spawn("sh", ["-c", SUPERVISOR, "supervisor", namespace, dir, name, path.join(dir, "boot.sh"), NIXOS_PATH, cpu?.procsFile ?? ""],
+    const child = spawn("sh", ["-c", SUPERVISOR, "supervisor", namespace, dir, name, path.join(dir, "boot.sh"), NIXOS_PATH, cpu?.procsFile ?? "", HOST_ROOT],
         { detached: true, stdio: ["ignore", log, log] });
     fs.closeSync(log);
     child.unref();

@@ -36,8 +36,8 @@ export const infectSettingsSchema = z.object({
     revision: z.string().regex(/^[0-9a-f]{40}$/, "must be a full 40-character git commit hash"),
     /** SHA-256 of the nixos-infect script at that revision. */
     sha256: z.string().regex(/^[0-9a-f]{64}$/, "must be a SHA-256 in hex (64 characters)"),
-    /** The NixOS channel the first system is built from, e.g. "nixos-24.11". */
-    nixChannel: z.string().regex(/^nixos-(\d{2}\.\d{2}|unstable)$/, "must be a NixOS channel such as nixos-24.11"),
+    /** The NixOS channel the first system is built from, e.g. "nixos-25.05". */
+    nixChannel: z.string().regex(/^nixos-(\d{2}\.\d{2}|unstable)$/, "must be a NixOS channel such as nixos-25.05"),
     hostName: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "must be a host name of lowercase letters, digits and -"),
     hostPrivateKey: z.string().regex(/^-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END OPENSSH PRIVATE KEY-----\n$/,
         "must be an OpenSSH private key"),
@@ -50,10 +50,16 @@ export const infectSettingsSchema = z.object({
 
 export type InfectSettings = z.input<typeof infectSettingsSchema>;
 
-/** The stateVersion that matches a channel ("nixos-24.11" → "24.11"; unstable → the pinned default's). */
+/**
+ * The channel of the first system nixos-infect builds, unless set: a supported release (24.11 is
+ * end of life), so that the first flake deploy is no release upgrade for most flakes.
+ */
+export const DEFAULT_NIX_CHANNEL = "nixos-25.05";
+
+/** The stateVersion that matches a channel ("nixos-25.05" → "25.05"; unstable → the default channel's). */
 function stateVersion(channel: string): string {
     const release = /^nixos-(\d{2}\.\d{2})$/.exec(channel);
-    return release ? release[1] : "24.11";
+    return release ? release[1] : DEFAULT_NIX_CHANNEL.slice("nixos-".length);
 }
 
 /**

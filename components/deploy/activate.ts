@@ -34,6 +34,8 @@ export interface HostSystemState {
     missing: string[];
     /** The host's boot id: it changes with every boot. */
     bootId?: string;
+    /** What the host's `nix-store --version` says. */
+    nixVersion?: string;
     /** For a deploy user other than root: what it may do (it needs both to deploy). */
     userRights?: { user: string; sudo: boolean; trustedNixUser: boolean };
 }
@@ -44,6 +46,7 @@ link=$(readlink "$1" 2>/dev/null) || link=
 closure=$(readlink -f "$1" 2>/dev/null) || closure=
 printf 'current %s\\nprofile %s\\nclosure %s\\n' "$current" "$link" "$closure"
 printf 'boot %s\\n' "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
+printf 'nix %s\\n' "$(nix-store --version 2>/dev/null)"
 if [ "$(id -u)" != 0 ]; then
   me=$(id -un)
   sudo -n true 2>/dev/null && sudo=yes || sudo=no
@@ -69,6 +72,7 @@ export function parseProbe(output: string): HostSystemState {
         if (key === "closure") state.generationClosure = value;
         if (key === "missing") state.missing.push(value);
         if (key === "boot") state.bootId = value;
+        if (key === "nix") state.nixVersion = value;
         if (key === "user") {
             const [user, sudo, trusted] = value.split(" ");
             state.userRights = { user, sudo: sudo === "yes", trustedNixUser: trusted === "yes" };
@@ -111,48 +115,62 @@ export function newAgentFolder(): string {
 /** The folder, inside an agent's, that keeps the previous versions of the files a deploy changes. */
 export const FILES_BACKUP = "files";
 
+// Returns the host to the generation it ran before: puts back the files the deploy changed (after
+// waiting up to 30 s for a writer that holds "writing"), then switches to that generation (or,
+// without one, runs the previous closure's switch), and publishes what happened as "result". Run by
+// the agent, and by the deployer's abort when the agent is gone. Expects dir, action, profile,
+// generation and previous (the closure to return to); generation and previous may be empty.
+const ROLL_BACK = `
+publish() { echo "$2" > "$dir/$1.new" && mv "$dir/$1.new" "$dir/$1"; }
+${RESTORE_FILES}
+roll_back() {
+  steps=0
+  while [ -d "$dir/writing" ] && [ "$steps" -lt 60 ]; do sleep 0.5; steps=$((steps + 1)); done
+  restore_files "$dir/${FILES_BACKUP}"
+  back=switch; [ "$action" = boot ] && back=boot
+  if [ -n "$generation" ]; then
+    nix-env -p "$profile" --switch-generation "$generation" >> "$dir/rollback.log" 2>&1 || { finish "rollback-failed profile $?"; return; }
+    "$profile/bin/switch-to-configuration" "$back" >> "$dir/rollback.log" 2>&1
+    finish "rolled-back $generation $?"
+  elif [ -n "$previous" ]; then
+    "$previous/bin/switch-to-configuration" test >> "$dir/rollback.log" 2>&1
+    finish "rolled-back - $?"
+  else
+    finish no-previous
+  fi
+}
+`;
+
+// Whether the agent of folder $1 is gone without a word: its process ended before it published
+// the switch's exit or a result (killed, or the host ran out of memory).
+const AGENT_GONE = `
+agent_gone() {
+  pid=$(cat "$1/pid" 2> /dev/null) || return 1
+  ! kill -0 "$pid" 2> /dev/null && [ ! -e "$1/switch-exit" ] && [ ! -e "$1/result" ]
+}
+`;
+
 // The agent. $1 closure, $2 action, $3 profile, $4 its folder, $5 confirm timeout (s),
 // $6 generation to return to (may be empty), $7 closure to return to (may be empty).
 //
-// A rollback also returns the host's failed units to what they were: a unit the new system failed
-// stays failed under the old one (so its switch exits 4), and would fail every later switch.
-//
-// Rolling back, it first puts back the files the deploy changed (see files.ts), waiting up to 30 s
-// for a writer that holds "writing", so that the old system's switch starts its services with
-// their old files; a confirmation deletes the kept versions.
+// A unit the new system failed does not stay failed under the old one: switch-to-configuration-ng
+// resets every failed unit before it reloads systemd (ResetFailed), so the rollback's own switch
+// clears it, and exits 4 only for units that fail again.
 const AGENT = `
-dir="$4"
-publish() { echo "$2" > "$dir/$1.new" && mv "$dir/$1.new" "$dir/$1"; }
+dir="$4" action="$2" profile="$3" generation="$6" previous="$7"
 finish() { publish result "$1"; exit 0; }
-failed_units() { systemctl list-units --state=failed --plain --no-legend 2> /dev/null | while read -r unit rest; do echo "$unit"; done; }
-reset_new_failures() {
-  [ -e "$dir/failed-before" ] || return 0
-  failed_units | while read -r unit; do grep -qxF "$unit" "$dir/failed-before" || systemctl reset-failed "$unit"; done
-}
-if [ -d /run/systemd/system ]; then failed_units > "$dir/failed-before"; fi
-${RESTORE_FILES}
-if [ "$2" != test ]; then
-  nix-env -p "$3" --set "$1" > "$dir/switch.log" 2>&1 || { publish switch-exit "profile $?"; restore_files "$dir/${FILES_BACKUP}"; finish unchanged; }
-  readlink "$3" > "$dir/generation"
+${ROLL_BACK}
+echo $$ > "$dir/pid"
+if [ "$action" != test ]; then
+  nix-env -p "$profile" --set "$1" > "$dir/switch.log" 2>&1 || { publish switch-exit "profile $?"; restore_files "$dir/${FILES_BACKUP}"; finish unchanged; }
+  readlink "$profile" > "$dir/generation"
 fi
-"$1/bin/switch-to-configuration" "$2" >> "$dir/switch.log" 2>&1
+"$1/bin/switch-to-configuration" "$action" >> "$dir/switch.log" 2>&1
 publish switch-exit "switch $?"
 steps=0
 while [ -e "$dir/pending" ] && [ "$steps" -lt $(($5 * 2)) ]; do sleep 0.5; steps=$((steps + 1)); done
 if ! mv "$dir/pending" "$dir/expired" 2> /dev/null && [ -e "$dir/confirmed" ]; then rm -rf "$dir/${FILES_BACKUP}"; finish confirmed; fi
-steps=0
-while [ -d "$dir/writing" ] && [ "$steps" -lt 60 ]; do sleep 0.5; steps=$((steps + 1)); done
-restore_files "$dir/${FILES_BACKUP}"
-back=switch; [ "$2" = boot ] && back=boot
-if [ -n "$6" ]; then
-  nix-env -p "$3" --switch-generation "$6" >> "$dir/rollback.log" 2>&1 || finish "rollback-failed profile $?"
-  "$3/bin/switch-to-configuration" "$back" >> "$dir/rollback.log" 2>&1
-  code=$?; reset_new_failures; finish "rolled-back $6 $code"
-elif [ -n "$7" ]; then
-  "$7/bin/switch-to-configuration" test >> "$dir/rollback.log" 2>&1
-  code=$?; reset_new_failures; finish "rolled-back - $code"
-fi
-finish no-previous
+roll_back
 `;
 
 // Waits up to $2 0.2 s steps for the file $1 to appear.
@@ -162,18 +180,20 @@ while [ ! -e "$1" ] && [ "$i" -lt "$2" ]; do sleep 0.2; i=$((i + 1)); done
 `;
 
 // Waits up to $2 0.2 s steps for the agent in folder $1 to finish the switch, then prints the step
-// that ended it with its exit code, the generation it made and the end of its log; "absent" when
-// there is no agent; nothing while it still runs. (The agent publishes switch-exit by rename, so it
+// that ended it with its exit code, the generation it made, and of its log the lines that say what
+// failed (switch-to-configuration-ng's, which `systemctl status` output follows) and the end; "absent" when
+// there is no agent; "exit agent-gone" when it ended before the switch did; nothing while it still runs. (The agent publishes switch-exit by rename, so it
 // is never seen half-written.)
 const WAIT_FOR_SWITCH = `
 [ -d "$1" ] || { echo absent; exit 0; }
 dir="$1"
 set -- "$dir/switch-exit" "$2"
 ${AWAIT_FILE}
-[ -e "$dir/switch-exit" ] || exit 0
+${AGENT_GONE}
+if [ ! -e "$dir/switch-exit" ]; then agent_gone "$dir" && echo "exit agent-gone"; exit 0; fi
 printf 'exit %s\\n' "$(cat "$dir/switch-exit")"
 printf 'generation %s\\n' "$(cat "$dir/generation" 2> /dev/null)"
-tail -n 6 "$dir/switch.log" 2> /dev/null | sed 's/^/log /'
+{ grep -E '^(warning: the following units failed|Failed to |Pre-switch check)' "$dir/switch.log" | head -n 4; tail -n 6 "$dir/switch.log"; } 2> /dev/null | sed 's/^/log /'
 `;
 
 // Starts the agent detached, then waits for its switch in the same session: a dropped connection
@@ -188,9 +208,9 @@ const START_AGENT = `
 steps="$1"; agent="$2"; shift 2
 dir="$4"
 found=
-for tool in nix-env readlink mv sleep cp rm grep systemctl sh; do
+for tool in nix-env readlink mv sleep cp rm sh; do
   if where=$(command -v "$tool"); then found="$found $where"
-  elif [ "$tool" != systemctl ]; then echo "$tool is not on the host's PATH" >&2; exit 1; fi
+  else echo "$tool is not on the host's PATH" >&2; exit 1; fi
 done
 tools= shell=
 # Word splitting is safe here: tools on NixOS's PATH are store paths and /run/wrappers, without spaces.
@@ -224,10 +244,25 @@ fi
 set -- "$dir" "$steps"
 ${WAIT_FOR_SWITCH}`;
 
+/**
+ * What to do about a switch that refused to run: switch-to-configuration-ng's pre-switch checks
+ * (system.preSwitchChecks) exit 1 before anything changes when the new system cannot be switched
+ * to live. The deploy keeps them (it never passes NIXOS_NO_CHECK).
+ */
+export function switchFailureHint(report: SwitchReport): string {
+    return report.step === "switch" && report.exit === 1 && report.log.some((line) => /Pre-switch checks? .*failed/i.test(line))
+        ? "\nA pre-switch check refused to switch to the new system while it runs (e.g. the D-Bus implementation changed): deploy it with " +
+            "`action: \"boot\"` and `reboot: true`, so that it starts at the next boot."
+        : "";
+}
+
 /** What WAIT_FOR_SWITCH reports of a finished switch. */
 export interface SwitchReport {
-    /** The step that ended it: setting the system profile (failed), or switch-to-configuration. */
-    step: "profile" | "switch";
+    /**
+     * The step that ended it: setting the system profile (failed), switch-to-configuration, or
+     * the agent's end before either said anything (it was killed).
+     */
+    step: "profile" | "switch" | "agent";
     exit: number;
     /** The generation the switch made, if it made one. */
     generation?: number;
@@ -244,6 +279,7 @@ export function parseSwitchReport(output: string): SwitchReport | undefined {
         const value = rest.join(" ");
         const ended = /^(profile|switch) (\d+)$/.exec(value);
         if (key === "exit" && ended) report = { step: ended[1] as SwitchReport["step"], exit: Number(ended[2]), log };
+        if (key === "exit" && value === "agent-gone") report = { step: "agent", exit: -1, log };
         if (key === "generation") {
             const match = /system-(\d+)-link$/.exec(value);
             if (match && report) report.generation = Number(match[1]);
@@ -273,7 +309,15 @@ ${COMMAND_CHECKS}
 run_checks "$@" || exit 0
 if [ "$(id -u)" = 0 ]; then exec sh -c "$confirm" confirm "$dir" "$steps"; fi
 exec sudo -n -- sh -c "$confirm" confirm "$dir" "$steps"`;
-const ABORT = `mv "$1/pending" "$1/aborted" 2> /dev/null
+// Makes the agent roll back now by claiming "pending", and prints its result; when the agent is
+// gone, rolls back itself. $1 the agent's folder, $2 READ_RESULT's steps, $3 the action, $4 the
+// profile, $5 the generation and $6 the closure to return to (either may be empty).
+const ABORT = `dir="$1" action="$3" profile="$4" generation="$5" previous="$6"
+finish() { publish result "$1"; exit 0; }
+${ROLL_BACK}
+${AGENT_GONE}
+mv "$dir/pending" "$dir/aborted" 2> /dev/null
+if agent_gone "$dir"; then (roll_back); fi
 ${READ_RESULT}`;
 
 /** switch-to-configuration's exit code when it worked but the host wants a reboot. */
@@ -363,10 +407,14 @@ export class Activation {
         this.switchedAt = Date.now();
         if (report?.step === "switch" && report.exit === 0) return { generation: report.generation, rebootRequired: false };
         if (report?.step === "switch" && report.exit === REBOOT_REQUIRED) return { generation: report.generation, rebootRequired: true };
+        if (report?.step === "agent") {
+            throw new ActivationError(this.host.name, "the activation agent ended before the switch did (killed, or the host ran out of memory?); " +
+                `its files are in ${this.dir} on the host`);
+        }
         const what = report?.step === "profile" ? "setting the system profile" : "switch-to-configuration";
-        const why = !report ? `did not finish within ${timeoutSeconds} s` : report.exit === 4 ? "exit code 4: some units failed (a unit that was failed before the deploy counts too, until `systemctl reset-failed`)" : `exit code ${report.exit}`;
+        const why = !report ? `did not finish within ${timeoutSeconds} s` : report.exit === 4 ? "exit code 4: some units failed to start" : `exit code ${report.exit}`;
         const log = report?.log.filter(Boolean).join("\n  ");
-        throw new ActivationError(this.host.name, `${what} failed (${why})${log ? `:\n  ${log}` : ""}`);
+        throw new ActivationError(this.host.name, `${what} failed (${why})${log ? `:\n  ${log}` : ""}${report ? switchFailureHint(report) : ""}`);
     }
 
     /** What the agent says happened, for results other than a rollback (or "absent", or nothing yet). */
@@ -391,8 +439,7 @@ export class Activation {
     private async whereAfterRollback(agentResult: string): Promise<{ outcome: string; returnedTo?: number }> {
         const switchExit = /^rolled-back \S+ (\d+)$/.exec(agentResult)?.[1];
         const exitNote = switchExit && switchExit !== "0"
-            ? ` (its switch-to-configuration exited ${switchExit}${switchExit === "4"
-                ? ": a unit that failed in the new system was still failed; the rollback reset the units that failed during this deploy" : ""})` : "";
+            ? ` (its switch-to-configuration exited ${switchExit}${switchExit === "4" ? ": units of the previous generation failed to start again" : ""})` : "";
         const state = await probeHost(this.host);
         const { generation, closure } = this.target;
         const running = activatesNow(this.action) ? state.current : state.generationClosure;
@@ -435,19 +482,24 @@ export class Activation {
         let lastError: Error | undefined;
         while (Date.now() < deadline) {
             try {
-                const output = await this.host.check("rolling back", ["sh", "-c", ABORT, "abort", this.dir, POLL_STEPS],
+                const { generation, closure } = this.target;
+                const output = await this.host.check("rolling back", ["sh", "-c", ABORT, "abort", this.dir, POLL_STEPS, this.action, SYSTEM_PROFILE,
+                    generation === undefined ? "" : String(generation), closure ?? ""],
                     { fresh: true, timeoutMs: POLL_TIMEOUT_MS, privileged: true });
                 const result = output.trim();
                 if (!result) continue;
                 return result.startsWith("rolled-back") ? await this.whereAfterRollback(result) : { outcome: this.describe(result) };
             } catch (error) {
-                if (!(error instanceof SshConnectionError)) throw error;
+                // A command that fails rather than a connection: a new system that broke sudo for a
+                // deploy user other than root. The host's own rollback brings the old sudo back.
+                if (!(error instanceof SshConnectionError || error instanceof RemoteCommandError)) throw error;
                 lastError = error;
                 await new Promise((resolve) => setTimeout(resolve, 1000));
             }
         }
+        const why = lastError instanceof RemoteCommandError ? "could not run the rollback's command (did the new system break sudo?)" : "could not be reached";
         return {
-            outcome: `the host could not be reached to confirm its rollback (${lastError?.message ?? "no answer"}); ` +
+            outcome: `the host ${why} to confirm its rollback (${lastError?.message ?? "no answer"}); ` +
                 `it returns to ${this.target.generation !== undefined ? `generation ${this.target.generation}` : "its previous system"} by itself ` +
                 `${this.confirmTimeoutSeconds} s after the switch when nobody confirms`,
         };

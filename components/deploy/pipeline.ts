@@ -3,7 +3,7 @@
 // probe. Built on the target, it goes probe → build (on the host) → activate → …. Plain inputs,
 // plain outputs: no Pulumi here, so the pipeline runs (and is tested) on its own.
 import { Action, HealthChecks } from "../schema";
-import { signClosure, StorePathInfo } from "../transport/nix";
+import { signClosure, StorePathInfo, unsupportedNix } from "../transport/nix";
 import {
     Activation, ActivationError, ActivationNotStartedError, activatesNow, FILES_BACKUP, HostSystemState, newAgentFolder, probeHost, RollbackTarget,
     setsProfile, SYSTEM_PROFILE,
@@ -125,6 +125,12 @@ function checkUserRights(state: HostSystemState): void {
     throw new Error(`the deploy user ${rights.user} cannot activate a system: it must ${missing.join(" and ")}; or deploy as root`);
 }
 
+/** Refuses a host whose Nix is outside the supported range, before anything is copied. */
+function checkHostNix(state: HostSystemState): void {
+    const reason = unsupportedNix("the host's", state.nixVersion ?? "");
+    if (reason) throw new Error(reason);
+}
+
 const NEEDS_REBOOT = "switch-to-configuration exited 100: the new system changes the init interface and runs only after a reboot; " +
     "nothing of it was activated. Set `reboot: true` to let the deploy reboot the host, or deploy with `action: \"boot\"` and reboot it yourself";
 
@@ -230,6 +236,7 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
     const before = await inStage(request, "probe", UNTOUCHED, async () => {
         const state = await probeHost(host, closureInfo.map((info) => info.path));
         checkUserRights(state);
+        checkHostNix(state);
         return state;
     });
     const filesOnHost = await inStage(request, "probe", UNTOUCHED,

@@ -31,6 +31,54 @@ function summarizeNixError(stderr: string): string {
     return relevant.join("\n  ") || "(no output)";
 }
 
+/**
+ * The Nix versions a deploy is tested with, on the deployer and on the host (README, "Supported
+ * Nix"): from Debian 12's 2.8 to 2.31, and Lix 2.90 to 2.93. `nix path-info --json` changed shape
+ * in 2.19 (parsePathInfo reads both).
+ */
+export const SUPPORTED_NIX = { Nix: ["2.8", "2.31"], Lix: ["2.90", "2.93"] } as const;
+/** Lets a Nix newer than the newest tested one through (a newer Nix usually works; an older one lacks what the deploy uses). */
+export const ALLOW_UNTESTED_NIX = "PULUMI_NIXOS_ALLOW_UNTESTED_NIX";
+
+/** `nix --version` or `nix-store --version` ("nix (Nix) 2.26.3", "nix-store (Lix, like Nix) 2.91.1"), read. */
+export function parseNixVersion(text: string): { implementation: "Nix" | "Lix"; version: string } | undefined {
+    const match = /\((Nix|Lix)\b[^)]*\)\s+(\d+\.\d+(?:\.\d+)?)/.exec(text);
+    return match ? { implementation: match[1] as "Nix" | "Lix", version: match[2] } : undefined;
+}
+
+function compareVersions(a: string, b: string): number {
+    const [x, y] = [a, b].map((version) => version.split(".").map(Number));
+    for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0);
+    return 0;
+}
+
+/** Why a Nix (`--version`'s output) cannot serve as `where`'s ("the deployer's", "the host's"); undefined when it can. */
+export function unsupportedNix(where: string, versionText: string, environment: NodeJS.ProcessEnv = process.env): string | undefined {
+    const supported = `pulumi-nixos supports Nix ${SUPPORTED_NIX.Nix.join(" to ")} and Lix ${SUPPORTED_NIX.Lix.join(" to ")}`;
+    const found = parseNixVersion(versionText);
+    if (!found) return `${where} Nix did not say its version (${JSON.stringify(versionText.trim().slice(0, 80))}): ${supported}`;
+    const [oldest, newest] = SUPPORTED_NIX[found.implementation];
+    const named = `${where} ${found.implementation} is ${found.version}`;
+    if (compareVersions(found.version, oldest) < 0) return `${named}, older than ${oldest}: ${supported}; upgrade it`;
+    if (compareVersions(found.version, `${newest}.999`) > 0 && environment[ALLOW_UNTESTED_NIX] !== "1") {
+        return `${named}, newer than the newest tested (${newest}): ${supported}; set ${ALLOW_UNTESTED_NIX}=1 to deploy with it anyway`;
+    }
+    return undefined;
+}
+
+let deployerNixChecked: Promise<void> | undefined;
+
+/** Refuses, once per process and before the first nix command, a deployer Nix outside the supported range. */
+function checkDeployerNix(): Promise<void> {
+    deployerNixChecked ??= runProcess("nix", ["--version"], { env: nixEnvironment() }).then((result) => {
+        const reason = result.code === 0 ? unsupportedNix("the deployer's", result.stdout) : `the deployer's nix did not run (${result.stderr.trim() || `exit code ${result.code}`}): is Nix installed and on PATH?`;
+        if (reason) throw new Error(reason);
+    }, (error: Error) => {
+        throw new Error(`the deployer's nix could not be started (${error.message}): is Nix installed and on PATH?`);
+    });
+    return deployerNixChecked;
+}
+
 export interface NixRunOptions {
     /** NIX_SSHOPTS, from SshConnection.nixSshOpts. */
     sshOpts?: string;
@@ -67,6 +115,7 @@ export function nix(args: readonly string[], options: NixRunOptions = {}): Promi
 
 /** Runs one of the nix programs (`nix`, `nix-store`) in the common environment. */
 async function runNix(program: "nix" | "nix-store", args: readonly string[], options: NixRunOptions): Promise<string> {
+    await checkDeployerNix();
     const result = await runProcess(program, args, {
         env: nixEnvironment(options.sshOpts, options.environment),
         timeoutMs: options.timeoutMs,

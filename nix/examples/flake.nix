@@ -5,9 +5,9 @@
   # nixpkgs, so this flake is not evaluated by the tests. Inside a git work tree a flake sees only
   # files git tracks: `git add -N FILE` makes a new file (deployer.pub, flake.lock) visible to it
   # without committing it.
-  description = "pulumi-nixos example: NixOS web hosts on EC2";
+  description = "pulumi-nixos example: NixOS web hosts on EC2 (written for NixOS 25.05)";
 
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-24.11";
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
 
   outputs = { self, nixpkgs }:
     let

@@ -1,21 +1,24 @@
-# pulumi-nixos: services that wait for the files a deploy writes from Pulumi secrets.
+# pulumi-nixos: services that start once the files a deploy writes are there. Written for NixOS
+# 24.11 and 25.05 (switch-to-configuration-ng, systemd 256 and 257).
 #
 #   imports = [ ./nix/modules/key-files.nix ];
 #   pulumi-nixos.keyFiles.db-password = { path = "/run/keys/db-password"; services = [ "postgresql" ]; };
 #
-# makes db-password-key.service, active once /run/keys/db-password exists, and orders postgresql
-# after it (and makes it require it). A deploy writes files before the new system activates, so on
-# a switch the wait ends at once; after a reboot (/run/keys is a tmpfs), the services wait until the
-# next deploy puts the files back, as colmena's <name>-key.service does.
+# makes db-password-key.path, which watches for /run/keys/db-password, and db-password-key.service,
+# active once the file is there, which starts postgresql; postgresql starts only once the file is
+# there. No unit waits (key-file-unit.nix says why): a switch or a boot without the file goes on,
+# and the services start the moment a deploy writes it, before or after the switch. After a reboot
+# (/run/keys is a ramfs) the services start when the next deploy puts the files back, as colmena's
+# <name>-key.service has them do.
 { config, lib, pkgs, ... }:
 let
   cfg = config.pulumi-nixos.keyFiles;
-  unitFor = import ./key-file-unit.nix { sh = "${pkgs.bash}/bin/sh"; sleep = "${pkgs.coreutils}/bin/sleep"; };
+  unitsFor = import ./key-file-unit.nix { inherit (pkgs) coreutils; };
 in
 {
   options.pulumi-nixos.keyFiles = lib.mkOption {
     default = { };
-    description = "Files written by pulumi-nixos (NixosSystem's `files`) that services wait for: each makes <name>-key.service.";
+    description = "Files written by pulumi-nixos (NixosSystem's `files`) that services need: each makes <name>-key.path and <name>-key.service.";
     type = lib.types.attrsOf (lib.types.submodule {
       options = {
         path = lib.mkOption {
@@ -28,20 +31,15 @@ in
           default = [ ];
           description = "Services (without .service) that start only once the file exists.";
         };
-        timeoutSeconds = lib.mkOption {
-          type = lib.types.nullOr lib.types.ints.positive;
-          default = null;
-          description = "How long the wait may take before the unit (and the services that require it) fail; null waits for ever.";
-        };
       };
     });
   };
 
-  config.systemd.services = lib.mkMerge (
-    [ (lib.mapAttrs' (name: key: lib.nameValuePair "${name}-key" (unitFor name key // { wantedBy = [ "multi-user.target" ]; })) cfg) ]
-    ++ lib.mapAttrsToList (name: key: lib.genAttrs key.services (_: {
-      after = [ "${name}-key.service" ];
-      requires = [ "${name}-key.service" ];
-    })) cfg
-  );
+  config = {
+    systemd.paths = lib.mapAttrs' (name: key: lib.nameValuePair "${name}-key" ((unitsFor name key).pathUnit // { wantedBy = [ "multi-user.target" ]; })) cfg;
+    systemd.services = lib.mkMerge (
+      [ (lib.mapAttrs' (name: key: lib.nameValuePair "${name}-key" (unitsFor name key).keyUnit) cfg) ]
+      ++ lib.mapAttrsToList (name: key: lib.genAttrs key.services (_: (unitsFor name key).serviceUnit)) cfg
+    );
+  };
 }

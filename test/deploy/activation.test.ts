@@ -21,18 +21,19 @@ let sshHost: SshHost;
 let v1: string;
 let v2: string;
 let switchFails: string;
+let slowSwitch: string;
 
 before(async () => {
     useTestEngine();
-    const systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "switch-fails"]);
+    const systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "switch-fails", "slow-switch"]);
     for (const system of Object.values(systems)) await realiseDerivation(system.derivation);
-    [v1, v2, switchFails] = [systems.v1.closure, systems.v2.closure, systems["switch-fails"].closure];
+    [v1, v2, switchFails, slowSwitch] = [systems.v1.closure, systems.v2.closure, systems["switch-fails"].closure, systems["slow-switch"].closure];
     fleet = await startTestHosts({ count: 1, namePrefix: "agent" });
     host = fleet.hosts[0];
     switchByHand(fleet, host, v1);
     connection = SshConnection.open({ address: host.address, port: host.port, user: "root", privateKey: fleet.deployerPrivateKey, hostPublicKey: host.hostPublicKey });
     sshHost = new SshHost(connection);
-    for (const closure of [v2, switchFails]) {
+    for (const closure of [v2, switchFails, slowSwitch]) {
         const missing = (await closurePaths(closure)).filter((info) => !host.hasStorePath(info.path));
         await sshHost.copyClosure(closure, missing, { substituteOnDestination: false, checkSignatures: false });
     }
@@ -86,13 +87,15 @@ test("an abort returns the host to the recorded generation at once, long before 
     assert.equal(host.currentGeneration(), 3);
 });
 
-test("a rollback whose old switch exits 4 (a unit the new system failed stays failed) is judged by what the host runs, and resets that unit", async () => {
+// switch-to-configuration-ng resets every failed unit in each switch (ResetFailed before its
+// reload): the rollback's own switch clears the unit the new system failed, and exits 0.
+test("a switch that exits 4 is rolled back; the previous generation's switch clears the unit that failed, as switch-to-configuration-ng does", async () => {
     const activation = new Activation(sshHost, { generation: 3, closure: v2 }, 600);
     await activation.start(switchFails, "switch");
-    await assert.rejects(activation.switched(), /exit code 4: some units failed/);
+    await assert.rejects(activation.switched(), /exit code 4: some units failed to start\):\n[\s\S]*warning: the following units failed: broken.service/);
     const { outcome, returnedTo } = await activation.rollBack();
     assert.equal(returnedTo, 3);
-    assert.match(outcome, /back on generation 3 .*as read from the host \(its switch-to-configuration exited 4: a unit that failed in the new system was still failed; the rollback reset the units that failed during this deploy\)/);
+    assert.match(outcome, /back on generation 3 \(\S+\), as read from the host$/);
     assert.equal(host.currentSystem(), v2);
     assert.equal(host.currentGeneration(), 3);
     assert.equal(host.shell("systemctl list-units --state=failed --plain --no-legend").trim(), "", "the failed unit was left failed");
@@ -117,6 +120,23 @@ test("the agent's script reaches systemd unchanged: a rollback puts a secret bac
     assert.equal(host.readFile("/run/keys/token"), "old", "the previous version of the file was not put back");
     assert.equal(host.shell("ls -a /run/keys").split("\n").filter((name) => name.startsWith(".pulumi-nixos")).length, 0);
     assert.equal(host.currentSystem(), v2);
+});
+
+// Before this change the deployer waited 30 minutes for a switch whose agent was gone.
+test("an agent killed before its switch finished is noticed at once, and the deployer rolls the host back itself", async () => {
+    const activation = new Activation(sshHost, { generation: 3, closure: v2 }, 600);
+    const startedAt = Date.now();
+    const starting = activation.start(slowSwitch, "switch");
+    await waitFor("the agent runs", () => host.shell(`cat ${AGENT_DIR}/*/pid 2> /dev/null || true`).trim() !== "", 5);
+    host.shell("systemctl kill --signal=KILL 'pulumi-nixos-*.service'");
+    await starting;
+    const gaveUp = new Promise<never>((_, reject) => setTimeout(() => reject(new Error("still waiting for the switch after 60 s")), 60_000).unref());
+    await assert.rejects(Promise.race([activation.switched(), gaveUp]), /the activation agent ended before the switch did/);
+    const { outcome, returnedTo } = await activation.rollBack();
+    assert.ok(Date.now() - startedAt < 60_000);
+    assert.equal(returnedTo, 3, outcome);
+    assert.equal(host.currentSystem(), v2);
+    assert.equal(host.currentGeneration(), 3);
 });
 
 test("a host that cannot start the agent says so, and is left as it was", async () => {

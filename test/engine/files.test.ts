@@ -9,7 +9,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { after, before, test } from "node:test";
 import { HostFileArgs } from "../../components";
 import { SystemEvaluation } from "../../components/deploy/evaluate";
-import { TestHost } from "../../testbed/testHosts";
+import { TestHost, waitFor } from "../../testbed/testHosts";
 import { watchProcesses } from "./engine";
 import { createSingleHostStack, HEALTHY_CHECK, KEYS_FIXTURE_FLAKE, SingleHostStack, SystemStack } from "./systemStack";
 
@@ -71,8 +71,8 @@ test("a file lands with its owner, group, mode and content before the new system
     assert.equal(host.currentSystem(), systems["with-key"].closure);
     assert.equal(host.readFile(TOKEN), first);
     assert.match(statOf(TOKEN), /^deploy users 440 \d+$/);
-    // app.service requires app-token-key.service (the module's unit), which waits for the file: it
-    // started during the switch and recorded what it found then.
+    // app.service starts once the file is there (the module's units): the file came before the
+    // switch, so it started during the switch and recorded what it found then.
     assert.equal(host.readFile("/run/standin/keys-seen")?.trim(), `${TOKEN} deploy users 440 ${first.length}`);
     await new Promise((resolve) => setTimeout(resolve, 1000)); // the agent deletes the kept versions after the confirmation
     assert.equal(leftovers(), "app-token");
@@ -162,13 +162,40 @@ test("a symbolic link on the way is refused on the host: a file written before i
     host.shell("rm /run/linked");
 });
 
+// On main before this change, app-token-key.service waited for the file in the switch: the switch
+// failed (the fixture's 5 s wait) or hung until the deployer gave up (the module's default).
+test("a service's file written after the switch: the switch does not wait for it, and the service starts once it is there", async () => {
+    await up("v2", first);
+    host.shell(`rm -f ${TOKEN} /run/standin/keys-seen`);
+    const switches = (activations() ?? "").split("\n").length;
+    await up("with-key", second, { "app-token": { ...TOKEN_FILE, activation: "after" } });
+    assert.equal(host.currentSystem(), systems["with-key"].closure);
+    assert.equal((activations() ?? "").split("\n").length, switches + 1, "one switch");
+    await waitFor("app.service starts once its file is there", () => host.readFile("/run/standin/keys-seen") !== undefined, 10);
+    assert.equal(host.readFile("/run/standin/keys-seen")?.trim(), `${TOKEN} deploy users 440 ${second.length}`);
+    await up("with-key", first);
+});
+
+test("a file in /run/keys (0750 root:keys on NixOS) for a user outside group keys is refused, saying what to do", async () => {
+    const generation = host.currentGeneration();
+    assert.equal(host.shell("stat -c '%U %G %a' /run/keys").trim(), "root keys 750");
+    const error = await testStack.deploy("v2", { config: filesConfig({ "app-token": TOKEN_FILE, "/run/keys/guest-token": { secret: "other", owner: "guest" } }, { token: second, other: third }) })
+        .then(() => undefined, (e: Error) => String(e));
+    assert.ok(error, "up wrote a file its owner cannot open");
+    assert.match(error, /failed at files: [\s\S]*guest could not open \/run\/keys\/guest-token: a folder on the way to it is closed to guest \(on NixOS \/run\/keys is 0750 root:keys: add guest to group keys/);
+    assert.equal(host.readFile(TOKEN), first, "a file written before the refusal was not put back");
+    assert.equal(statOf("/run/keys/guest-token"), "absent");
+    assert.equal(host.currentSystem(), systems["with-key"].closure);
+    assert.equal(host.currentGeneration(), generation);
+});
+
 test("a file written after activation is there for the health checks, and put back when they fail", async () => {
-    const files: Record<string, FileSpec> = { "app-token": TOKEN_FILE, "/run/keys/late": { secret: "late", owner: "guest", activation: "after" } };
+    const files: Record<string, FileSpec> = { "app-token": TOKEN_FILE, "/run/keys/late": { secret: "late", owner: "deploy", activation: "after" } };
     await testStack.stack.setConfig("mustExist", { value: "/run/keys/late" });
     await testStack.deploy("v2", { config: filesConfig(files, { token: first, late: third }) });
     assert.equal(host.currentSystem(), systems.v2.closure);
     assert.equal(host.readFile("/run/keys/late"), third);
-    assert.match(statOf("/run/keys/late"), /^guest root 400 /);
+    assert.match(statOf("/run/keys/late"), /^deploy root 400 /);
 
     const message = await testStack.failedDeploy("unhealthy", { config: filesConfig(files, { token: first, late: second }) });
     assert.match(message, /failed at verify: health check "app is healthy" failed/);

@@ -16,7 +16,7 @@ let systems: Record<string, SystemEvaluation>;
 
 before(async () => {
     useTestEngine();
-    systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "v3", "switch-fails", "unhealthy"]);
+    systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "v3", "switch-fails", "unhealthy", "inhibited"]);
     fleet = await startTestHosts({ count: 1 });
     host = fleet.hosts[0];
     // A private key given in config replaces the fleet's (a key rotation, previewed only).
@@ -122,6 +122,18 @@ test("an unhealthy system is rolled back to the generation that ran before", asy
     assert.equal(host.currentSystem(), systems.v3.closure);
     assert.equal(host.currentGeneration(), 5);
     assert.equal(host.readFile("/run/standin/health")?.trim(), "ok");
+    assert.equal(await recordedClosure(), systems.v3.closure);
+});
+
+// switch-to-configuration-ng's pre-switch checks exit 1 before anything changes; the deploy keeps
+// them (it never sets NIXOS_NO_CHECK) and says what to do instead.
+test("a system a pre-switch check refuses to switch to live is rolled back, with the way to deploy it", async () => {
+    const message = await failedUp("inhibited");
+    assert.match(message, /failed at activate: [\s\S]*switch-to-configuration failed \(exit code 1\)[\s\S]*Pre-switch checks failed/);
+    assert.match(message, /deploy it with `action: "boot"` and `reboot: true`/);
+    assert.match(message, new RegExp(`back on generation 5 \\(${systems.v3.closure}\\), as read from the host`));
+    assert.equal(host.currentSystem(), systems.v3.closure);
+    assert.equal(host.currentGeneration(), 5);
     assert.equal(await recordedClosure(), systems.v3.closure);
 });
 

@@ -16,7 +16,7 @@ let systems: Record<string, SystemEvaluation>;
 
 before(async () => {
     useTestEngine();
-    systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "v3", "needs-reboot", "unhealthy"]);
+    systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "v3", "needs-reboot", "unhealthy", "breaks-sudo"]);
     fleet = await startTestHosts({ count: 1, namePrefix: "reboot" });
     host = fleet.hosts[0];
     testStack = await createSystemStack("reboot", fleet, host, (config) => ({
@@ -24,6 +24,7 @@ before(async () => {
         reboot: config.getBoolean("reboot") ?? false,
         rebootTimeoutSeconds: 60,
         user: config.get("user") ?? "root",
+        confirmTimeoutSeconds: config.getNumber("confirmTimeoutSeconds") ?? 60,
     }));
 });
 
@@ -88,6 +89,16 @@ test("a deploy user other than root deploys through sudo (the profile, the agent
     assert.equal(result.outputs.closure.value, systems.v3.closure);
     assert.equal(host.currentSystem(), systems.v3.closure);
     assert.equal(host.bootSystem(), systems.v3.closure);
+});
+
+// Before this change the rollback's own sudo failed too, and its raw error reached the user.
+test("a system that breaks sudo for the deploy user is rolled back by the host itself, and the deploy says where the host is", async () => {
+    const generation = host.currentGeneration();
+    const message = await testStack.failedDeploy("breaks-sudo", settings({ ...defaults, user: "deploy", confirmTimeoutSeconds: "5" }));
+    assert.match(message, new RegExp(`back on generation ${generation} \\(${systems.v3.closure}\\), as read from the host`));
+    assert.equal(host.currentSystem(), systems.v3.closure);
+    assert.equal(host.currentGeneration(), generation);
+    assert.ok(host.readFile("/run/wrappers/bin/sudo") !== undefined, "the previous system's sudo is back");
 });
 
 test("a deploy user without sudo or Nix trust is refused before anything changes, saying what it lacks", async () => {

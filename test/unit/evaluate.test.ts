@@ -12,12 +12,12 @@ before(() => useTestEngine());
 
 test("a configuration evaluates to its closure, derivation and package set without building", async () => {
     const { v2 } = await evaluateConfigurations(FLAKE, ["v2"]);
-    assert.match(v2.closure, /^\/nix\/store\/[a-z0-9]{32}-nixos-system-v2-24\.11\.2$/);
-    assert.match(v2.derivation, /^\/nix\/store\/[a-z0-9]{32}-nixos-system-v2-24\.11\.2\.drv$/);
+    assert.match(v2.closure, /^\/nix\/store\/[a-z0-9]{32}-nixos-system-v2-25\.05\.2$/);
+    assert.match(v2.derivation, /^\/nix\/store\/[a-z0-9]{32}-nixos-system-v2-25\.05\.2\.drv$/);
     assert.ok(fs.existsSync(v2.derivation), "the evaluation wrote the derivation a deploy builds");
     assert.deepEqual(v2.packages, { app: "2.0", tool: "2.1", extra: "0.3" });
     assert.equal(v2.kernel, "6.6.64");
-    assert.equal(v2.nixosRelease, "24.11");
+    assert.equal(v2.nixosRelease, "25.05");
 });
 
 test("requests for one flake, one after another, share the evaluation workers' processes", async () => {

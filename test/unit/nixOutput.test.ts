@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { cannotBuildHint } from "../../components/deploy/build";
 import { parseCachedPaths } from "../../components/deploy/fetch";
-import { nixConfig, parsePathInfo } from "../../components/transport/nix";
+import { nixConfig, parsePathInfo, unsupportedNix } from "../../components/transport/nix";
 
 const X = "/nix/store/mydivsscdmlnb3pjc4n1y3dlvzs0v3gd-x";
 const NOPE = "/nix/store/00000000000000000000000000000000-nope";
@@ -47,4 +47,17 @@ test("the deployer that cannot build gets the same hint from Nix 2.8 and from Ni
     assert.match(cannotBuildHint("error: unable to start any build; either increase '--max-jobs' or enable remote builds."), /build: "target"/);
     assert.match(cannotBuildHint("error:\n                           Unable to start any build;\n                           either increase '--max-jobs' or enable remote builds."), /build: "target"/);
     assert.equal(cannotBuildHint("error: builder for '/nix/store/x.drv' failed with exit code 1"), "");
+});
+
+test("a Nix outside the supported range is refused, saying which versions are supported; a newer one can be let through", () => {
+    // As Nix 2.8 and 2.26 print it here, and as Lix prints it.
+    assert.equal(unsupportedNix("the deployer's", "nix (Nix) 2.8.0\n"), undefined);
+    assert.equal(unsupportedNix("the host's", "nix-store (Nix) 2.26.3\n"), undefined);
+    assert.equal(unsupportedNix("the host's", "nix-store (Lix, like Nix) 2.91.1\n"), undefined);
+    assert.equal(unsupportedNix("the host's", "nix (Nix) 2.31.2"), undefined);
+    assert.equal(unsupportedNix("the deployer's", "nix (Nix) 2.3.16"),
+        "the deployer's Nix is 2.3.16, older than 2.8: pulumi-nixos supports Nix 2.8 to 2.31 and Lix 2.90 to 2.93; upgrade it");
+    assert.match(unsupportedNix("the host's", "nix (Nix) 2.32.0") ?? "", /newer than the newest tested \(2\.31\).*PULUMI_NIXOS_ALLOW_UNTESTED_NIX=1/);
+    assert.equal(unsupportedNix("the host's", "nix (Nix) 2.32.0", { PULUMI_NIXOS_ALLOW_UNTESTED_NIX: "1" }), undefined);
+    assert.match(unsupportedNix("the host's", "") ?? "", /^the host's Nix did not say its version/);
 });

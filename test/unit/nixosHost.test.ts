@@ -168,7 +168,7 @@ write_files:
         users.users.root.openssh.authorizedKeys.keys = [
           "${DEPLOYER.publicKey}"
         ];
-        system.stateVersion = lib.mkForce "24.11";
+        system.stateVersion = lib.mkForce "25.05";
       }
   - path: /root/pulumi-nixos-infect.sh
     permissions: "0700"
@@ -207,7 +207,7 @@ write_files:
         # directory to move away is /boot, as in its earlier revisions.
         export bootFs=/boot
       fi
-      export NIX_CHANNEL=nixos-24.11 NIXOS_IMPORT=./pulumi-nixos.nix SHELL=/bin/bash HOME=/root USER=root NO_REBOOT=1
+      export NIX_CHANNEL=nixos-25.05 NIXOS_IMPORT=./pulumi-nixos.nix SHELL=/bin/bash HOME=/root USER=root NO_REBOOT=1
       bash /root/nixos-infect
       # Keep the pinned host key through the switch, whatever the nixos-infect revision keeps.
       printf '%s\\n' etc/ssh/ssh_host_ed25519_key etc/ssh/ssh_host_ed25519_key.pub >> /etc/NIXOS_LUSTRATE

@@ -30,5 +30,5 @@
   # Without it, a deploy would lock the deployer out; magic rollback would undo that deploy.
   users.users.root.openssh.authorizedKeys.keyFiles = [ ../deployer.pub ];
   networking.firewall.allowedTCPPorts = [ 22 ];
-  system.stateVersion = "24.11";
+  system.stateVersion = "25.05";
 }
