@@ -127,7 +127,7 @@ test("an agent killed before its switch finished is noticed at once, and the dep
     const activation = new Activation(sshHost, { generation: 3, closure: v2 }, 600);
     const startedAt = Date.now();
     const starting = activation.start(slowSwitch, "switch");
-    await waitFor("the agent runs", () => host.shell(`cat ${AGENT_DIR}/*/pid 2> /dev/null || true`).trim() !== "", 5);
+    await waitFor("the agent runs", () => host.readFile(`${activation.dir}/pid`) !== undefined, 5);
     host.shell("systemctl kill --signal=KILL 'pulumi-nixos-*.service'");
     await starting;
     const gaveUp = new Promise<never>((_, reject) => setTimeout(() => reject(new Error("still waiting for the switch after 60 s")), 60_000).unref());
