@@ -23,12 +23,17 @@ export class NixError extends Error {
 /**
  * Keeps the lines of a Nix error that say what went wrong, not the evaluation trace, nor the
  * errors Nix ignored (such as its evaluation cache being busy while another worker writes it).
+ * Nix up to 2.13 prints the cause first ("error: attribute 'x' missing"); later ones print a bare
+ * "error:", the trace ("… while calling …"), and the cause last as a nested "error: …".
  */
 function summarizeNixError(stderr: string): string {
     const lines = stderr.split("\n").map((line) => line.trimEnd()).filter((line) => line && !/^\s*error \(ignored\)/.test(line));
     const errorAt = lines.findIndex((line) => /^error\b/.test(line.trim()));
-    const relevant = errorAt >= 0 ? lines.slice(errorAt, errorAt + 6) : lines.slice(-6);
-    return relevant.join("\n  ") || "(no output)";
+    const causes = lines.map((line, i) => (/^error: \S/.test(line.trim()) ? i : -1)).filter((i) => i >= 0);
+    const nested = errorAt >= 0 && lines[errorAt].trim() === "error:" && causes.length > 0;
+    const from = nested ? causes[causes.length - 1] : errorAt;
+    const relevant = from >= 0 ? lines.slice(from, from + 6) : lines.slice(-6);
+    return relevant.map((line) => (nested ? line.trim() : line)).join("\n  ") || "(no output)";
 }
 
 /**

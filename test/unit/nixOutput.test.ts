@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { cannotBuildHint } from "../../components/deploy/build";
 import { parseCachedPaths } from "../../components/deploy/fetch";
-import { nixConfig, parsePathInfo, unsupportedNix } from "../../components/transport/nix";
+import { NixError, nixConfig, parsePathInfo, unsupportedNix } from "../../components/transport/nix";
 
 const X = "/nix/store/mydivsscdmlnb3pjc4n1y3dlvzs0v3gd-x";
 const NOPE = "/nix/store/00000000000000000000000000000000-nope";
@@ -60,4 +60,13 @@ test("a Nix outside the supported range is refused, saying which versions are su
     assert.match(unsupportedNix("the host's", "nix (Nix) 2.32.0") ?? "", /newer than the newest tested \(2\.31\).*PULUMI_NIXOS_ALLOW_UNTESTED_NIX=1/);
     assert.equal(unsupportedNix("the host's", "nix (Nix) 2.32.0", { PULUMI_NIXOS_ALLOW_UNTESTED_NIX: "1" }), undefined);
     assert.match(unsupportedNix("the host's", "") ?? "", /^the host's Nix did not say its version/);
+});
+
+test("a Nix error names its cause in both formats: first (Nix up to 2.13), or last after the trace (later Nix)", () => {
+    const old = "error: attribute 'no-such-variant' missing\n\n       at /nix/store/x-source/flake.nix:20:4:\n";
+    assert.match(new NixError("nix eval", old, "exit code 1").message, /^nix eval failed \(exit code 1\):\n  error: attribute 'no-such-variant' missing/);
+    // As Nix 2.26 printed it for the same flake.
+    const traced = ["error:", "       … while calling the 'trace' builtin", "         at «string»:20:4:", "             19|       x;", "",
+        "       … while evaluating the attribute 'broken'", "", "       error: attribute 'no-such-variant' missing", "       at /nix/store/x-source/flake.nix:20:4:"].join("\n");
+    assert.match(new NixError("nix eval", traced, "exit code 1").message, /^nix eval failed \(exit code 1\):\n  error: attribute 'no-such-variant' missing\n  at \/nix\/store/);
 });
