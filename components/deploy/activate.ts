@@ -432,9 +432,9 @@ export class Activation {
     }
 
     /**
-     * Where the host is after its agent rolled back, read from the host itself: the exit code of the
-     * old generation's switch does not say it (switch-to-configuration exits 4 when a unit that
-     * failed in the new system is still failed, although the host runs the old generation).
+     * Where the host is after a rollback, read from the host itself: the exit code of the old
+     * generation's switch does not say it (switch-to-configuration exits 4 when a unit of the old
+     * generation fails again, although the host runs it).
      */
     private async whereAfterRollback(agentResult: string): Promise<{ outcome: string; returnedTo?: number }> {
         const switchExit = /^rolled-back \S+ (\d+)$/.exec(agentResult)?.[1];
