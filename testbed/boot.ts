@@ -5,7 +5,7 @@
 //
 // A host with a system profile boots NixOS-shaped: the profile's current generation is activated
 // (as NixOS's stage 2 does), its own sshd runs, and Debian's userland is hidden (/bin holds only
-// sh, /usr/bin only env, /usr/sbin nothing), so every tool comes from /run/current-system/sw/bin.
+// sh, /usr/bin only env, /usr/sbin only pam_unix's helper), so every tool comes from /run/current-system/sw/bin.
 // A host without one boots Debian-like: what a cloud image is before nixos-infect.
 //
 // Each host's folder gets a copy (boot.sh), which its supervisor runs at every boot. (The folder is

@@ -141,12 +141,12 @@ roll_back() {
 }
 `;
 
-// Whether the agent of folder $1 is gone without a word: its process ended before it published
-// the switch's exit or a result (killed, or the host ran out of memory).
+// Whether the agent of folder $1 ended without a result: killed, or the host ran out of memory
+// (before its switch finished, or while it waited for the confirmation or rolled back).
 const AGENT_GONE = `
 agent_gone() {
   pid=$(cat "$1/pid" 2> /dev/null) || return 1
-  ! kill -0 "$pid" 2> /dev/null && [ ! -e "$1/switch-exit" ] && [ ! -e "$1/result" ]
+  ! kill -0 "$pid" 2> /dev/null && [ ! -e "$1/result" ]
 }
 `;
 
@@ -190,7 +190,7 @@ dir="$1"
 set -- "$dir/switch-exit" "$2"
 ${AWAIT_FILE}
 ${AGENT_GONE}
-if [ ! -e "$dir/switch-exit" ]; then agent_gone "$dir" && echo "exit agent-gone"; exit 0; fi
+if [ ! -e "$dir/switch-exit" ]; then agent_gone "$dir" && [ ! -e "$dir/switch-exit" ] && echo "exit agent-gone"; exit 0; fi
 printf 'exit %s\\n' "$(cat "$dir/switch-exit")"
 printf 'generation %s\\n' "$(cat "$dir/generation" 2> /dev/null)"
 { grep -E '^(warning: the following units failed|Failed to |Pre-switch check)' "$dir/switch.log" | head -n 4; tail -n 6 "$dir/switch.log"; } 2> /dev/null | sed 's/^/log /'
@@ -266,7 +266,7 @@ export interface SwitchReport {
     exit: number;
     /** The generation the switch made, if it made one. */
     generation?: number;
-    /** The last lines of the switch's log (nix-env's and switch-to-configuration's output). */
+    /** Of the switch's log (nix-env's and switch-to-configuration's output), the lines that say what failed, then its last lines. */
     log: string[];
 }
 
@@ -310,14 +310,15 @@ run_checks "$@" || exit 0
 if [ "$(id -u)" = 0 ]; then exec sh -c "$confirm" confirm "$dir" "$steps"; fi
 exec sudo -n -- sh -c "$confirm" confirm "$dir" "$steps"`;
 // Makes the agent roll back now by claiming "pending", and prints its result; when the agent is
-// gone, rolls back itself. $1 the agent's folder, $2 READ_RESULT's steps, $3 the action, $4 the
-// profile, $5 the generation and $6 the closure to return to (either may be empty).
+// gone, rolls back itself, once (a retried abort finds "rolling-back" claimed and only waits for
+// the result). $1 the agent's folder, $2 READ_RESULT's steps, $3 the action, $4 the profile, $5 the
+// generation and $6 the closure to return to (either may be empty).
 const ABORT = `dir="$1" action="$3" profile="$4" generation="$5" previous="$6"
 finish() { publish result "$1"; exit 0; }
 ${ROLL_BACK}
 ${AGENT_GONE}
 mv "$dir/pending" "$dir/aborted" 2> /dev/null
-if agent_gone "$dir"; then (roll_back); fi
+if agent_gone "$dir" && mkdir "$dir/rolling-back" 2> /dev/null; then (roll_back); fi
 ${READ_RESULT}`;
 
 /** switch-to-configuration's exit code when it worked but the host wants a reboot. */

@@ -251,7 +251,7 @@ while [ $# -ge 6 ]; do
   tmp=$(mktemp "$dir/.pulumi-nixos.XXXXXX") || fail "could not make a temporary file beside $path"
   chown "$owner:$group" "$tmp" || { rm -f "$tmp"; fail "could not give $path to $owner:$group (does the user or group exist? for one the new system makes, write the file after activation)"; }
   # The owner must be able to open it: on NixOS /run/keys is 0750 root:keys.
-  if [ "$owner" != root ] && ! setpriv --reuid="$owner" --regid="$(id -g "$owner")" --init-groups test -x "$dir" 2> /dev/null; then
+  if [ "$owner" != root ] && command -v setpriv > /dev/null && ! setpriv --reuid="$owner" --regid="$(id -g "$owner")" --init-groups test -x "$dir" 2> /dev/null; then
     rm -f "$tmp"
     fail "$owner could not open $path: a folder on the way to it is closed to $owner (on NixOS /run/keys is 0750 root:keys: add $owner to group keys, users.users.$owner.extraGroups = [ \"keys\" ], or write the file elsewhere)"
   fi

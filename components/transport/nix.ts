@@ -37,18 +37,22 @@ function summarizeNixError(stderr: string): string {
 }
 
 /**
- * The Nix versions a deploy is tested with, on the deployer and on the host (README, "Supported
- * Nix"): from Debian 12's 2.8 to 2.31, and Lix 2.90 to 2.93. `nix path-info --json` changed shape
- * in 2.19 (parsePathInfo reads both).
+ * The Nix versions a deploy supports, on the deployer and on the host (README, "Supported Nix"):
+ * from Debian 12's 2.8 to 2.31, and Lix 2.90 to 2.93; the tests run Nix 2.8 and 2.26. `nix
+ * path-info --json` changed shape in 2.19 (parsePathInfo reads both).
  */
 export const SUPPORTED_NIX = { Nix: ["2.8", "2.31"], Lix: ["2.90", "2.93"] } as const;
 /** Lets a Nix newer than the newest tested one through (a newer Nix usually works; an older one lacks what the deploy uses). */
 export const ALLOW_UNTESTED_NIX = "PULUMI_NIXOS_ALLOW_UNTESTED_NIX";
 
-/** `nix --version` or `nix-store --version` ("nix (Nix) 2.26.3", "nix-store (Lix, like Nix) 2.91.1"), read. */
+/**
+ * `nix --version` or `nix-store --version` read: "nix (Nix) 2.26.3", "nix-store (Lix, like Nix)
+ * 2.91.1", "nix (Determinate Nix 3.4.1) 2.28.2" (a Nix by its Nix version).
+ */
 export function parseNixVersion(text: string): { implementation: "Nix" | "Lix"; version: string } | undefined {
-    const match = /\((Nix|Lix)\b[^)]*\)\s+(\d+\.\d+(?:\.\d+)?)/.exec(text);
-    return match ? { implementation: match[1] as "Nix" | "Lix", version: match[2] } : undefined;
+    const match = /\(([^)]*)\)\s+(\d+\.\d+(?:\.\d+)?)/.exec(text);
+    if (!match || !/\b(Nix|Lix)\b/.test(match[1])) return undefined;
+    return { implementation: /\bLix\b/.test(match[1]) ? "Lix" : "Nix", version: match[2] };
 }
 
 function compareVersions(a: string, b: string): number {
@@ -200,7 +204,7 @@ export interface StorePathInfo {
     narSize: number;
 }
 
-/** One path of `nix path-info --json`: undefined fields where the store lacks the path. */
+/** One path of `nix path-info --json` (narSize 0 and no references where the store lacks the path). */
 export interface PathInfo extends StorePathInfo {
     /** Whether the store (the local one, or a binary cache) holds the path. */
     valid: boolean;
@@ -224,6 +228,10 @@ export function parsePathInfo(json: string): PathInfo[] {
     const entries: [string, PathInfoFields | null][] = Array.isArray(parsed)
         ? parsed.map((info) => [(info as { path: string }).path, info])
         : Object.entries(parsed).filter(([key]) => key.startsWith("/")).map(([key, info]) => [key, info as PathInfoFields | null]);
+    // A shape whose keys are not store paths (a future format) must not read as "no paths".
+    if (entries.length === 0 && (Array.isArray(parsed) ? parsed.length : Object.keys(parsed).length) > 0) {
+        throw new Error(`nix path-info --json printed a shape this version of pulumi-nixos cannot read: ${json.slice(0, 200)}`);
+    }
     return entries.map(([path, info]) => ({
         path,
         valid: info !== null && info.valid !== false,

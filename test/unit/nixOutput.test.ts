@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { cannotBuildHint } from "../../components/deploy/build";
 import { parseCachedPaths } from "../../components/deploy/fetch";
-import { NixError, nixConfig, parsePathInfo, unsupportedNix } from "../../components/transport/nix";
+import { NixError, nixConfig, parseNixVersion, parsePathInfo, unsupportedNix } from "../../components/transport/nix";
 
 const X = "/nix/store/mydivsscdmlnb3pjc4n1y3dlvzs0v3gd-x";
 const NOPE = "/nix/store/00000000000000000000000000000000-nope";
@@ -69,4 +69,11 @@ test("a Nix error names its cause in both formats: first (Nix up to 2.13), or la
     const traced = ["error:", "       … while calling the 'trace' builtin", "         at «string»:20:4:", "             19|       x;", "",
         "       … while evaluating the attribute 'broken'", "", "       error: attribute 'no-such-variant' missing", "       at /nix/store/x-source/flake.nix:20:4:"].join("\n");
     assert.match(new NixError("nix eval", traced, "exit code 1").message, /^nix eval failed \(exit code 1\):\n  error: attribute 'no-such-variant' missing\n  at \/nix\/store/);
+});
+
+test("Determinate Nix is read by its Nix version; a path-info shape without store paths is refused, not read as empty", () => {
+    assert.deepEqual(parseNixVersion("nix (Determinate Nix 3.4.1) 2.28.2\n"), { implementation: "Nix", version: "2.28.2" });
+    assert.equal(unsupportedNix("the deployer's", "nix (Determinate Nix 3.4.1) 2.28.2\n"), undefined);
+    assert.throws(() => parsePathInfo('{"version":3,"info":{"abc-x":{"narSize":1}}}'), /a shape this version of pulumi-nixos cannot read/);
+    assert.deepEqual(parsePathInfo("{}"), []);
 });
