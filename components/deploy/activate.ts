@@ -122,6 +122,7 @@ export const FILES_BACKUP = "files";
 // generation and previous (the closure to return to); generation and previous may be empty.
 const ROLL_BACK = `
 publish() { echo "$2" > "$dir/$1.new" && mv "$dir/$1.new" "$dir/$1"; }
+finish() { publish result "$1"; exit 0; }
 ${RESTORE_FILES}
 roll_back() {
   steps=0
@@ -158,7 +159,6 @@ agent_gone() {
 // clears it, and exits 4 only for units that fail again.
 const AGENT = `
 dir="$4" action="$2" profile="$3" generation="$6" previous="$7"
-finish() { publish result "$1"; exit 0; }
 ${ROLL_BACK}
 echo $$ > "$dir/pid"
 if [ "$action" != test ]; then
@@ -314,7 +314,6 @@ exec sudo -n -- sh -c "$confirm" confirm "$dir" "$steps"`;
 // the result). $1 the agent's folder, $2 READ_RESULT's steps, $3 the action, $4 the profile, $5 the
 // generation and $6 the closure to return to (either may be empty).
 const ABORT = `dir="$1" action="$3" profile="$4" generation="$5" previous="$6"
-finish() { publish result "$1"; exit 0; }
 ${ROLL_BACK}
 ${AGENT_GONE}
 mv "$dir/pending" "$dir/aborted" 2> /dev/null
