@@ -9,8 +9,9 @@
 set -euo pipefail
 root=/var/cache/pulumi-nixos/debian-13
 # busybox-static: the stand-in systems' build tools, which run on the deployer (Debian 12's libc or
-# 13's) and on a host alike, being static.
-packages=systemd,openssh-server,openssh-client,nix-bin,sudo,iproute2,procps,util-linux,busybox-static
+# 13's) and on a host alike, being static. grub-common: grub-editenv, which a test host's boot loader
+# reads its one-time entry with, and the stand-in systems carry, as NixOS's GRUB systems do.
+packages=systemd,openssh-server,openssh-client,nix-bin,sudo,iproute2,procps,util-linux,busybox-static,grub-common
 say() { echo "[debian-13] $*" >&2; }
 
 # The deployer's Nix 2.26: each program runs in a mount namespace of its own where /usr is the

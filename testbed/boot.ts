@@ -3,8 +3,8 @@
 // $1 the host's folder on this machine, $2 its host name, $3 an SSH session's PATH on NixOS, $4 the
 // Debian 13 root whose /usr (systemd, sshd, libraries) the host runs.
 //
-// A host with a system profile boots NixOS-shaped: the profile's current generation is activated
-// (as NixOS's stage 2 does), its own sshd runs, and Debian's userland is hidden (/bin holds only
+// A host with a system profile boots NixOS-shaped: the generation its boot loader picks is
+// activated (as NixOS's stage 2 does), its own sshd runs, and Debian's userland is hidden (/bin holds only
 // sh, /usr/bin only env, /usr/sbin only pam_unix's helper), so every tool comes from /run/current-system/sw/bin.
 // A host without one boots Debian-like: what a cloud image is before nixos-infect.
 //
@@ -17,7 +17,7 @@ mount --bind "$4/usr" /usr
 mount --bind "$4/etc/ld.so.cache" /etc/ld.so.cache
 hostname "$2"
 
-for mounted in nix etc/nix etc/ssh root home; do mount --bind "$dir/$mounted" "/$mounted"; done
+for mounted in nix etc/nix etc/ssh root home boot; do mount --bind "$dir/$mounted" "/$mounted"; done
 mount --bind "$dir/etc/systemd" /etc/systemd/system
 mount --bind "$dir/etc/systemd-generators" /etc/systemd/system-generators
 mount -t tmpfs -o mode=0755 tmpfs /run
@@ -30,7 +30,26 @@ sshd=/usr/sbin/sshd
 sshd_options=
 profile=/nix/var/nix/profiles/system
 if [ -e "$profile" ]; then
-  top=$(readlink -f "$profile")
+  # The boot loader: GRUB, from the grub.cfg the stand-in switch-to-configuration installs as
+  # NixOS's install-grub.pl writes it. Its header boots grubenv's next_entry (what grub-reboot
+  # sets) once, clearing it first, and otherwise the default entry, 0: "NixOS - Default", the
+  # system the last switch or boot installed. Only a host that never had one installed boots the
+  # profile's current generation.
+  top=
+  if [ -s /boot/grub/grub.cfg ]; then
+    entry=$(grub-editenv /boot/grub/grubenv list 2>/dev/null | sed -n 's/^next_entry=//p')
+    if [ -n "$entry" ]; then grub-editenv /boot/grub/grubenv set next_entry=; else entry=0; fi
+    # An entry is a title (within a submenu: "SUBMENU>TITLE") or a top-level entry's position.
+    top=$(awk -v want="$entry" '
+      /^[ \t]*submenu "/ { split($0, quoted, "\""); menu = quoted[2] ">"; next }
+      /^[ \t]*menuentry "/ { split($0, quoted, "\""); title = menu quoted[2]; position = menu == "" ? entries++ : -1; next }
+      /systemConfig=/ && (title == want || position "" == want) { match($0, /systemConfig=[^ ]*/); print substr($0, RSTART + 13, RLENGTH - 13); exit }
+      /^[ \t]*}/ { if (title != "") title = ""; else menu = "" }
+    ' /boot/grub/grub.cfg)
+  fi
+  [ -n "$top" ] || top=$(readlink -f "$profile")
+  # Every boot brings the network up, as NixOS's network units do; a system may take it down again.
+  ip link set dev eth0 up 2>/dev/null || true
   for file in passwd group shadow sudoers; do mount --bind "$dir/etc/nixos-$file" "/etc/$file"; done
   "$top/activate"
   # The system's own units, which NixOS keeps in /etc/systemd/system (the hosts share /etc).

@@ -42,7 +42,7 @@ export const MACHINE: ResourceDefinition = {
 // The stand-in for nixos-infect, run inside the Debian-like machine as a unit: make the first
 // system the one that boots, and reboot into it (as nixos-infect ends).
 const STAND_IN_INFECTION = (afterSeconds: number, system: string) =>
-    `systemd-run --quiet --unit=nixos-infect sh -c 'sleep ${afterSeconds} && nix-env -p /nix/var/nix/profiles/system --set ${system} && systemctl reboot'`;
+    `systemd-run --quiet --unit=nixos-infect sh -c 'sleep ${afterSeconds} && nix-env -p /nix/var/nix/profiles/system --set ${system} && ${system}/bin/switch-to-configuration boot && systemctl reboot'`;
 
 /** The machine's folder: in baseDir, or in the stack's folder of local machines (from the URN). */
 function machineFolder(context: OperationContext, baseDir: unknown): string {

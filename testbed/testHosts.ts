@@ -53,8 +53,10 @@ export interface TestHost {
     generations(): number[];
     /** The generation the system profile points at, or undefined. */
     currentGeneration(): number | undefined;
-    /** The store path the system profile points at: what the host boots next. */
+    /** What the host boots next: the boot loader's one-time entry, else its default (testbed/boot.ts). */
     bootSystem(): string | undefined;
+    /** A hard reset: the host restarts at once, without a shutdown, as after a power cut. */
+    reset(): void;
     /** The host's boot id: a new one after every reboot. */
     bootId(): string;
     /** A file inside the host (e.g. "/run/standin/health"), or undefined when there is none. */
@@ -183,6 +185,37 @@ export function currentSystemOf(namespace: string): string | undefined {
     } catch {
         return undefined;
     }
+}
+
+/**
+ * The system a host's boot loader starts next (testbed/boot.ts reads it the same way): the entry
+ * grubenv's next_entry names ("SUBMENU>TITLE"), else the first; undefined without a grub.cfg.
+ */
+function bootLoaderChoice(dir: string): string | undefined {
+    const config = path.join(dir, "boot/grub/grub.cfg");
+    if (!fs.existsSync(config)) return undefined;
+    let environment = "";
+    try {
+        environment = fs.readFileSync(path.join(dir, "boot/grub/grubenv"), "utf8");
+    } catch {
+        // No grubenv: no one-time entry.
+    }
+    const next = /^next_entry=(.+)$/m.exec(environment)?.[1];
+    let menu = "";
+    let title: string | undefined;
+    for (const line of fs.readFileSync(config, "utf8").split("\n")) {
+        const submenu = /^\s*submenu "([^"]*)"/.exec(line);
+        const entry = /^\s*menuentry "([^"]*)"/.exec(line);
+        const system = /systemConfig=(\S+)/.exec(line);
+        if (submenu) menu = `${submenu[1]}>`;
+        else if (entry) title = menu + entry[1];
+        else if (system && title !== undefined && (next === undefined || title === next)) return system[1];
+        else if (/^\s*}/.test(line)) {
+            if (title === undefined) menu = "";
+            else title = undefined;
+        }
+    }
+    return undefined;
 }
 
 /**
@@ -352,7 +385,7 @@ function routeBetweenHosts(namespace: string, slot: number, veth: string): void 
 
 /** Writes the host's own /etc/ssh, /etc/nix, unit set, users and homes. */
 function prepareHostFolder(dir: string, options: TestHostOptions, address: string): void {
-    for (const sub of ["nix/var/nix/profiles", "etc/nix", "etc/ssh/authorized_keys.d", "etc/systemd", "root"]) {
+    for (const sub of ["nix/var/nix/profiles", "etc/nix", "etc/ssh/authorized_keys.d", "etc/systemd", "root", "boot"]) {
         fs.mkdirSync(path.join(dir, sub), { recursive: true });
     }
     fs.writeFileSync(path.join(dir, "etc/nix/nix.conf"), HOST_NIX_CONF + (options.nixConfig ? `${options.nixConfig}\n` : ""));
@@ -505,10 +538,13 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
         },
         bootSystem() {
             try {
-                return fs.readlinkSync(path.join(profiles, fs.readlinkSync(path.join(profiles, "system"))));
+                return bootLoaderChoice(dir) ?? fs.readlinkSync(path.join(profiles, fs.readlinkSync(path.join(profiles, "system"))));
             } catch {
                 return undefined;
             }
+        },
+        reset() {
+            tryRun("nsenter", ["-t", String(runningInit(namespace)), "-a", "--", "/run/current-system/sw/bin/systemctl", "reboot", "--force", "--force"]);
         },
         bootId: () => fs.readFileSync(inside("/run/boot_id"), "utf8").trim(),
         readFile(file) {

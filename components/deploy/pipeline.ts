@@ -13,7 +13,7 @@ import { copyMissing, formatBytes, listClosure, planCopy } from "./copy";
 import { BinaryCache, fetchFromCaches } from "./fetch";
 import { describePlan, dropBackup, FileBackup, FilePlan, HostFile, planFiles, probeFiles, restoreFiles, writeFiles } from "./files";
 import { Host } from "./host";
-import { rebootHost } from "./reboot";
+import { RebootError, rebootHost } from "./reboot";
 import { checksWithConfirmation, HealthCheckError, logCommandChecks, runHealthChecks } from "./verify";
 
 export type Stage = "build" | "probe" | "fetch" | "copy" | "files" | "activate" | "reboot" | "verify" | "confirm";
@@ -134,22 +134,41 @@ function checkHostNix(state: HostSystemState): void {
 const NEEDS_REBOOT = "switch-to-configuration exited 100: the new system changes the init interface and runs only after a reboot; " +
     "nothing of it was activated. Set `reboot: true` to let the deploy reboot the host, or deploy with `action: \"boot\"` and reboot it yourself";
 
+/** "generation 3 (/nix/store/…)", or the closure alone on a host without a system profile. */
+function describeTarget(target: RollbackTarget): string {
+    return target.generation !== undefined ? `generation ${target.generation} (${target.closure})` : `${target.closure ?? "its previous system"}`;
+}
+
+/**
+ * Makes a generation the deploy booted once (and that came back healthy) the system profile's
+ * current one and the boot loader's default; returns its number.
+ */
+async function makeBootDefault(host: Host, generation: number | undefined): Promise<number | undefined> {
+    if (generation === undefined) return undefined;
+    await host.check("making the new generation the boot default",
+        ["sh", "-c", 'nix-env -p "$1" --switch-generation "$2" && "$1/bin/switch-to-configuration" boot', "make-default", SYSTEM_PROFILE, String(generation)],
+        { privileged: true, fresh: true, timeoutMs: 600_000 });
+    return generation;
+}
+
 /**
  * After a failure past the reboot, the agent is gone with the old boot: make the recorded
- * generation the one that boots, reboot into it, and say where the host is, read from the host.
+ * generation the one that boots (it still is, unless the new one was made the default), reboot
+ * into it, and say where the host is, read from the host.
  */
-async function rollBackByReboot(request: DeployRequest, previous: RollbackTarget, bootId: string): Promise<{ outcome: string; returnedTo?: number }> {
+async function rollBackByReboot(request: DeployRequest, previous: RollbackTarget): Promise<{ outcome: string; returnedTo?: number }> {
     const { host, log } = request;
     if (previous.generation === undefined) return { outcome: "the host had no earlier generation to return to; it stays on the failed system" };
     log(`rolling ${host.name} back to generation ${previous.generation} by rebooting into it`);
+    const bootId = (await probeHost(host)).bootId ?? "";
     await host.check("making the previous generation the one that boots",
         ["sh", "-c", 'nix-env -p "$1" --switch-generation "$2" && "$1/bin/switch-to-configuration" boot', "rollback", SYSTEM_PROFILE, String(previous.generation)],
         { privileged: true, fresh: true, timeoutMs: 600_000 });
     await rebootHost(host, bootId, request.reboot.timeoutSeconds, log);
     const state = await probeHost(host);
     return state.current === previous.closure
-        ? { outcome: `the host rebooted back into generation ${previous.generation} (${previous.closure}), as read from the host`, returnedTo: previous.generation }
-        : { outcome: `the host rebooted, but runs ${state.current ?? "no system"}, not generation ${previous.generation} (${previous.closure})` };
+        ? { outcome: `the host rebooted back into ${describeTarget(previous)}, as read from the host`, returnedTo: previous.generation }
+        : { outcome: `the host rebooted, but runs ${state.current ?? "no system"}, not ${describeTarget(previous)}` };
 }
 
 /**
@@ -259,7 +278,7 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
     const delivered = await deliver(request, closureInfo, before.missing);
 
     const previous = { generation: before.generation, closure: setsProfile(action) ? before.generationClosure : before.current };
-    const activation = new Activation(host, previous, request.confirmTimeoutSeconds);
+    const activation = new Activation(host, previous, { confirmTimeoutSeconds: request.confirmTimeoutSeconds, bootId: before.bootId, log });
     const backup = `${activation.dir}/${FILES_BACKUP}`;
     await writeBeforeActivation(request, { write: files.write.filter((file) => file.activation === "before"), remove: files.remove }, { folder: backup });
     log(`switching ${host.name} to ${closure} (${action}); it returns to ` +
@@ -283,11 +302,17 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
         const withConfirmation = verifyNow ? checksWithConfirmation(request.healthChecks) : [];
         logCommandChecks(withConfirmation, log);
         stage = "confirm";
-        await activation.confirm(withConfirmation).catch((error) => {
+        // Before a reboot, the confirmation makes the new generation boot once: it becomes the
+        // default only once it came back healthy (makeBootDefault below).
+        const { generation, bootLoader } = await activation.confirm(withConfirmation, { once: rebootNext }).catch((error) => {
             if (error instanceof HealthCheckError) stage = "verify";
             throw error;
         });
-        return { ...switched, rebootNext };
+        if (bootLoader === "default") {
+            log(`${host.name}'s boot loader is neither GRUB nor systemd-boot: the new generation is its boot default before the reboot, ` +
+                "so a new system that never comes back is not left by the next boot");
+        }
+        return { generation, rebootNext, bootsOnce: rebootNext && bootLoader !== "default" };
     };
     const activationResult = await switchVerifyConfirm().catch(async (error) => {
         if (error instanceof ActivationNotStartedError) {
@@ -299,8 +324,10 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
         const { outcome, returnedTo } = await activation.rollBack();
         throw new DeployError(host.name, stage, closure, asError(error), outcome, returnedTo);
     });
+    let generation = activationResult.generation;
     if (activationResult.rebootNext) {
         stage = "reboot";
+        const staged = generation;
         await (async () => {
             await rebootHost(host, before.bootId ?? "", request.reboot.timeoutSeconds, log);
             const after = await probeHost(host);
@@ -314,18 +341,26 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
             }
             stage = "verify";
             await runHealthChecks(host, request.healthChecks, log, { withConfirmation: false });
+            stage = "confirm";
+            generation = await makeBootDefault(host, staged);
         })().catch(async (error) => {
             log(`${stage} failed on ${host.name}; rolling back`);
-            const bootId = await probeHost(host).then((state) => state.bootId ?? "", () => "");
-            const { outcome, returnedTo } = await rollBackByReboot(request, previous, bootId)
-                .catch((rollbackError: Error) => ({ outcome: `the rollback failed: ${rollbackError.message}`, returnedTo: undefined }));
+            const { outcome, returnedTo } = error instanceof RebootError
+                // It booted the new generation once: the boot loader's default is still the previous one.
+                ? {
+                    outcome: activationResult.bootsOnce
+                        ? `it was booted into the new generation once; its next boot (reset it if it hangs) returns to ${describeTarget(previous)}`
+                        : `the new generation is its boot default; choose ${describeTarget(previous)} in its boot menu`,
+                    returnedTo: undefined,
+                }
+                : await rollBackByReboot(request, previous).catch((rollbackError: Error) => ({ outcome: `the rollback failed: ${rollbackError.message}`, returnedTo: undefined }));
             throw new DeployError(host.name, stage, closure, asError(error), outcome, returnedTo);
         });
     }
-    log(`${host.name} runs ${closure}${activationResult.generation !== undefined ? ` as generation ${activationResult.generation}` : ""}`);
+    log(`${host.name} runs ${closure}${generation !== undefined ? ` as generation ${generation}` : ""}`);
     return {
         closure,
-        generation: activationResult.generation ?? before.generation,
+        generation: generation ?? before.generation,
         previousGeneration: before.generation,
         ...delivered,
         unchanged: false,

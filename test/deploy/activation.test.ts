@@ -51,21 +51,21 @@ const agentResult = () => host.shell(`cat "$(ls -d ${AGENT_DIR}/* | sort | tail 
 
 // The host boots generation 1 (the first system); switchByHand made v1 generation 2.
 test("a confirmation in time is settled at once; the agent, a systemd unit, then ends confirmed and the new generation stays", async () => {
-    const activation = new Activation(sshHost, { generation: 2, closure: v1 }, 30);
+    const activation = new Activation(sshHost, { generation: 2, closure: v1 }, { confirmTimeoutSeconds: 30 });
     await activation.start(v2, "switch");
-    assert.deepEqual(await activation.switched(), { generation: 3, rebootRequired: false });
-    await activation.confirm();
-    await waitFor("the agent ends", () => agentResult() !== "", 5);
-    assert.equal(agentResult(), "confirmed");
+    assert.deepEqual(await activation.switched(), { rebootRequired: false });
+    assert.equal(host.currentGeneration(), 2, "the new system became the profile's generation before its confirmation");
+    assert.deepEqual(await activation.confirm(), { generation: 3 });
+    assert.match(agentResult(), /^confirmed \S*system-3-link$/);
     assert.equal(host.readFile(`${agentDir()}/agent.log`), undefined, "the agent ran detached by setsid, not as a systemd unit");
     assert.equal(host.currentSystem(), v2);
     assert.equal(host.currentGeneration(), 3);
 });
 
 test("a confirmation after the host's own timeout is refused, and the host is back on the generation it ran", async () => {
-    const activation = new Activation(sshHost, { generation: 3, closure: v2 }, 1);
+    const activation = new Activation(sshHost, { generation: 3, closure: v2 }, { confirmTimeoutSeconds: 1 });
     await activation.start(v1, "switch");
-    assert.equal((await activation.switched()).generation, 4);
+    await activation.switched();
     await waitFor("the host rolls itself back", () => agentResult() !== "", 10);
     await assert.rejects(activation.confirm(), (error: Error) =>
         error instanceof ActivationError && /the confirmation came too late: the host is back on generation 3/.test(error.message));
@@ -74,7 +74,7 @@ test("a confirmation after the host's own timeout is refused, and the host is ba
 });
 
 test("an abort returns the host to the recorded generation at once, long before the timeout", async () => {
-    const activation = new Activation(sshHost, { generation: 3, closure: v2 }, 600);
+    const activation = new Activation(sshHost, { generation: 3, closure: v2 }, { confirmTimeoutSeconds: 600 });
     await activation.start(v1, "switch");
     await activation.switched();
     assert.equal(host.currentSystem(), v1);
@@ -90,7 +90,7 @@ test("an abort returns the host to the recorded generation at once, long before 
 // switch-to-configuration-ng resets every failed unit in each switch (ResetFailed before its
 // reload): the rollback's own switch clears the unit the new system failed, and exits 0.
 test("a switch that exits 4 is rolled back; the previous generation's switch clears the unit that failed, as switch-to-configuration-ng does", async () => {
-    const activation = new Activation(sshHost, { generation: 3, closure: v2 }, 600);
+    const activation = new Activation(sshHost, { generation: 3, closure: v2 }, { confirmTimeoutSeconds: 600 });
     await activation.start(switchFails, "switch");
     await assert.rejects(activation.switched(), /exit code 4: some units failed to start\):\n[\s\S]*warning: the following units failed: broken.service/);
     const { outcome, returnedTo } = await activation.rollBack();
@@ -107,7 +107,7 @@ test("a switch that exits 4 is rolled back; the previous generation's switch cle
 test("the agent's script reaches systemd unchanged: a rollback puts a secret back beside itself, also where / is read-only", async () => {
     host.shell("mkdir -p /run/keys && printf old > /run/keys/token && mount -o remount,bind,ro /");
     try {
-        const activation = new Activation(sshHost, { generation: 3, closure: v2 }, 600);
+        const activation = new Activation(sshHost, { generation: 3, closure: v2 }, { confirmTimeoutSeconds: 600 });
         await activation.start(v1, "switch");
         await activation.switched();
         const file = { path: "/run/keys/token", content: Buffer.from("new"), owner: "root", group: "root", mode: 0o400, activation: "after" as const };
@@ -124,7 +124,7 @@ test("the agent's script reaches systemd unchanged: a rollback puts a secret bac
 
 // Before this change the deployer waited 30 minutes for a switch whose agent was gone.
 test("an agent killed before its switch finished is noticed at once, and the deployer rolls the host back itself", async () => {
-    const activation = new Activation(sshHost, { generation: 3, closure: v2 }, 600);
+    const activation = new Activation(sshHost, { generation: 3, closure: v2 }, { confirmTimeoutSeconds: 600 });
     const startedAt = Date.now();
     const starting = activation.start(slowSwitch, "switch");
     await waitFor("the agent runs", () => host.readFile(`${activation.dir}/pid`) !== undefined, 5);
@@ -142,7 +142,7 @@ test("an agent killed before its switch finished is noticed at once, and the dep
 test("a host that cannot start the agent says so, and is left as it was", async () => {
     host.shell(`rm -rf ${AGENT_DIR} && touch ${AGENT_DIR}`);
     try {
-        const activation = new Activation(sshHost, { generation: 3, closure: v2 }, 30);
+        const activation = new Activation(sshHost, { generation: 3, closure: v2 }, { confirmTimeoutSeconds: 30 });
         await assert.rejects(activation.start(v1, "switch"), (error: Error) =>
             error instanceof ActivationNotStartedError && /the activation agent did not start/.test(error.message));
     } finally {

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
-import { startTestHosts, TestFleet, TestHost } from "../../testbed/testHosts";
+import { startTestHosts, TestFleet, TestHost, waitFor } from "../../testbed/testHosts";
 import { useTestEngine } from "./engine";
 import { createSystemStack, FIXTURE_FLAKE, SystemStack } from "./systemStack";
 
@@ -16,13 +16,13 @@ let systems: Record<string, SystemEvaluation>;
 
 before(async () => {
     useTestEngine();
-    systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "v3", "needs-reboot", "unhealthy", "breaks-sudo"]);
+    systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "v3", "needs-reboot", "unhealthy", "breaks-sudo", "no-network"]);
     fleet = await startTestHosts({ count: 1, namePrefix: "reboot" });
     host = fleet.hosts[0];
     testStack = await createSystemStack("reboot", fleet, host, (config) => ({
         action: (config.get("action") ?? "switch") as "switch" | "boot",
         reboot: config.getBoolean("reboot") ?? false,
-        rebootTimeoutSeconds: 60,
+        rebootTimeoutSeconds: config.getNumber("rebootTimeoutSeconds") ?? 60,
         user: config.get("user") ?? "root",
         confirmTimeoutSeconds: config.getNumber("confirmTimeoutSeconds") ?? 60,
     }));
@@ -109,4 +109,23 @@ test("a deploy user without sudo or Nix trust is refused before anything changes
     assert.equal(host.currentSystem(), systems.v3.closure);
     assert.equal(host.currentGeneration(), generation);
     assert.equal(host.hasStorePath(systems.v1.closure), true, "v1 was there before");
+});
+
+test("a reboot deploy boots the new generation once: one that never answers is left at the next boot, for the previous generation", async () => {
+    const [previous, generation, bootId] = [host.currentSystem(), host.currentGeneration(), host.bootId()];
+    const message = await testStack.failedDeploy("no-network", settings({ ...defaults, action: "boot", reboot: "true", rebootTimeoutSeconds: "15" }));
+    assert.match(message, new RegExp(`failed at reboot: .*booted into the new generation once; its next boot \\(reset it if it hangs\\) returns to generation ${generation} \\(${previous}\\)`, "s"));
+    assert.notEqual(host.bootId(), bootId, "the host did not reboot");
+    assert.equal(host.currentSystem(), systems["no-network"].closure, "the host does not run the new system once");
+    assert.equal(host.currentGeneration(), generation, "the new generation became the profile's current one before it answered");
+    assert.equal(host.bootSystem(), previous, "the new generation stays what the host boots");
+
+    const unanswered = host.bootId();
+    host.reset();
+    await waitFor("the host comes back", () => { try { return host.bootId() !== unanswered && host.currentSystem() === previous; } catch { return false; } }, 60);
+    assert.equal(host.currentGeneration(), generation);
+    const result = await testStack.deploy("v3", settings({ ...defaults, user: "deploy" }));
+    assert.equal(result.summary.result, "succeeded");
+    assert.equal(host.currentSystem(), previous);
+    assert.equal(await testStack.recordedClosure(), previous);
 });

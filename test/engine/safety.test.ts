@@ -23,15 +23,19 @@ let keyLines: string[];
 
 before(async () => {
     useTestEngine();
-    systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "cuts-ssh", "large", "slow-switch", "unhealthy"]);
+    systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "cuts-ssh", "large", "slow-switch", "unhealthy", "refuses-ssh", "drops-ssh", "crashes"]);
     fleet = await startTestHosts({ count: 1 });
     host = fleet.hosts[0];
     keyLines = fleet.deployerPrivateKey.split("\n").filter((line) => line && !line.startsWith("-----"));
     testStack = await createSystemStack("safety", fleet, host, (config) => ({
         connectTimeoutSeconds: 2,
-        confirmTimeoutSeconds: CONFIRM_TIMEOUT,
+        confirmTimeoutSeconds: config.getNumber("confirmTimeoutSeconds") ?? CONFIRM_TIMEOUT,
         healthChecks: {
-            commands: [HEALTHY_CHECK, ...(config.getBoolean("hangingCheck") ? [{ name: "never returns", command: "sleep 1000", timeoutSeconds: 2 }] : [])],
+            commands: [
+                HEALTHY_CHECK,
+                ...(config.getBoolean("hangingCheck") ? [{ name: "never returns", command: "sleep 1000", timeoutSeconds: 2 }] : []),
+                ...(config.getBoolean("slowCheck") ? [{ name: "takes a while", command: "sleep 5", timeoutSeconds: 30 }] : []),
+            ],
         },
     }));
 });
@@ -42,10 +46,19 @@ after(async () => {
     fleet?.stop();
 });
 
-const up = (configuration: string, options: { hangingCheck?: boolean; onOutput?: (out: string) => void } = {}) =>
-    testStack.deploy(configuration, { config: { hangingCheck: { value: String(options.hangingCheck ?? false) } }, onOutput: options.onOutput });
-const failedUp = (configuration: string, options: { hangingCheck?: boolean } = {}) =>
-    testStack.failedDeploy(configuration, { config: { hangingCheck: { value: String(options.hangingCheck ?? false) } } });
+interface UpOptions {
+    hangingCheck?: boolean;
+    slowCheck?: boolean;
+    confirmTimeoutSeconds?: number;
+}
+const stackConfig = (options: UpOptions) => ({
+    hangingCheck: { value: String(options.hangingCheck ?? false) },
+    slowCheck: { value: String(options.slowCheck ?? false) },
+    confirmTimeoutSeconds: { value: String(options.confirmTimeoutSeconds ?? CONFIRM_TIMEOUT) },
+});
+const up = (configuration: string, options: UpOptions & { onOutput?: (out: string) => void } = {}) =>
+    testStack.deploy(configuration, { config: stackConfig(options), onOutput: options.onOutput });
+const failedUp = (configuration: string, options: UpOptions = {}) => testStack.failedDeploy(configuration, { config: stackConfig(options) });
 const recordedClosure = () => testStack.recordedClosure();
 
 const linkIsUp = () => /state UP/.test(host.shell("ip link show dev eth0"));
@@ -170,4 +183,41 @@ test("secrets: never in process arguments, output, errors or the state; key file
     }
     const state = testStack.stateText();
     for (const line of keyLines) assert.ok(!state.includes(line), "the private key appears in the state");
+});
+
+test("a switch during which the host refuses SSH for a few seconds is confirmed once it answers again, and the log says for how long", async () => {
+    const generation = host.currentGeneration() ?? 0;
+    const result = await up("refuses-ssh", { confirmTimeoutSeconds: 30 });
+    assert.equal(result.summary.result, "succeeded");
+    assert.match(result.stdout, /could not be reached for \d+ s during its activation; reached again/);
+    assert.equal(host.currentSystem(), systems["refuses-ssh"].closure);
+    assert.equal(host.currentGeneration(), generation + 1);
+    assert.equal(host.bootSystem(), systems["refuses-ssh"].closure, "the confirmed system is not the boot default");
+    assert.equal(await recordedClosure(), systems["refuses-ssh"].closure);
+});
+
+test("a switch that drops every SSH connection, the deploy's own, is confirmed over a new one", async () => {
+    const generation = host.currentGeneration() ?? 0;
+    const result = await up("drops-ssh", { confirmTimeoutSeconds: 30 });
+    assert.equal(result.summary.result, "succeeded");
+    assert.equal(host.currentSystem(), systems["drops-ssh"].closure);
+    assert.equal(host.currentGeneration(), generation + 1);
+    assert.equal(host.bootSystem(), systems["drops-ssh"].closure);
+    assert.equal(await recordedClosure(), systems["drops-ssh"].closure);
+});
+
+test("a host that restarts between its switch and the confirmation comes back on its previous generation, the stack says so, and up converges", async () => {
+    const [previous, generation, generations, bootId] = [host.currentSystem(), host.currentGeneration(), host.generations(), host.bootId()];
+    const message = await failedUp("crashes", { slowCheck: true, confirmTimeoutSeconds: 30 });
+    assert.notEqual(host.bootId(), bootId, "the host did not restart");
+    assert.match(message, new RegExp(`restarted before the confirmation and came back on its previous generation ${generation} \\(${previous}\\)`));
+    assert.equal(host.currentSystem(), previous);
+    assert.equal(host.currentGeneration(), generation);
+    assert.deepEqual(host.generations(), generations, "the unconfirmed system became a generation");
+    assert.equal(host.bootSystem(), previous, "the unconfirmed system is what the host boots");
+    assert.equal(await recordedClosure(), previous);
+    // Converges: the stack and the host agree, so the same configuration as before is no change.
+    const result = await up("drops-ssh");
+    assert.equal(result.summary.result, "succeeded");
+    assert.equal(host.currentSystem(), previous);
 });
