@@ -44,8 +44,12 @@ export interface DeployRequest {
     reboot: RebootSettings;
     /** Files from secrets to have on the host (see files.ts). */
     files: HostFile[];
-    /** The paths the previous deploy wrote: removed from the host when no longer in `files`. */
-    previousFiles: string[];
+    /**
+     * The files the previous deploy wrote: removed from the host when no longer in `files`, and
+     * written again when a reboot returns the host to its previous generation (a reboot empties
+     * /run/keys, and the kept versions with it).
+     */
+    previousFiles: HostFile[];
     /** Where the system is built: the deployer (or its remote builders), or the host (a flake's system only). */
     build: "deployer" | "target";
     /** Binary caches the host fetches what it lacks from before the deployer sends the rest. */
@@ -154,7 +158,7 @@ async function makeBootDefault(host: Host, generation: number | undefined): Prom
 /**
  * After a failure past the reboot, the agent is gone with the old boot: make the recorded
  * generation the one that boots (it still is, unless the new one was made the default), reboot
- * into it, and say where the host is, read from the host.
+ * into it, put the previous deploy's files back, and say where the host is, read from the host.
  */
 async function rollBackByReboot(request: DeployRequest, previous: RollbackTarget): Promise<{ outcome: string; returnedTo?: number }> {
     const { host, log } = request;
@@ -166,9 +170,21 @@ async function rollBackByReboot(request: DeployRequest, previous: RollbackTarget
         { privileged: true, fresh: true, timeoutMs: 600_000 });
     await rebootHost(host, bootId, request.reboot.timeoutSeconds, log);
     const state = await probeHost(host);
-    return state.current === previous.closure
-        ? { outcome: `the host rebooted back into ${describeTarget(previous)}, as read from the host`, returnedTo: previous.generation }
-        : { outcome: `the host rebooted, but runs ${state.current ?? "no system"}, not ${describeTarget(previous)}` };
+    if (state.current !== previous.closure) return { outcome: `the host rebooted, but runs ${state.current ?? "no system"}, not ${describeTarget(previous)}` };
+    const outcome = `the host rebooted back into ${describeTarget(previous)}, as read from the host`;
+    return { outcome: `${outcome}${await restorePreviousFiles(request)}`, returnedTo: previous.generation };
+}
+
+/** Writes the previous deploy's files as they were and removes the ones it did not have; says how that went. */
+async function restorePreviousFiles(request: DeployRequest): Promise<string> {
+    const { host, log } = request;
+    const paths = [...new Set([...request.files, ...request.previousFiles].map((file) => file.path))];
+    if (paths.length === 0) return "";
+    const plan = planFiles(request.previousFiles, await probeFiles(host, paths), request.files.map((file) => file.path));
+    if (plan.write.length === 0 && plan.remove.length === 0) return "";
+    log(`files on ${host.name} as the previous deploy wrote them: ${describePlan(plan)}`);
+    return writeFilesAlone(host, plan).then(() => ", with its previous files",
+        (error: Error) => `, but putting its previous files back failed (${error.message})`);
 }
 
 /**
@@ -259,8 +275,8 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
         return state;
     });
     const filesOnHost = await inStage(request, "probe", UNTOUCHED,
-        () => probeFiles(host, [...new Set([...request.files.map((file) => file.path), ...request.previousFiles])]));
-    const files = planFiles(request.files, filesOnHost, request.previousFiles);
+        () => probeFiles(host, [...new Set([...request.files, ...request.previousFiles].map((file) => file.path))]));
+    const files = planFiles(request.files, filesOnHost, request.previousFiles.map((file) => file.path));
     const filesChanged = files.write.length + files.remove.length;
     if (alreadyDeployed(before, closure, action)) {
         log(`${host.name} already runs ${closure}`);

@@ -6,10 +6,10 @@ import * as path from "node:path";
 import { probeHost } from "../../components/deploy/activate";
 import { SystemSource } from "../../components/deploy/build";
 import { evaluateConfiguration, resolveFlakeReference } from "../../components/deploy/evaluate";
-import { describeChanges, diffFiles, hasFileChanges, hostFile, observedDigests, probeFiles, RecordedFiles, recordFiles } from "../../components/deploy/files";
+import { describeChanges, diffFiles, hasFileChanges, HostFile, hostFile, observedDigests, probeFiles, RecordedFiles, recordFiles } from "../../components/deploy/files";
 import { SshHost } from "../../components/deploy/host";
 import { deploySystem } from "../../components/deploy/pipeline";
-import { derivationSchema, parseInput, storePathSchema, systemSettingsSchema, SystemSettings } from "../../components/schema";
+import { derivationSchema, hostFilesSchema, parseInput, storePathSchema, systemSettingsSchema, SystemSettings } from "../../components/schema";
 import { SshConnection } from "../../components/transport/ssh";
 import { PropertyMap, UNKNOWN } from "../properties";
 import { SYSTEM } from "../schema";
@@ -45,9 +45,9 @@ function sourceOf(context: OperationContext, state: PropertyMap): SystemSource {
     return { storePath: parseInput(storePathSchema, state.storePath ?? state.closure, `${what}: storePath`) };
 }
 
-/** Connects to the host for `work`; the connection carries secrets only when files are to be written. */
-async function withHost<T>(settings: SystemSettings, work: (host: SshHost) => Promise<T>): Promise<T> {
-    const connection = SshConnection.open(settings.connection, { carriesSecrets: settings.files.length > 0 });
+/** Connects to the host for `work`; the connection carries secrets only when files may be written (the new ones, or the previous ones again). */
+async function withHost<T>(settings: SystemSettings, work: (host: SshHost) => Promise<T>, previousFiles: readonly HostFile[] = []): Promise<T> {
+    const connection = SshConnection.open(settings.connection, { carriesSecrets: settings.files.length + previousFiles.length > 0 });
     try {
         return await work(new SshHost(connection));
     } finally {
@@ -90,10 +90,11 @@ async function evaluateSource(inputs: PropertyMap): Promise<PropertyMap | CheckF
     }
 }
 
-/** Deploys the state's system and files; `olds` is what the state recorded before (its file digests). */
-async function deploy(context: OperationContext, state: PropertyMap, olds: RecordedFiles = {}): Promise<PropertyMap> {
+/** Deploys the state's system and files; `olds` is what the state recorded before (its files and their digests). */
+async function deploy(context: OperationContext, state: PropertyMap, olds: PropertyMap = {}): Promise<PropertyMap> {
     const settings = settingsOf(context, state);
     const files = settings.files.map(hostFile);
+    const previousFiles = parseInput(hostFilesSchema, olds.files ?? {}, `System ${context.name}: the previous files`).map(hostFile);
     const result = await withHost(settings, (host) => deploySystem({
         name: context.name,
         host,
@@ -109,10 +110,10 @@ async function deploy(context: OperationContext, state: PropertyMap, olds: Recor
         signingKey: settings.signingKey,
         checkSignatures: settings.checkSignatures ?? settings.signingKey !== undefined,
         files,
-        previousFiles: Object.keys(olds.fileDigests ?? {}),
+        previousFiles,
         log: context.log,
-    }));
-    return { ...state, generation: result.generation, ...recordFiles(olds, files) };
+    }), previousFiles);
+    return { ...state, generation: result.generation, ...recordFiles(olds as RecordedFiles, files) };
 }
 
 export const system: ResourceHandler = {
@@ -160,7 +161,7 @@ export const system: ResourceHandler = {
     },
 
     async update(context, _id, olds, news) {
-        return deploy(context, news, olds as RecordedFiles);
+        return deploy(context, news, olds);
     },
 
     /** Refresh: what the host runs now (with the `boot` action, what it boots next), and the digests of its files. */

@@ -14,13 +14,12 @@ test("the probe's output gives the running system, the generation and the missin
     assert.deepEqual(parseProbe("current \nprofile \nclosure \n"), { missing: [] });
 });
 
-test("the switch report gives the exit code, the new generation and the end of the log; nothing while it runs", () => {
+test("the switch report gives the exit code, the agent's result when it ended already, and the end of the log; nothing while it runs", () => {
     assert.equal(parseSwitchReport(""), undefined);
-    assert.deepEqual(parseSwitchReport("exit switch 4\ngeneration /nix/var/nix/profiles/system-7-link\nlog warning: app.service failed\n"),
-        { step: "switch", exit: 4, generation: 7, log: ["warning: app.service failed"] });
-    assert.deepEqual(parseSwitchReport("exit switch 0\ngeneration \n"), { step: "switch", exit: 0, log: [] });
-    assert.deepEqual(parseSwitchReport("exit profile 1\ngeneration \nlog error: no space left on device\n"),
-        { step: "profile", exit: 1, log: ["error: no space left on device"] });
+    assert.deepEqual(parseSwitchReport("exit switch 4\nlog warning: app.service failed\n"),
+        { step: "switch", exit: 4, log: ["warning: app.service failed"] });
+    assert.deepEqual(parseSwitchReport("exit switch 0\nresult rolled-back\n"), { step: "switch", exit: 0, result: "rolled-back", log: [] });
+    assert.deepEqual(parseSwitchReport("exit agent-gone\n"), { step: "agent", exit: -1, log: [] });
 });
 
 test("a host counts as deployed only when what the action changes already matches", () => {
