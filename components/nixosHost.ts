@@ -66,7 +66,7 @@ export interface NixosHostArgs {
 
 /** The deploy settings a host or fleet passes through to NixosSystem. */
 export type DeploySettings = Pick<NixosSystemArgs,
-    "user" | "action" | "healthChecks" | "substituteOnDestination" | "confirmTimeoutSeconds" | "connectTimeoutSeconds" | "reboot" | "rebootTimeoutSeconds" | "files" |
+    "user" | "action" | "healthChecks" | "substituteOnDestination" | "confirmTimeoutSeconds" | "connectTimeoutSeconds" | "reboot" | "rebootOnKernelChange" | "rebootTimeoutSeconds" | "files" |
     "build" | "binaryCaches" | "signingKey" | "checkSignatures" | "evaluateWith">;
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

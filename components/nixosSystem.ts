@@ -104,6 +104,13 @@ export interface NixosSystemArgs {
      * on its previous generation. Default false.
      */
     reboot?: pulumi.Input<boolean>;
+    /**
+     * Reboot after a switch exactly when the new system's kernel, initrd or kernel modules differ
+     * from the ones the host booted (`/run/booted-system` against `/run/current-system`), with the
+     * wait, health checks and rollback of `reboot`; a change that keeps them does not reboot.
+     * Default false.
+     */
+    rebootOnKernelChange?: pulumi.Input<boolean>;
     /** Seconds a rebooting host may take to answer again; default 600. */
     rebootTimeoutSeconds?: pulumi.Input<number>;
     /**

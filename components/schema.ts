@@ -180,6 +180,8 @@ export const systemSettingsSchema = z.object({
     confirmTimeoutSeconds: z.number().int().min(5).max(3600).default(60),
     /** Reboot the host when activating the new system needs it (a `boot` deploy, a switch that exits 100). */
     reboot: z.boolean().default(false),
+    /** Reboot after a switch that changes the kernel, initrd or kernel modules the host booted. */
+    rebootOnKernelChange: z.boolean().default(false),
     /** Seconds a rebooting host may take to answer again. */
     rebootTimeoutSeconds: z.number().int().min(10).max(3600).default(600),
     /** Files written on the host from Pulumi secrets, rolled back with the system. */

@@ -190,6 +190,12 @@ export const SYSTEM: ResourceDefinition = {
                 "and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the " +
                 "host stays on its previous generation. Default false.",
         },
+        rebootOnKernelChange: {
+            schema: systemSettingsSchema.shape.rebootOnKernelChange,
+            description: "Reboot after a switch exactly when the new system's kernel, initrd or kernel modules differ from the ones the " +
+                "host booted (`/run/booted-system` against `/run/current-system`), with the wait, health checks and rollback of `reboot`; " +
+                "a change that keeps them does not reboot. Default false.",
+        },
         rebootTimeoutSeconds: {
             schema: systemSettingsSchema.shape.rebootTimeoutSeconds,
             description: "Seconds a rebooting host may take to answer again; default 600.",

@@ -52,6 +52,8 @@ if [ -e "$profile" ]; then
   ip link set dev eth0 up 2>/dev/null || true
   for file in passwd group shadow sudoers; do mount --bind "$dir/etc/nixos-$file" "/etc/$file"; done
   "$top/activate"
+  # What NixOS's stage 2 links after activation: the system this boot started.
+  ln -sfn "$top" /run/booted-system
   # The system's own units, which NixOS keeps in /etc/systemd/system (the hosts share /etc).
   if [ -d "$top/units" ]; then cp -RP "$top/units/." /run/systemd/system/; fi
   sw=/run/current-system/sw/bin

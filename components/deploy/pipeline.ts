@@ -13,7 +13,7 @@ import { copyMissing, formatBytes, listClosure, planCopy } from "./copy";
 import { BinaryCache, fetchFromCaches } from "./fetch";
 import { describePlan, dropBackup, FileBackup, FilePlan, HostFile, planFiles, probeFiles, restoreFiles, writeFiles } from "./files";
 import { Host } from "./host";
-import { RebootError, rebootHost } from "./reboot";
+import { bootPartsChanged, RebootError, rebootHost } from "./reboot";
 import { checksWithConfirmation, HealthCheckError, logCommandChecks, runHealthChecks } from "./verify";
 
 export type Stage = "build" | "probe" | "fetch" | "copy" | "files" | "activate" | "reboot" | "verify" | "confirm";
@@ -25,6 +25,8 @@ export interface RebootSettings {
      * host runs the new system and run the health checks. Without it such a deploy fails.
      */
     enabled: boolean;
+    /** Reboot after a switch that changes the kernel, initrd or kernel modules the host booted. */
+    onKernelChange: boolean;
     /** How long the host may take to come back. */
     timeoutSeconds: number;
 }
@@ -300,11 +302,21 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
     log(`switching ${host.name} to ${closure} (${action}); it returns to ` +
         `${previous.generation !== undefined ? `generation ${previous.generation}` : "its previous system"} by itself unless confirmed within ${request.confirmTimeoutSeconds} s`);
     let stage: Stage = "activate";
+    // After a live switch, with rebootOnKernelChange: whether the host must boot the new kernel.
+    const kernelChanged = async () => {
+        if (!request.reboot.onKernelChange || action !== "switch") return false;
+        stage = "reboot";
+        const changed = await bootPartsChanged(host);
+        log(changed.length > 0
+            ? `the new system's ${changed.join(", ")} ${changed.length === 1 ? "differs" : "differ"} from what ${host.name} booted: it reboots into the new system`
+            : `${host.name} booted the new system's kernel, initrd and kernel modules: no reboot`);
+        return changed.length > 0;
+    };
     const switchVerifyConfirm = async () => {
         await activation.start(closure, action);
         const switched = await activation.switched();
         if (switched.rebootRequired && !request.reboot.enabled) throw new ActivationError(host.name, NEEDS_REBOOT);
-        const rebootNext = switched.rebootRequired || (action === "boot" && request.reboot.enabled);
+        const rebootNext = switched.rebootRequired || (action === "boot" && request.reboot.enabled) || await kernelChanged();
         stage = "files";
         const afterSwitch = { write: files.write.filter((file) => file.activation === "after"), remove: [] };
         if (afterSwitch.write.length > 0) {

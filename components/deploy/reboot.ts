@@ -1,6 +1,7 @@
 // Stage 4b, on the host: reboot into the new system when activating it needs one (a `boot`
-// deploy, or a switch that exited 100), and wait until the host is back: a new boot id, read over
-// fresh connections, within a bounded time (as colmena and morph tell that a reboot happened).
+// deploy, a switch that exited 100, or one that changed the kernel), and wait until the host is
+// back: a new boot id, read over fresh connections, within a bounded time (as colmena and morph
+// tell that a reboot happened).
 import { SshConnectionError } from "../transport/ssh";
 import { Host } from "./host";
 
@@ -18,6 +19,23 @@ const RETRY_MS = 1000;
 /** The host's boot id, over a fresh connection (the shared one does not survive a reboot). */
 export async function readBootId(host: Host): Promise<string> {
     return (await host.check("reading the boot id", READ_BOOT_ID, { fresh: true, timeoutMs: 30_000 })).trim();
+}
+
+/** What a switch cannot change in the running system: NixOS's boot parts, as a system's toplevel links them. */
+const BOOT_PARTS = ["kernel", "initrd", "kernel-modules"];
+
+// Prints each boot part the booted system (NixOS's stage 2 links it as /run/booted-system) and the
+// running one do not share, as NixOS users compare them to tell that a reboot is due.
+const COMPARE_BOOT_PARTS = `
+for part in "$@"; do
+  [ "$(readlink -f "/run/booted-system/$part")" = "$(readlink -f "/run/current-system/$part")" ] || echo "$part"
+done`;
+
+/** The boot parts (kernel, initrd, kernel-modules) the host booted and its current system do not share. */
+export async function bootPartsChanged(host: Host): Promise<string[]> {
+    const output = await host.check("comparing the booted kernel with the new system's", ["sh", "-c", COMPARE_BOOT_PARTS, "compare-boot-parts", ...BOOT_PARTS],
+        { timeoutMs: 30_000 });
+    return output.split("\n").filter((part) => BOOT_PARTS.includes(part));
 }
 
 /**

@@ -29,12 +29,12 @@ const EVALUATED = ["closure", "derivation", "packages", "kernel", "nixosRelease"
 function settingsOf(context: OperationContext, state: PropertyMap): SystemSettings {
     const {
         address, port, user, privateKey, hostPublicKey, connectTimeoutSeconds, action, healthChecks, substituteOnDestination, confirmTimeoutSeconds,
-        reboot, rebootTimeoutSeconds, files, build, binaryCaches, signingKey, checkSignatures,
+        reboot, rebootOnKernelChange, rebootTimeoutSeconds, files, build, binaryCaches, signingKey, checkSignatures,
     } = state;
     return parseInput(systemSettingsSchema, {
         connection: { address, port, user, privateKey, hostPublicKey, connectTimeoutSeconds },
-        action, healthChecks, substituteOnDestination, confirmTimeoutSeconds, reboot, rebootTimeoutSeconds, files, build, binaryCaches, signingKey,
-        checkSignatures,
+        action, healthChecks, substituteOnDestination, confirmTimeoutSeconds, reboot, rebootOnKernelChange, rebootTimeoutSeconds, files, build,
+        binaryCaches, signingKey, checkSignatures,
     }, `System ${context.name}`);
 }
 
@@ -104,7 +104,7 @@ async function deploy(context: OperationContext, state: PropertyMap, olds: Prope
         healthChecks: settings.healthChecks,
         substituteOnDestination: settings.substituteOnDestination,
         confirmTimeoutSeconds: settings.confirmTimeoutSeconds,
-        reboot: { enabled: settings.reboot, timeoutSeconds: settings.rebootTimeoutSeconds },
+        reboot: { enabled: settings.reboot, onKernelChange: settings.rebootOnKernelChange, timeoutSeconds: settings.rebootTimeoutSeconds },
         build: settings.build,
         binaryCaches: settings.binaryCaches,
         signingKey: settings.signingKey,

@@ -149,6 +149,12 @@ namespace PulumiNixos.Nixos
         public Output<bool?> Reboot { get; private set; } = null!;
 
         /// <summary>
+        /// Reboot after a switch exactly when the new system's kernel, initrd or kernel modules differ from the ones the host booted (`/run/booted-system` against `/run/current-system`), with the wait, health checks and rollback of `reboot`; a change that keeps them does not reboot. Default false.
+        /// </summary>
+        [Output("rebootOnKernelChange")]
+        public Output<bool?> RebootOnKernelChange { get; private set; } = null!;
+
+        /// <summary>
         /// Seconds a rebooting host may take to answer again; default 600.
         /// </summary>
         [Output("rebootTimeoutSeconds")]
@@ -351,6 +357,12 @@ namespace PulumiNixos.Nixos
         public Input<bool>? Reboot { get; set; }
 
         /// <summary>
+        /// Reboot after a switch exactly when the new system's kernel, initrd or kernel modules differ from the ones the host booted (`/run/booted-system` against `/run/current-system`), with the wait, health checks and rollback of `reboot`; a change that keeps them does not reboot. Default false.
+        /// </summary>
+        [Input("rebootOnKernelChange")]
+        public Input<bool>? RebootOnKernelChange { get; set; }
+
+        /// <summary>
         /// Seconds a rebooting host may take to answer again; default 600.
         /// </summary>
         [Input("rebootTimeoutSeconds")]
@@ -398,6 +410,7 @@ namespace PulumiNixos.Nixos
             ConnectTimeoutSeconds = 10;
             Port = 22;
             Reboot = false;
+            RebootOnKernelChange = false;
             RebootTimeoutSeconds = 600;
             SubstituteOnDestination = false;
             User = "root";

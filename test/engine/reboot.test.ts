@@ -1,7 +1,8 @@
 // Reboots and deploy users through the real engine, on a NixOS-shaped test host: a switch that
 // asks for a reboot (exit 100) is not a success unless the deploy may reboot, a `boot` deploy can
 // reboot into its system, a system that fails after the reboot is rebooted out of, and a deploy
-// user other than root works through sudo, or is refused before anything changes.
+// user other than root works through sudo, or is refused before anything changes; with
+// rebootOnKernelChange, a switch reboots exactly when the booted kernel differs from the new one.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
@@ -22,6 +23,7 @@ before(async () => {
     testStack = await createSystemStack("reboot", fleet, host, (config) => ({
         action: (config.get("action") ?? "switch") as "switch" | "boot",
         reboot: config.getBoolean("reboot") ?? false,
+        rebootOnKernelChange: config.getBoolean("rebootOnKernelChange") ?? false,
         rebootTimeoutSeconds: config.getNumber("rebootTimeoutSeconds") ?? 60,
         user: config.get("user") ?? "root",
         confirmTimeoutSeconds: config.getNumber("confirmTimeoutSeconds") ?? 60,
@@ -34,7 +36,7 @@ after(async () => {
 });
 
 const settings = (values: Record<string, string>) => ({ config: Object.fromEntries(Object.entries(values).map(([key, value]) => [key, { value }])) });
-const defaults = { action: "switch", reboot: "false", user: "root" };
+const defaults = { action: "switch", reboot: "false", rebootOnKernelChange: "false", user: "root" };
 
 test("a first deploy of version 1", async () => {
     await testStack.deploy("v1", settings(defaults));
@@ -128,4 +130,27 @@ test("a reboot deploy boots the new generation once: one that never answers is l
     assert.equal(result.summary.result, "succeeded");
     assert.equal(host.currentSystem(), previous);
     assert.equal(await testStack.recordedClosure(), previous);
+});
+
+// v2 and v3 share their kernel (6.6.64); v1 has another (6.6.63).
+test("with rebootOnKernelChange, a switch that keeps the booted kernel, initrd and modules does not reboot", async () => {
+    const bootId = host.bootId();
+    assert.equal(host.shell("readlink /run/booted-system").trim(), systems.v3.closure);
+    const result = await testStack.deploy("v2", settings({ ...defaults, rebootOnKernelChange: "true" }));
+    assert.match(result.stdout, /booted the new system's kernel, initrd and kernel modules: no reboot/);
+    assert.equal(host.bootId(), bootId, "the host rebooted");
+    assert.equal(host.currentSystem(), systems.v2.closure);
+    assert.equal(host.bootSystem(), systems.v2.closure);
+});
+
+test("with rebootOnKernelChange, a switch to another kernel reboots into it, checks it and makes it the boot default", async () => {
+    const bootId = host.bootId();
+    const result = await testStack.deploy("v1", settings({ ...defaults, rebootOnKernelChange: "true" }));
+    assert.match(result.stdout, /the new system's kernel, initrd, kernel-modules differ from what \S+ booted: it reboots into the new system/);
+    assert.notEqual(host.bootId(), bootId, "the host did not reboot");
+    assert.equal(host.currentSystem(), systems.v1.closure);
+    assert.equal(host.shell("readlink /run/booted-system").trim(), systems.v1.closure);
+    assert.equal(host.bootSystem(), systems.v1.closure);
+    assert.equal(result.outputs.generation.value, host.currentGeneration());
+    assert.equal(await testStack.recordedClosure(), systems.v1.closure);
 });

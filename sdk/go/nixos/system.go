@@ -60,6 +60,8 @@ type System struct {
 	Port pulumi.IntPtrOutput `pulumi:"port"`
 	// Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
 	Reboot pulumi.BoolPtrOutput `pulumi:"reboot"`
+	// Reboot after a switch exactly when the new system's kernel, initrd or kernel modules differ from the ones the host booted (`/run/booted-system` against `/run/current-system`), with the wait, health checks and rollback of `reboot`; a change that keeps them does not reboot. Default false.
+	RebootOnKernelChange pulumi.BoolPtrOutput `pulumi:"rebootOnKernelChange"`
 	// Seconds a rebooting host may take to answer again; default 600.
 	RebootTimeoutSeconds pulumi.IntPtrOutput `pulumi:"rebootTimeoutSeconds"`
 	// Instead of flake and configuration: an already-built system's store path.
@@ -103,6 +105,9 @@ func NewSystem(ctx *pulumi.Context,
 	}
 	if args.Reboot == nil {
 		args.Reboot = pulumi.BoolPtr(false)
+	}
+	if args.RebootOnKernelChange == nil {
+		args.RebootOnKernelChange = pulumi.BoolPtr(false)
 	}
 	if args.RebootTimeoutSeconds == nil {
 		args.RebootTimeoutSeconds = pulumi.IntPtr(600)
@@ -192,6 +197,8 @@ type systemArgs struct {
 	PrivateKey string `pulumi:"privateKey"`
 	// Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
 	Reboot *bool `pulumi:"reboot"`
+	// Reboot after a switch exactly when the new system's kernel, initrd or kernel modules differ from the ones the host booted (`/run/booted-system` against `/run/current-system`), with the wait, health checks and rollback of `reboot`; a change that keeps them does not reboot. Default false.
+	RebootOnKernelChange *bool `pulumi:"rebootOnKernelChange"`
 	// Seconds a rebooting host may take to answer again; default 600.
 	RebootTimeoutSeconds *int `pulumi:"rebootTimeoutSeconds"`
 	// A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
@@ -238,6 +245,8 @@ type SystemArgs struct {
 	PrivateKey pulumi.StringInput
 	// Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
 	Reboot pulumi.BoolPtrInput
+	// Reboot after a switch exactly when the new system's kernel, initrd or kernel modules differ from the ones the host booted (`/run/booted-system` against `/run/current-system`), with the wait, health checks and rollback of `reboot`; a change that keeps them does not reboot. Default false.
+	RebootOnKernelChange pulumi.BoolPtrInput
 	// Seconds a rebooting host may take to answer again; default 600.
 	RebootTimeoutSeconds pulumi.IntPtrInput
 	// A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
@@ -395,6 +404,11 @@ func (o SystemOutput) Port() pulumi.IntPtrOutput {
 // Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
 func (o SystemOutput) Reboot() pulumi.BoolPtrOutput {
 	return o.ApplyT(func(v *System) pulumi.BoolPtrOutput { return v.Reboot }).(pulumi.BoolPtrOutput)
+}
+
+// Reboot after a switch exactly when the new system's kernel, initrd or kernel modules differ from the ones the host booted (`/run/booted-system` against `/run/current-system`), with the wait, health checks and rollback of `reboot`; a change that keeps them does not reboot. Default false.
+func (o SystemOutput) RebootOnKernelChange() pulumi.BoolPtrOutput {
+	return o.ApplyT(func(v *System) pulumi.BoolPtrOutput { return v.RebootOnKernelChange }).(pulumi.BoolPtrOutput)
 }
 
 // Seconds a rebooting host may take to answer again; default 600.

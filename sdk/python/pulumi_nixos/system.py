@@ -37,6 +37,7 @@ class SystemArgs:
                  health_checks: pulumi.Input[Optional['HealthChecksArgs']] = None,
                  port: pulumi.Input[Optional[_builtins.int]] = None,
                  reboot: pulumi.Input[Optional[_builtins.bool]] = None,
+                 reboot_on_kernel_change: pulumi.Input[Optional[_builtins.bool]] = None,
                  reboot_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
                  signing_key: pulumi.Input[Optional[_builtins.str]] = None,
                  store_path: pulumi.Input[Optional[_builtins.str]] = None,
@@ -61,6 +62,7 @@ class SystemArgs:
         :param pulumi.Input['HealthChecksArgs'] health_checks: Checks that must pass after activation, or the host is rolled back.
         :param pulumi.Input[_builtins.int] port: SSH port; default 22.
         :param pulumi.Input[_builtins.bool] reboot: Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
+        :param pulumi.Input[_builtins.bool] reboot_on_kernel_change: Reboot after a switch exactly when the new system's kernel, initrd or kernel modules differ from the ones the host booted (`/run/booted-system` against `/run/current-system`), with the wait, health checks and rollback of `reboot`; a change that keeps them does not reboot. Default false.
         :param pulumi.Input[_builtins.int] reboot_timeout_seconds: Seconds a rebooting host may take to answer again; default 600.
         :param pulumi.Input[_builtins.str] signing_key: A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
         :param pulumi.Input[_builtins.str] store_path: Instead of flake and configuration: an already-built system's store path.
@@ -108,6 +110,10 @@ class SystemArgs:
             reboot = False
         if reboot is not None:
             pulumi.set(__self__, "reboot", reboot)
+        if reboot_on_kernel_change is None:
+            reboot_on_kernel_change = False
+        if reboot_on_kernel_change is not None:
+            pulumi.set(__self__, "reboot_on_kernel_change", reboot_on_kernel_change)
         if reboot_timeout_seconds is None:
             reboot_timeout_seconds = 600
         if reboot_timeout_seconds is not None:
@@ -318,6 +324,18 @@ class SystemArgs:
         pulumi.set(self, "reboot", value)
 
     @_builtins.property
+    @pulumi.getter(name="rebootOnKernelChange")
+    def reboot_on_kernel_change(self) -> pulumi.Input[Optional[_builtins.bool]]:
+        """
+        Reboot after a switch exactly when the new system's kernel, initrd or kernel modules differ from the ones the host booted (`/run/booted-system` against `/run/current-system`), with the wait, health checks and rollback of `reboot`; a change that keeps them does not reboot. Default false.
+        """
+        return pulumi.get(self, "reboot_on_kernel_change")
+
+    @reboot_on_kernel_change.setter
+    def reboot_on_kernel_change(self, value: pulumi.Input[Optional[_builtins.bool]]):
+        pulumi.set(self, "reboot_on_kernel_change", value)
+
+    @_builtins.property
     @pulumi.getter(name="rebootTimeoutSeconds")
     def reboot_timeout_seconds(self) -> pulumi.Input[Optional[_builtins.int]]:
         """
@@ -400,6 +418,7 @@ class System(pulumi.CustomResource):
                  port: pulumi.Input[Optional[_builtins.int]] = None,
                  private_key: pulumi.Input[Optional[_builtins.str]] = None,
                  reboot: pulumi.Input[Optional[_builtins.bool]] = None,
+                 reboot_on_kernel_change: pulumi.Input[Optional[_builtins.bool]] = None,
                  reboot_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
                  signing_key: pulumi.Input[Optional[_builtins.str]] = None,
                  store_path: pulumi.Input[Optional[_builtins.str]] = None,
@@ -427,6 +446,7 @@ class System(pulumi.CustomResource):
         :param pulumi.Input[_builtins.int] port: SSH port; default 22.
         :param pulumi.Input[_builtins.str] private_key: The deployer's private key, as text. Always stored as a secret.
         :param pulumi.Input[_builtins.bool] reboot: Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
+        :param pulumi.Input[_builtins.bool] reboot_on_kernel_change: Reboot after a switch exactly when the new system's kernel, initrd or kernel modules differ from the ones the host booted (`/run/booted-system` against `/run/current-system`), with the wait, health checks and rollback of `reboot`; a change that keeps them does not reboot. Default false.
         :param pulumi.Input[_builtins.int] reboot_timeout_seconds: Seconds a rebooting host may take to answer again; default 600.
         :param pulumi.Input[_builtins.str] signing_key: A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
         :param pulumi.Input[_builtins.str] store_path: Instead of flake and configuration: an already-built system's store path.
@@ -473,6 +493,7 @@ class System(pulumi.CustomResource):
                  port: pulumi.Input[Optional[_builtins.int]] = None,
                  private_key: pulumi.Input[Optional[_builtins.str]] = None,
                  reboot: pulumi.Input[Optional[_builtins.bool]] = None,
+                 reboot_on_kernel_change: pulumi.Input[Optional[_builtins.bool]] = None,
                  reboot_timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
                  signing_key: pulumi.Input[Optional[_builtins.str]] = None,
                  store_path: pulumi.Input[Optional[_builtins.str]] = None,
@@ -521,6 +542,9 @@ class System(pulumi.CustomResource):
             if reboot is None:
                 reboot = False
             __props__.__dict__["reboot"] = reboot
+            if reboot_on_kernel_change is None:
+                reboot_on_kernel_change = False
+            __props__.__dict__["reboot_on_kernel_change"] = reboot_on_kernel_change
             if reboot_timeout_seconds is None:
                 reboot_timeout_seconds = 600
             __props__.__dict__["reboot_timeout_seconds"] = reboot_timeout_seconds
@@ -586,6 +610,7 @@ class System(pulumi.CustomResource):
         __props__.__dict__["packages"] = None
         __props__.__dict__["port"] = None
         __props__.__dict__["reboot"] = None
+        __props__.__dict__["reboot_on_kernel_change"] = None
         __props__.__dict__["reboot_timeout_seconds"] = None
         __props__.__dict__["store_path"] = None
         __props__.__dict__["substitute_on_destination"] = None
@@ -767,6 +792,14 @@ class System(pulumi.CustomResource):
         Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
         """
         return pulumi.get(self, "reboot")
+
+    @_builtins.property
+    @pulumi.getter(name="rebootOnKernelChange")
+    def reboot_on_kernel_change(self) -> pulumi.Output[Optional[_builtins.bool]]:
+        """
+        Reboot after a switch exactly when the new system's kernel, initrd or kernel modules differ from the ones the host booted (`/run/booted-system` against `/run/current-system`), with the wait, health checks and rollback of `reboot`; a change that keeps them does not reboot. Default false.
+        """
+        return pulumi.get(self, "reboot_on_kernel_change")
 
     @_builtins.property
     @pulumi.getter(name="rebootTimeoutSeconds")
