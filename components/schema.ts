@@ -1,14 +1,32 @@
 // The zod schemas shared by the components. Every value that reaches a host or a Nix command
 // passes through one of these first, so that a mistake gets one clear message before any remote
 // action, and the command builders can rely on the shapes.
+import { isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";
 
 const noControlCharacters = (value: string) => !/[\u0000-\u001f\u007f]/.test(value);
 
-/** A host name or an IPv4/IPv6 address: no shell, ssh-option or whitespace characters. */
+const HOST_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
+
+/** An address without the brackets an IPv6 address may be given in ("[fd00::2]" is "fd00::2"). */
+export function bareAddress(address: string): string {
+    return /^\[.*\]$/.test(address) ? address.slice(1, -1) : address;
+}
+
+/** "address:port" for messages and IDs, an IPv6 address in brackets ("[fd00::2]:22"). */
+export function addressWithPort(address: string, port: number): string {
+    const bare = bareAddress(address);
+    return isIPv6(bare) ? `[${bare}]:${port}` : `${bare}:${port}`;
+}
+
+/**
+ * A host name, an IPv4 address or an IPv6 address (bare or in brackets): no shell,
+ * ssh-option or whitespace characters.
+ */
 export const addressSchema = z.string().min(1, "must not be empty").max(253, "is longer than 253 characters")
-    .regex(/^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[?[0-9A-Fa-f:.]+\]?)$/,
-        "must be a host name or an IP address");
+    // No zone index ("fe80::1%eth0"): `%` starts a token in ssh's configuration.
+    .refine((address) => HOST_NAME.test(address) ? !/^[0-9.]+$/.test(address) || isIPv4(address) : !address.includes("%") && isIPv6(bareAddress(address)),
+        "must be a host name, an IPv4 address or an IPv6 address (such as 203.0.113.5, fd00::2 or [fd00::2])");
 
 export const portSchema = z.number().int("must be a whole number").min(1, "must be from 1 to 65535").max(65535, "must be from 1 to 65535");
 

@@ -25,8 +25,13 @@ const OWNERS_DIR = "/run/pulumi-nixos-test-hosts";
 /** Prefix of a fleet's folder (its hosts and the deployer key) under the temporary directory. */
 const FLEET_FOLDER_PREFIX = "pnx-hosts-";
 const MAX_SLOTS = 250;
-/** The addresses of the test hosts: 10.237.SLOT.2, each on a /24 link of its own. */
+/**
+ * The addresses of the test hosts: 10.237.SLOT.2 on a /24 link of its own, and fd37:237:0:SLOT::2
+ * on its /64 (a unique local range), or that one alone for an IPv6-only host.
+ */
 const TEST_RANGE = "10.237.0.0/16";
+const TEST_RANGE_6 = "fd37:237::/48";
+const linkAddresses = (slot: number) => ({ host: `10.237.${slot}.2`, machine: `10.237.${slot}.1`, host6: `fd37:237:0:${slot}::2`, machine6: `fd37:237:0:${slot}::1` });
 
 export interface TestHost {
     /** The host's name (also its hostname inside its namespace). */
@@ -89,6 +94,8 @@ export interface TestHostOptions {
     ownerPid?: number;
     /** More lines for the host's /etc/nix/nix.conf (e.g. the trusted-public-keys a NixOS configuration sets). */
     nixConfig?: string;
+    /** Give the host an IPv6 address only (its address is then that one); default both. */
+    ipv6Only?: boolean;
 }
 
 export interface TestFleet {
@@ -108,6 +115,8 @@ export interface TestFleetOptions {
     debianLike?: boolean;
     /** More lines for every host's /etc/nix/nix.conf. */
     nixConfig?: string;
+    /** Hosts with an IPv6 address only. */
+    ipv6Only?: boolean;
 }
 
 function run(file: string, args: string[]): string {
@@ -297,8 +306,7 @@ function waitForPort(address: string, port: number, timeoutMs: number): Promise<
 
 // NixOS's sshd reads authorized keys from /etc/ssh/authorized_keys.d/USER too. On a NixOS-shaped
 // host, the boot gives sshd NixOS's PATH for sessions (a NixOS shell reads it from /etc/profile).
-const SSHD_CONFIG = (address: string) => `ListenAddress ${address}:22
-HostKey /etc/ssh/ssh_host_ed25519_key
+const SSHD_CONFIG = (addresses: string[]) => `${addresses.map((address) => `ListenAddress ${address.includes(":") ? `[${address}]` : address}:22\n`).join("")}HostKey /etc/ssh/ssh_host_ed25519_key
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -377,14 +385,20 @@ function machineLines(file: string): string[] {
  * comes in on a host's link. A test address that no host has is unreachable here, so no packet of
  * a host leaves this machine.
  */
-function routeBetweenHosts(namespace: string, slot: number, veth: string): void {
-    run("ip", ["route", "replace", "unreachable", TEST_RANGE]);
-    run("ip", ["-n", namespace, "route", "add", TEST_RANGE, "via", `10.237.${slot}.1`]);
-    fs.writeFileSync(`/proc/sys/net/ipv4/conf/${veth}/forwarding`, "1");
+function routeBetweenHosts(namespace: string, slot: number, veth: string, ipv6Only: boolean): void {
+    const link = linkAddresses(slot);
+    if (!ipv6Only) {
+        run("ip", ["route", "replace", "unreachable", TEST_RANGE]);
+        run("ip", ["-n", namespace, "route", "add", TEST_RANGE, "via", link.machine]);
+        fs.writeFileSync(`/proc/sys/net/ipv4/conf/${veth}/forwarding`, "1");
+    }
+    run("ip", ["-6", "route", "replace", "unreachable", TEST_RANGE_6]);
+    run("ip", ["-n", namespace, "-6", "route", "add", TEST_RANGE_6, "via", link.machine6]);
+    fs.writeFileSync(`/proc/sys/net/ipv6/conf/${veth}/forwarding`, "1");
 }
 
 /** Writes the host's own /etc/ssh, /etc/nix, unit set, users and homes. */
-function prepareHostFolder(dir: string, options: TestHostOptions, address: string): void {
+function prepareHostFolder(dir: string, options: TestHostOptions, addresses: string[]): void {
     for (const sub of ["nix/var/nix/profiles", "etc/nix", "etc/ssh/authorized_keys.d", "etc/systemd", "root", "boot"]) {
         fs.mkdirSync(path.join(dir, sub), { recursive: true });
     }
@@ -399,7 +413,7 @@ function prepareHostFolder(dir: string, options: TestHostOptions, address: strin
     for (const user of ["root", ...USERS.map((u) => u.name)]) {
         fs.writeFileSync(path.join(dir, "etc/ssh/authorized_keys.d", user), options.authorizedKey, { mode: 0o644 });
     }
-    fs.writeFileSync(path.join(dir, "etc/ssh/sshd_config"), SSHD_CONFIG(address));
+    fs.writeFileSync(path.join(dir, "etc/ssh/sshd_config"), SSHD_CONFIG(addresses));
     for (const unit of maskedUnits()) fs.symlinkSync("/dev/null", path.join(dir, "etc/systemd", unit));
     // No generators either: they turn the machine's fstab, gettys and init scripts into units.
     fs.mkdirSync(path.join(dir, "etc/systemd-generators"));
@@ -481,18 +495,24 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
     // Mount points for the host's own /etc/nix and generator masks, which the machine may lack.
     for (const mountPoint of ["/etc/nix", "/etc/systemd/system-generators"]) fs.mkdirSync(mountPoint, { recursive: true });
     const veth = `pnxv${slot}`;
-    const address = `10.237.${slot}.2`;
-    prepareHostFolder(dir, options, address);
+    const link = linkAddresses(slot);
+    const address = options.ipv6Only ? link.host6 : link.host;
+    prepareHostFolder(dir, options, options.ipv6Only ? [link.host6] : [link.host, link.host6]);
     fs.writeFileSync(path.join(dir, "boot.sh"), BOOT_SCRIPT);
     if (options.system) await installSystem(dir, options.system);
 
     run("ip", ["link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", namespace]);
-    run("ip", ["addr", "add", `10.237.${slot}.1/24`, "dev", veth]);
+    if (!options.ipv6Only) {
+        run("ip", ["addr", "add", `${link.machine}/24`, "dev", veth]);
+        run("ip", ["-n", namespace, "addr", "add", `${link.host}/24`, "dev", "eth0"]);
+    }
+    // nodad: usable at once (duplicate address detection would hold them a second or two).
+    run("ip", ["addr", "add", `${link.machine6}/64`, "dev", veth, "nodad"]);
+    run("ip", ["-n", namespace, "addr", "add", `${link.host6}/64`, "dev", "eth0", "nodad"]);
     run("ip", ["link", "set", veth, "up"]);
-    run("ip", ["-n", namespace, "addr", "add", `${address}/24`, "dev", "eth0"]);
     run("ip", ["-n", namespace, "link", "set", "eth0", "up"]);
     run("ip", ["-n", namespace, "link", "set", "lo", "up"]);
-    routeBetweenHosts(namespace, slot, veth);
+    routeBetweenHosts(namespace, slot, veth, options.ipv6Only ?? false);
 
     const log = fs.openSync(path.join(dir, "console.log"), "a");
     const cpu = openCpuAccount(namespace);
@@ -625,7 +645,7 @@ export async function startTestHosts(options: TestFleetOptions): Promise<TestFle
         const prefix = options.namePrefix ?? "host";
         const system = options.debianLike ? undefined : await firstBootSystem();
         for (let i = 0; i < options.count; i++) {
-            hosts.push(await startTestHost({ baseDir, name: `${prefix}${i}`, authorizedKey: deployerPublicKey, system, nixConfig: options.nixConfig }));
+            hosts.push(await startTestHost({ baseDir, name: `${prefix}${i}`, authorizedKey: deployerPublicKey, system, nixConfig: options.nixConfig, ipv6Only: options.ipv6Only }));
         }
         return { hosts, deployerPrivateKey: fs.readFileSync(deployerPrivateKeyPath, "utf8"), deployerPrivateKeyPath, stop };
     } catch (error) {

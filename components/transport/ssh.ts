@@ -17,6 +17,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { terminateMaster } from "./controlSocket";
+import { addressWithPort, bareAddress } from "../schema";
 import { makeOwnedFolder } from "./ownedFolder";
 import { ProcessResult, runProcess } from "./process";
 
@@ -149,7 +150,7 @@ export class SshConnection {
     readonly user: string;
 
     private constructor(private readonly dir: string, target: SshTarget, private readonly carriesSecrets: boolean) {
-        this.host = `${target.address}:${target.port}`;
+        this.host = addressWithPort(target.address, target.port);
         this.user = target.user;
         this.configFile = path.join(dir, "config");
     }
@@ -164,7 +165,9 @@ export class SshConnection {
         fs.writeFileSync(knownHosts, `${HOST_ALIAS} ${target.hostPublicKey}\n`, { mode: 0o600 });
         fs.writeFileSync(path.join(dir, "config"), [
             `Host ${HOST_ALIAS}`,
-            `  HostName ${target.address}`,
+            // ssh takes an IPv6 address bare; the alias keeps it out of Nix's store URLs, which
+            // older Nix cannot parse with one.
+            `  HostName ${bareAddress(target.address)}`,
             `  Port ${target.port}`,
             `  User ${target.user}`,
             `  IdentityFile ${keyFile}`,

@@ -9,7 +9,7 @@ import { evaluateConfiguration, resolveFlakeReference } from "../../components/d
 import { describeChanges, diffFiles, hasFileChanges, HostFile, hostFile, observedDigests, probeFiles, RecordedFiles, recordFiles } from "../../components/deploy/files";
 import { SshHost } from "../../components/deploy/host";
 import { deploySystem } from "../../components/deploy/pipeline";
-import { derivationSchema, hostFilesSchema, parseInput, storePathSchema, systemSettingsSchema, SystemSettings } from "../../components/schema";
+import { addressWithPort, derivationSchema, hostFilesSchema, parseInput, storePathSchema, systemSettingsSchema, SystemSettings } from "../../components/schema";
 import { SshConnection } from "../../components/transport/ssh";
 import { PropertyMap, UNKNOWN } from "../properties";
 import { SYSTEM } from "../schema";
@@ -157,7 +157,7 @@ export const system: ResourceHandler = {
 
     async create(context, inputs) {
         const outputs = await deploy(context, inputs);
-        return { id: `${inputs.address}:${inputs.port}`, outputs };
+        return { id: addressWithPort(inputs.address as string, inputs.port as number), outputs };
     },
 
     async update(context, _id, olds, news) {
@@ -179,6 +179,6 @@ export const system: ResourceHandler = {
      * machine that keeps running. The machine itself, if Pulumi made it, is deleted by its own resource.
      */
     async delete(context, _id, state) {
-        context.log(`no longer managed: ${state.address}:${state.port} keeps running ${state.closure}`);
+        context.log(`no longer managed: ${addressWithPort(state.address as string, state.port as number)} keeps running ${state.closure}`);
     },
 };

@@ -1,6 +1,6 @@
 // nixos:index:WaitForNixos: connects again and again, with the pinned host key, until the host
 // runs a NixOS system (/run/current-system with its switch-to-configuration), or the time is up.
-import { connectionSchema, parseInput } from "../../components/schema";
+import { addressWithPort, connectionSchema, parseInput } from "../../components/schema";
 import { SshConnectionError, withSsh } from "../../components/transport/ssh";
 import { WAIT_FOR_NIXOS } from "../schema";
 import { ResourceHandler } from "../server";
@@ -46,7 +46,7 @@ export const waitForNixos: ResourceHandler = {
         const connection = parseInput(connectionSchema, {
             address, port, user, privateKey, hostPublicKey, connectTimeoutSeconds: Math.min(10, pollSeconds * 2),
         }, `WaitForNixos ${context.name}`);
-        const host = `${address}:${port}`;
+        const host = addressWithPort(connection.address, connection.port);
         const started = Date.now();
         let lastSeen = "no answer yet";
         let lastReport = started;

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { test } from "node:test";
+import { addressSchema, addressWithPort } from "../../components/schema";
 import { SshConnection } from "../../components/transport/ssh";
 
 const COMPONENTS = path.resolve(__dirname, "../../../components");
@@ -37,4 +38,20 @@ test("the generated ssh config pins exactly the given host key, with strict chec
         await connection.close();
     }
     assert.equal(fs.existsSync(connection.nixSshOpts.replace(/^-F /, "")), false, "close removes the folder");
+});
+
+test("an IPv6 address reaches ssh bare, and messages give it in brackets", async () => {
+    for (const address of ["fd37:237:0:1::2", "[fd37:237:0:1::2]"]) {
+        assert.equal(addressSchema.safeParse(address).success, true, address);
+        const connection = SshConnection.open({ address, port: 2222, user: "root", privateKey: "key", hostPublicKey: KEY });
+        try {
+            const config = fs.readFileSync(connection.nixSshOpts.replace(/^-F /, ""), "utf8");
+            assert.match(config, /^\s*HostName fd37:237:0:1::2$/m);
+            assert.equal(connection.host, "[fd37:237:0:1::2]:2222");
+        } finally {
+            await connection.close();
+        }
+    }
+    assert.equal(addressWithPort("203.0.113.5", 22), "203.0.113.5:22");
+    assert.equal(addressWithPort("host.example", 22), "host.example:22");
 });
