@@ -17,6 +17,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { evaluateConfigurations } from "../components/deploy/evaluate";
 import { nix, nixConfig, realiseDerivation } from "../components/transport/nix";
+import { addressWithPort } from "../components/schema";
 import { BOOT_SCRIPT } from "./boot";
 import { openCpuAccount, removeCpuAccount } from "./cpuAccount";
 
@@ -306,7 +307,7 @@ function waitForPort(address: string, port: number, timeoutMs: number): Promise<
 
 // NixOS's sshd reads authorized keys from /etc/ssh/authorized_keys.d/USER too. On a NixOS-shaped
 // host, the boot gives sshd NixOS's PATH for sessions (a NixOS shell reads it from /etc/profile).
-const SSHD_CONFIG = (addresses: string[]) => `${addresses.map((address) => `ListenAddress ${address.includes(":") ? `[${address}]` : address}:22\n`).join("")}HostKey /etc/ssh/ssh_host_ed25519_key
+const SSHD_CONFIG = (addresses: string[]) => `${addresses.map((address) => `ListenAddress ${addressWithPort(address, 22)}\n`).join("")}HostKey /etc/ssh/ssh_host_ed25519_key
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no

@@ -145,16 +145,22 @@ function describeTarget(target: RollbackTarget): string {
     return target.generation !== undefined ? `generation ${target.generation} (${target.closure})` : `${target.closure ?? "its previous system"}`;
 }
 
-/**
- * Makes a generation the deploy booted once (and that came back healthy) the system profile's
- * current one and the boot loader's default; returns its number.
- */
-async function makeBootDefault(host: Host, generation: number | undefined): Promise<number | undefined> {
-    if (generation === undefined) return undefined;
-    await host.check("making the new generation the boot default",
-        ["sh", "-c", 'nix-env -p "$1" --switch-generation "$2" && "$1/bin/switch-to-configuration" boot', "make-default", SYSTEM_PROFILE, String(generation)],
+/** Makes a generation the system profile's current one and the boot loader's default. */
+async function makeGenerationBoot(host: Host, what: string, generation: number): Promise<void> {
+    await host.check(what,
+        ["sh", "-c", 'nix-env -p "$1" --switch-generation "$2" && "$1/bin/switch-to-configuration" boot', "boot-generation", SYSTEM_PROFILE, String(generation)],
         { privileged: true, fresh: true, timeoutMs: 600_000 });
+}
+
+/** Makes a generation the deploy booted once (and that came back healthy) the boot default; returns its number. */
+async function makeBootDefault(host: Host, generation: number | undefined): Promise<number | undefined> {
+    if (generation !== undefined) await makeGenerationBoot(host, "making the new generation the boot default", generation);
     return generation;
+}
+
+/** Every path of `files` this deploy or the previous one manages. */
+function managedPaths(request: DeployRequest): string[] {
+    return [...new Set([...request.files, ...request.previousFiles].map((file) => file.path))];
 }
 
 /**
@@ -167,9 +173,7 @@ async function rollBackByReboot(request: DeployRequest, previous: RollbackTarget
     if (previous.generation === undefined) return { outcome: "the host had no earlier generation to return to; it stays on the failed system" };
     log(`rolling ${host.name} back to generation ${previous.generation} by rebooting into it`);
     const bootId = (await probeHost(host)).bootId ?? "";
-    await host.check("making the previous generation the one that boots",
-        ["sh", "-c", 'nix-env -p "$1" --switch-generation "$2" && "$1/bin/switch-to-configuration" boot', "rollback", SYSTEM_PROFILE, String(previous.generation)],
-        { privileged: true, fresh: true, timeoutMs: 600_000 });
+    await makeGenerationBoot(host, "making the previous generation the one that boots", previous.generation);
     await rebootHost(host, bootId, request.reboot.timeoutSeconds, log);
     const state = await probeHost(host);
     if (state.current !== previous.closure) return { outcome: `the host rebooted, but runs ${state.current ?? "no system"}, not ${describeTarget(previous)}` };
@@ -180,7 +184,7 @@ async function rollBackByReboot(request: DeployRequest, previous: RollbackTarget
 /** Writes the previous deploy's files as they were and removes the ones it did not have; says how that went. */
 async function restorePreviousFiles(request: DeployRequest): Promise<string> {
     const { host, log } = request;
-    const paths = [...new Set([...request.files, ...request.previousFiles].map((file) => file.path))];
+    const paths = managedPaths(request);
     if (paths.length === 0) return "";
     const plan = planFiles(request.previousFiles, await probeFiles(host, paths), request.files.map((file) => file.path));
     if (plan.write.length === 0 && plan.remove.length === 0) return "";
@@ -277,7 +281,7 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
         return state;
     });
     const filesOnHost = await inStage(request, "probe", UNTOUCHED,
-        () => probeFiles(host, [...new Set([...request.files, ...request.previousFiles].map((file) => file.path))]));
+        () => probeFiles(host, managedPaths(request)));
     const files = planFiles(request.files, filesOnHost, request.previousFiles.map((file) => file.path));
     const filesChanged = files.write.length + files.remove.length;
     if (alreadyDeployed(before, closure, action)) {

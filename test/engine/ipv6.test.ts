@@ -3,28 +3,21 @@
 // rollback and a refresh work as on any host.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
-import { startTestHosts, TestFleet, TestHost } from "../../testbed/testHosts";
-import { useTestEngine } from "./engine";
-import { createSystemStack, FIXTURE_FLAKE, SystemStack } from "./systemStack";
+import { SystemEvaluation } from "../../components/deploy/evaluate";
+import { TestHost } from "../../testbed/testHosts";
+import { createSingleHostStack, FIXTURE_FLAKE, SingleHostStack, SystemStack } from "./systemStack";
 
-let fleet: TestFleet;
+let setUp: SingleHostStack;
 let host: TestHost;
 let testStack: SystemStack;
 let systems: Record<string, SystemEvaluation>;
 
 before(async () => {
-    useTestEngine();
-    systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "switch-fails"]);
-    fleet = await startTestHosts({ count: 1, namePrefix: "ipv6", ipv6Only: true });
-    host = fleet.hosts[0];
-    testStack = await createSystemStack("ipv6", fleet, host);
+    setUp = await createSingleHostStack("ipv6", ["v1", "v2", "switch-fails"], undefined, FIXTURE_FLAKE, { ipv6Only: true });
+    ({ host, testStack, systems } = setUp);
 });
 
-after(async () => {
-    await testStack?.remove();
-    fleet?.stop();
-});
+after(() => setUp?.remove());
 
 test("the host has an IPv6 address only", () => {
     assert.match(host.address, /^fd37:237:/);

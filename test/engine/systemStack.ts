@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { startTestHosts, TestFleet, TestHost } from "../../testbed/testHosts";
+import { startTestHosts, TestFleet, TestFleetOptions, TestHost } from "../../testbed/testHosts";
 import { createTestStack, REPO_ROOT, TestStack, useTestEngine } from "./engine";
 
 export const FIXTURE_FLAKE = `path:${path.join(REPO_ROOT, "nix/fixtures")}`;
@@ -111,10 +111,11 @@ export async function createSingleHostStack(
     configurations: string[],
     moreArgs?: (config: pulumi.Config) => Partial<NixosSystemArgs>,
     flake = FIXTURE_FLAKE,
+    hostOptions: Pick<TestFleetOptions, "ipv6Only"> = {},
 ): Promise<SingleHostStack> {
     useTestEngine();
     const systems = await evaluateConfigurations(flake, configurations);
-    const fleet = await startTestHosts({ count: 1, namePrefix: projectName });
+    const fleet = await startTestHosts({ count: 1, namePrefix: projectName, ...hostOptions });
     const host = fleet.hosts[0];
     const testStack = await createSystemStack(projectName, fleet, host, moreArgs).catch((error) => {
         fleet.stop();
