@@ -56,16 +56,40 @@ export interface BinaryCacheArgs {
     publicKey: string;
 }
 
+export interface JumpHostArgs {
+    /** Host name or IP address the deployer (or the hop before) reaches the jump host at. */
+    address: pulumi.Input<string>;
+    /** SSH port; default 22. */
+    port?: pulumi.Input<number>;
+    /** SSH user on the jump host; default "root". It needs no rights beyond forwarding a TCP connection. */
+    user?: pulumi.Input<string>;
+    /** The jump host's SSH public key, pinned: any other key is refused before anything is sent through it. */
+    hostPublicKey: pulumi.Input<string>;
+    /** Its own private key, as text; default the deploy's `privateKey`. */
+    privateKey?: pulumi.Input<string>;
+}
+
 export interface NixosSystemArgs {
     /** Host name or IP address the deployer reaches the host at. */
     address: pulumi.Input<string>;
     /** SSH port; default 22. */
     port?: pulumi.Input<number>;
     /**
-     * SSH user; default "root". Another user must be able to run sudo without a password and be a
-     * trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback run as root through sudo.
+     * SSH user; default "root". Another user must be able to run sudo (without a password, or with
+     * `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch
+     * and the rollback run as root through sudo.
      */
     user?: pulumi.Input<string>;
+    /**
+     * The deploy user's sudo password, for a host whose sudo asks for one (NixOS's default for
+     * wheel): given to `sudo -S` on standard input only. Always stored as a Pulumi secret.
+     */
+    sudoPassword?: pulumi.Input<string>;
+    /**
+     * Hosts the deployer reaches this one through (a bastion), the first hop first, as OpenSSH's
+     * ProxyJump does: every connection of a deploy goes through them. Stored as a Pulumi secret.
+     */
+    jumpHosts?: pulumi.Input<pulumi.Input<JumpHostArgs>[]>;
     /** The deployer's private key, as text. Always stored as a Pulumi secret. */
     privateKey: pulumi.Input<string>;
     /**
@@ -153,14 +177,20 @@ export interface NixosSystemArgs {
 function validateKnownInputs(name: string, args: NixosSystemArgs): void {
     for (const [field, schema] of Object.entries(inputSchemas(SYSTEM)).filter(([field]) => field !== "files")) {
         const value = args[field as keyof NixosSystemArgs];
-        if (value === undefined || pulumi.Output.isInstance(value) || value instanceof Promise) continue;
+        if (value === undefined || notKnownYet(value)) continue;
         parseInput(schema, value, `NixosSystem ${name}: ${field}`);
     }
     // Contents are secrets (usually outputs): the paths and settings are checked here, and the
     // contents too once known, by the provider's check.
     const files = Object.fromEntries(Object.entries(args.files ?? {}).map(([path, file]) =>
-        [path, { ...file, content: pulumi.Output.isInstance(file?.content) || file?.content instanceof Promise ? "" : file?.content }]));
+        [path, { ...file, content: notKnownYet(file?.content) ? "" : file?.content }]));
     parseInput(hostFilesSchema, files, `NixosSystem ${name}: files`);
+}
+
+/** Whether a value is, or holds, an output or promise: checked by the provider once known. */
+function notKnownYet(value: unknown): boolean {
+    if (pulumi.Output.isInstance(value) || value instanceof Promise) return true;
+    return typeof value === "object" && value !== null && Object.values(value).some(notKnownYet);
 }
 
 /** The files input with every content a secret. */
@@ -197,6 +227,8 @@ export class NixosSystem extends pulumi.CustomResource {
             ...args,
             privateKey: pulumi.secret(args.privateKey),
             signingKey: args.signingKey === undefined ? undefined : pulumi.secret(args.signingKey),
+            sudoPassword: args.sudoPassword === undefined ? undefined : pulumi.secret(args.sudoPassword),
+            jumpHosts: args.jumpHosts === undefined ? undefined : pulumi.secret(args.jumpHosts),
             files: secretFiles(args.files),
         };
         // @pulumi/pulumi makes four promises for every property it is given, each capturing a stack

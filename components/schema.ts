@@ -43,6 +43,26 @@ export const privateKeySchema = z.string()
         "must be an unencrypted private key in OpenSSH or PEM format (the text of the file, not its path)")
     .max(16384, "is longer than any SSH private key");
 
+/** One hop on the way to a host (OpenSSH's ProxyJump), its host key pinned like the host's. */
+export const jumpHostSchema = z.object({
+    address: addressSchema,
+    port: portSchema.default(22),
+    user: userSchema.default("root"),
+    hostPublicKey: hostPublicKeySchema,
+    /** Its own private key; default the deploy's. */
+    privateKey: privateKeySchema.optional(),
+});
+
+/**
+ * A sudo password. sudo reads one line, so a line break inside cannot be given; a final one (a
+ * password read from a file) is not part of it.
+ */
+export const sudoPasswordSchema = z.string({ error: "must be text (a Pulumi secret)" })
+    .max(1024, "is longer than 1024 characters")
+    .transform((password) => password.replace(/\r?\n$/, ""))
+    .refine((password) => password.length > 0, "must not be empty")
+    .refine((password) => !/[\n\r\0]/.test(password), "must be one line: sudo reads the password up to the first line break (a final one is dropped)");
+
 /** Connection settings for one host. */
 export const connectionSchema = z.object({
     address: addressSchema,
@@ -51,6 +71,9 @@ export const connectionSchema = z.object({
     privateKey: privateKeySchema,
     hostPublicKey: hostPublicKeySchema,
     connectTimeoutSeconds: z.number().int().min(1).max(300).default(10),
+    /** The hops from the deployer to the host, the first one first. */
+    jumpHosts: z.array(jumpHostSchema).max(8, "lists more than 8 jump hosts").default([]),
+    sudoPassword: sudoPasswordSchema.optional(),
 });
 
 /** Flake reference schemes Nix fetches over an authenticated or local channel. */
@@ -236,6 +259,7 @@ export function rolloutSchema(hostNames: string[]) {
 }
 
 export type Connection = z.output<typeof connectionSchema>;
+export type JumpHost = z.output<typeof jumpHostSchema>;
 export type HealthChecks = z.output<typeof healthChecksSchema>;
 export type CommandCheck = z.output<typeof commandCheckSchema>;
 export type Action = z.output<typeof actionSchema>;

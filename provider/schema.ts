@@ -5,7 +5,8 @@
 import { z } from "zod";
 import {
     actionSchema, addressSchema, binaryCacheSchema, buildSchema, commandCheckSchema, configurationNameSchema, connectionSchema, flakeSchema, healthChecksSchema,
-    hostFilesSchema, hostPublicKeySchema, httpCheckSchema, portSchema, privateKeySchema, storePathSchema, systemSettingsSchema, userSchema,
+    hostFilesSchema, hostPublicKeySchema, httpCheckSchema, jumpHostSchema, portSchema, privateKeySchema, storePathSchema, sudoPasswordSchema,
+    systemSettingsSchema, userSchema,
 } from "../components/schema";
 
 export const PACKAGE_NAME = "nixos";
@@ -108,6 +109,19 @@ const TYPES: Record<string, { description: string; properties: Record<string, Pr
         }),
         required: ["url", "publicKey"],
     },
+    JumpHost: {
+        description: "A host the deployer reaches the target through (OpenSSH's ProxyJump), with its own pinned host key.",
+        properties: {
+            ...documented(jumpHostSchema.omit({ privateKey: true }).shape, {
+                address: "Host name or IP address the deployer (or the hop before) reaches the jump host at.",
+                port: "SSH port; default 22.",
+                user: "SSH user on the jump host; default \"root\". It needs no rights beyond forwarding a TCP connection.",
+                hostPublicKey: "The jump host's SSH public key, pinned: a jump host that presents any other key is refused before anything is sent through it.",
+            }),
+            privateKey: { type: "string", secret: true, description: "Its own private key, as text; default the deploy's `privateKey`." },
+        },
+        required: ["address", "hostPublicKey"],
+    },
     HostFile: {
         description: "A file written on the host from a Pulumi secret: never through the Nix store, in an argument list, in Pulumi's output " +
             "or in the state in plaintext.",
@@ -141,13 +155,19 @@ const connectionInputs = {
     port: { schema: portSchema.default(22), description: "SSH port; default 22." },
     user: {
         schema: userSchema.default("root"),
-        description: "SSH user; default \"root\". Another user must be able to run sudo without a password and be a trusted Nix user " +
-            "(to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.",
+        description: "SSH user; default \"root\". Another user must be able to run sudo (without a password, or with `sudoPassword`) " +
+            "and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.",
     },
     privateKey: { schema: privateKeySchema, required: true, secret: true, description: "The deployer's private key, as text. Always stored as a secret." },
     hostPublicKey: {
         schema: hostPublicKeySchema, required: true,
         description: "The host's SSH public key (\"ssh-ed25519 AAAA…\"), pinned: a host that presents any other key is refused before anything is sent to it.",
+    },
+    jumpHosts: {
+        schema: connectionSchema.shape.jumpHosts, listOf: "JumpHost", secret: true,
+        description: "Hosts the deployer reaches this one through (a bastion in front of a private subnet), the first hop first, as " +
+            "OpenSSH's ProxyJump does: every connection of a deploy goes through them, `nix copy`'s too. Each one's host key is pinned. " +
+            "A secret, as it may hold private keys.",
     },
 } satisfies Record<string, InputDefinition>;
 
@@ -161,6 +181,12 @@ export const SYSTEM: ResourceDefinition = {
     inputs: {
         ...connectionInputs,
         connectTimeoutSeconds: { schema: connectionSchema.shape.connectTimeoutSeconds, description: "Seconds to wait for the SSH connection; default 10." },
+        sudoPassword: {
+            schema: sudoPasswordSchema, secret: true,
+            description: "The deploy user's sudo password, for a host whose sudo asks for one (NixOS's default for wheel): given to " +
+                "`sudo -S` on standard input only, never in an argument list, a log, an error or a file. A wrong one fails before anything " +
+                "runs as root. Always a secret.",
+        },
         flake: {
             schema: flakeSchema,
             description: "The flake holding the configuration: a local path (\"./nix\", relative to the project) or a reference (\"github:owner/repo/rev\").",

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 say() { echo "[setup] $*" >&2; }
 
 missing=()
-for package in nix-bin openssh-server iproute2 util-linux sudo time; do
+for package in nix-bin openssh-server iproute2 util-linux sudo time openssl; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then

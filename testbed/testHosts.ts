@@ -69,6 +69,11 @@ export interface TestHost {
     readFile(file: string): string | undefined;
     /** Runs a shell command inside the host (its namespaces, its PATH) as root and returns stdout. */
     shell(command: string): string;
+    /**
+     * Makes the host unreachable from the deployer, as in a private subnet: it sends nothing back
+     * to this machine's addresses on its link; other test hosts still reach it.
+     */
+    hideFromDeployer(): void;
     /** CPU seconds the host's processes have used; undefined where control groups cannot be written. */
     cpuSeconds(): number | undefined;
     /** Whether a store path exists in the host's own store. */
@@ -323,10 +328,21 @@ const NIXOS_PATH = "/run/wrappers/bin:/nix/var/nix/profiles/default/bin:/run/cur
 const NIXOS_SHELL = "/run/current-system/sw/bin/bash";
 
 /**
- * The users of a NixOS-shaped host besides root: `deploy` may use sudo, is a trusted Nix user
- * (what a deploy user other than root needs) and is in group `keys`; `guest` is none of these.
+ * The users of a NixOS-shaped host besides root: `deploy` may use sudo without a password, is a
+ * trusted Nix user (what a deploy user other than root needs) and is in group `keys`; `operator`
+ * is a trusted Nix user whose sudo asks for its password (OPERATOR_PASSWORD), as NixOS's default
+ * wheel rule does; `guest` is none of these.
  */
-const USERS = [{ name: "deploy", uid: 1000 }, { name: "guest", uid: 1001 }];
+const USERS = [{ name: "deploy", uid: 1000 }, { name: "guest", uid: 1001 }, { name: "operator", uid: 1002 }];
+
+/** `operator`'s password: quotes, `$`, a backslash and spaces, which must reach sudo unchanged. */
+export const OPERATOR_PASSWORD = `it's "op" $HOME \\ ; 1`;
+
+/** A SHA-512 crypt of OPERATOR_PASSWORD for the hosts' shadow file, made once. */
+const operatorPasswordHash = (() => {
+    let hash: string | undefined;
+    return () => (hash ??= execFileSync("openssl", ["passwd", "-6", "-stdin"], { input: `${OPERATOR_PASSWORD}\n`, encoding: "utf8" }).trim());
+})();
 
 // The build hook (which every build asks first) by the system's path: Debian's Nix looks for it in
 // /usr/libexec/nix, a link to the hidden /usr/bin/nix; NixOS's Nix finds it in its own store path.
@@ -335,7 +351,7 @@ sandbox = false
 substituters =
 build-hook = /run/current-system/sw/bin/build-remote
 build-users-group =
-trusted-users = root deploy
+trusted-users = root deploy operator
 `;
 
 // Supervises a host: boots it, and boots it again when its init ends by a reboot (a PID
@@ -428,9 +444,12 @@ function prepareHostFolder(dir: string, options: TestHostOptions, addresses: str
     fs.writeFileSync(path.join(dir, "etc/nixos-group"), [...groups, "keys:x:96:deploy", ""].join("\n"));
     const inPasswd = new Set(passwd.map((line) => line.split(":")[0]));
     const shadow = machineLines("/etc/shadow").filter((line) => inPasswd.has(line.split(":")[0]));
-    fs.writeFileSync(path.join(dir, "etc/nixos-shadow"), [...shadow, ...USERS.map((u) => `${u.name}:*:19000:0:99999:7:::`), ""].join("\n"), { mode: 0o640 });
-    // NixOS's sudoers: no secure_path, so a command run by sudo keeps the session's PATH.
-    fs.writeFileSync(path.join(dir, "etc/nixos-sudoers"), "root ALL=(ALL:ALL) SETENV: ALL\ndeploy ALL=(ALL:ALL) NOPASSWD: SETENV: ALL\n", { mode: 0o440 });
+    const password = (user: string) => (user === "operator" ? operatorPasswordHash() : "*");
+    fs.writeFileSync(path.join(dir, "etc/nixos-shadow"), [...shadow, ...USERS.map((u) => `${u.name}:${password(u.name)}:19000:0:99999:7:::`), ""].join("\n"), { mode: 0o640 });
+    // NixOS's sudoers: no secure_path, so a command run by sudo keeps the session's PATH; its
+    // wheel rule (wheelNeedsPassword's default) asks for the password.
+    fs.writeFileSync(path.join(dir, "etc/nixos-sudoers"),
+        "root ALL=(ALL:ALL) SETENV: ALL\ndeploy ALL=(ALL:ALL) NOPASSWD: SETENV: ALL\noperator ALL=(ALL:ALL) SETENV: ALL\n", { mode: 0o440 });
     for (const user of USERS) {
         const home = path.join(dir, "home", user.name);
         fs.mkdirSync(home, { recursive: true });
@@ -563,6 +582,10 @@ async function launchHost(options: TestHostOptions, dir: string, slot: number, s
             } catch {
                 return undefined;
             }
+        },
+        hideFromDeployer() {
+            if (!options.ipv6Only) run("ip", ["-n", namespace, "route", "add", "prohibit", `${link.machine}/32`]);
+            run("ip", ["-n", namespace, "-6", "route", "add", "prohibit", `${link.machine6}/128`]);
         },
         reset() {
             tryRun("nsenter", ["-t", String(runningInit(namespace)), "-a", "--", "/run/current-system/sw/bin/systemctl", "reboot", "--force", "--force"]);

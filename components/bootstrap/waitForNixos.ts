@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { PACKAGE_VERSION, WAIT_FOR_NIXOS } from "../../provider/schema";
+import type { JumpHostArgs } from "../nixosSystem";
 
 export interface WaitForNixosArgs {
     address: pulumi.Input<string>;
@@ -9,6 +10,8 @@ export interface WaitForNixosArgs {
     privateKey: pulumi.Input<string>;
     /** The host's pinned public key: the program generated it, so it is known before first boot. */
     hostPublicKey: pulumi.Input<string>;
+    /** Hosts the deployer reaches this one through, the first hop first (see NixosSystemArgs.jumpHosts). */
+    jumpHosts?: pulumi.Input<pulumi.Input<JumpHostArgs>[]>;
     /** Seconds to wait for NixOS; default 900 (nixos-infect builds a system and reboots). */
     timeoutSeconds?: pulumi.Input<number>;
     /** Seconds between attempts; default 5. */
@@ -27,7 +30,10 @@ export class WaitForNixos extends pulumi.CustomResource {
     declare readonly initialSystem: pulumi.Output<string>;
 
     constructor(name: string, args: WaitForNixosArgs, opts?: pulumi.CustomResourceOptions) {
-        super(WAIT_FOR_NIXOS.token, name, { ...args, privateKey: pulumi.secret(args.privateKey), initialSystem: undefined },
+        super(WAIT_FOR_NIXOS.token, name, {
+            ...args, privateKey: pulumi.secret(args.privateKey), jumpHosts: args.jumpHosts === undefined ? undefined : pulumi.secret(args.jumpHosts),
+            initialSystem: undefined,
+        },
             { version: PACKAGE_VERSION, ...opts, additionalSecretOutputs: ["privateKey"] });
     }
 }

@@ -27,7 +27,7 @@
 // SSH transport quotes. Nothing is interpolated into script text.
 import { randomBytes } from "node:crypto";
 import { Action, CommandCheck } from "../schema";
-import { RemoteCommandError, SshConnectionError } from "../transport/ssh";
+import { remoteCommandLine, RemoteCommandError, SshConnectionError, SUDO_WORDS } from "../transport/ssh";
 import { RESTORE_FILES } from "./files";
 import { Host } from "./host";
 import { COMMAND_CHECKS, commandCheckArguments, commandCheckFailure, commandChecksMs } from "./verify";
@@ -61,7 +61,7 @@ printf 'boot %s\\n' "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
 printf 'nix %s\\n' "$(nix-store --version 2>/dev/null)"
 if [ "$(id -u)" != 0 ]; then
   me=$(id -un)
-  sudo -n true 2>/dev/null && sudo=yes || sudo=no
+  sudo -k -n true 2>/dev/null && sudo=yes || sudo=no
   trusted=no
   for entry in $(nix --extra-experimental-features nix-command show-config 2>/dev/null | sed -n 's/^trusted-users = //p'); do
     case "$entry" in
@@ -380,13 +380,17 @@ exit 0`;
 // claimed, it prints the agent's result, which a retried confirmation reads again.
 const CONFIRM = `mv "$1/pending" "$1/$3" 2> /dev/null
 ${READ_RESULT}`;
-// Runs the command checks (verify.ts) as the deploy user, then, when they pass, CONFIRM as root.
+// Runs the command checks (verify.ts) as the deploy user, then, when they pass, CONFIRM as root
+// ($5: root, sudo or sudo-password, whose password is on standard input, kept from the checks).
 // $1 the agent's folder, $2 CONFIRM's steps, $3 the claim, $4 CONFIRM itself, then the checks' arguments.
-const CHECK_THEN_CONFIRM = `dir="$1"; steps="$2"; claim="$3"; confirm="$4"; shift 4
+const CHECK_THEN_CONFIRM = `dir="$1"; steps="$2"; claim="$3"; confirm="$4"; access="$5"; shift 5
 ${COMMAND_CHECKS}
-run_checks "$@" || exit 0
-if [ "$(id -u)" = 0 ]; then exec sh -c "$confirm" confirm "$dir" "$steps" "$claim"; fi
-exec sudo -n -- sh -c "$confirm" confirm "$dir" "$steps" "$claim"`;
+run_checks "$@" < /dev/null || exit 0
+case "$access" in
+  root) exec sh -c "$confirm" confirm "$dir" "$steps" "$claim" ;;
+  sudo) exec ${remoteCommandLine(SUDO_WORDS.sudo)} sh -c "$confirm" confirm "$dir" "$steps" "$claim" ;;
+  *) exec ${remoteCommandLine(SUDO_WORDS["sudo-password"])} sh -c "$confirm" confirm "$dir" "$steps" "$claim" ;;
+esac`;
 // Makes the agent roll back now by claiming "pending", and prints its result; when the agent is
 // gone, rolls back itself, once (a retried abort finds "rolling-back" claimed and only waits for
 // the result). $1 the agent's folder, $2 READ_RESULT's steps, $3 the action, $4 the profile, $5 the
@@ -671,12 +675,13 @@ export class Activation {
      */
     async confirm(commandChecks: readonly CommandCheck[] = [], { once = false } = {}): Promise<ConfirmedActivation> {
         const claim = once ? "confirmed-once" : "confirmed";
+        const access = await this.host.rootAccess();
         const output = await this.reach(() => this.windowClosesAt(this.switchedAt), () => commandChecks.length === 0
             ? this.host.check("confirming the activation", ["sh", "-c", CONFIRM, "confirm", this.dir, "150", claim],
                 { fresh: true, timeoutMs: 60_000, privileged: true })
             : this.host.check("checking the host's health and confirming the activation",
-                ["sh", "-c", CHECK_THEN_CONFIRM, "confirm", this.dir, "150", claim, CONFIRM, ...commandCheckArguments(commandChecks)],
-                { fresh: true, timeoutMs: 60_000 + commandChecksMs(commandChecks) }));
+                ["sh", "-c", CHECK_THEN_CONFIRM, "confirm", this.dir, "150", claim, CONFIRM, access, ...commandCheckArguments(commandChecks)],
+                { fresh: true, sudoWithin: true, timeoutMs: 60_000 + commandChecksMs(commandChecks) }));
         const unhealthy = commandCheckFailure(commandChecks, output);
         if (unhealthy) throw unhealthy;
         const [result = "", ...details] = output.trim().split("\n");

@@ -2,7 +2,7 @@
 // Stages take a Host, so they run the same against a remote machine or the deployer itself.
 import { copyClosure, StorePathInfo, withExportedPaths } from "../transport/nix";
 import { ProcessResult, runProcess } from "../transport/process";
-import { RemoteCommandError, RemoteRunOptions, SshConnection } from "../transport/ssh";
+import { RemoteCommandError, RemoteRunOptions, RootAccess, SshConnection } from "../transport/ssh";
 
 export interface Host {
     /** How messages name the host ("10.0.0.5:22", "localhost"). */
@@ -16,6 +16,8 @@ export interface Host {
      * yet: `missing`, every one of them the host lacks, as its probe found.
      */
     copyClosure(storePath: string, missing: readonly StorePathInfo[], options: CopyOptions): Promise<void>;
+    /** How commands become root on the host; throws when sudo refuses the password it was given. */
+    rootAccess(): Promise<RootAccess>;
 }
 
 export interface CopyOptions {
@@ -58,6 +60,10 @@ export class SshHost implements Host {
         return this.connection.check(what, argv, options);
     }
 
+    rootAccess(): Promise<RootAccess> {
+        return this.connection.rootAccess();
+    }
+
     /**
      * Through a shared export (see sharesExport), the host takes the missing paths as a trusted
      * user's, as `nix copy` to `ssh://` would have it do: one export of them, shared by the hosts
@@ -91,5 +97,9 @@ export class LocalHost implements Host {
 
     async copyClosure(): Promise<void> {
         // The closure was built into this machine's store.
+    }
+
+    async rootAccess(): Promise<RootAccess> {
+        return "root"; // nixos-rebuild on this machine runs as its caller
     }
 }

@@ -120,12 +120,17 @@ export function alreadyDeployed(state: HostSystemState, closure: string, action:
     return running && booting;
 }
 
-/** A deploy user other than root must be able to use sudo and copy to the store (a trusted Nix user). */
-function checkUserRights(state: HostSystemState): void {
+/**
+ * A deploy user other than root must be able to use sudo (without a password, or with the
+ * sudoPassword given, which this tries) and copy to the store (a trusted Nix user).
+ */
+async function checkUserRights(host: Host, state: HostSystemState): Promise<void> {
     const rights = state.userRights;
-    if (!rights || (rights.sudo && rights.trustedNixUser)) return;
+    if (!rights) return;
+    const sudo = rights.sudo || (await host.rootAccess()) === "sudo-password";
+    if (sudo && rights.trustedNixUser) return;
     const missing = [
-        ...(rights.sudo ? [] : ["run sudo without a password (security.sudo.wheelNeedsPassword = false and the user in wheel)"]),
+        ...(sudo ? [] : ["run sudo (without a password: security.sudo.wheelNeedsPassword = false and the user in wheel; or give sudoPassword)"]),
         ...(rights.trustedNixUser ? [] : [`be a trusted Nix user (nix.settings.trusted-users = [ "${rights.user}" ])`]),
     ];
     throw new Error(`the deploy user ${rights.user} cannot activate a system: it must ${missing.join(" and ")}; or deploy as root`);
@@ -276,7 +281,7 @@ export async function deploySystem(request: DeployRequest): Promise<DeployResult
     const closureInfo = await prepareOnDeployer(request);
     const before = await inStage(request, "probe", UNTOUCHED, async () => {
         const state = await probeHost(host, closureInfo.map((info) => info.path));
-        checkUserRights(state);
+        await checkUserRights(host, state);
         checkHostNix(state);
         return state;
     });

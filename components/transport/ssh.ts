@@ -17,7 +17,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { terminateMaster } from "./controlSocket";
-import { addressWithPort, bareAddress } from "../schema";
+import { addressWithPort, bareAddress, JumpHost } from "../schema";
 import { makeOwnedFolder } from "./ownedFolder";
 import { ProcessResult, runProcess } from "./process";
 
@@ -32,10 +32,36 @@ export interface SshTarget {
     hostPublicKey: string;
     /** Seconds to wait for a TCP connection; default 10. */
     connectTimeoutSeconds?: number;
+    /** The hops to the host (OpenSSH's ProxyJump), the first one first, each with its pinned key. */
+    jumpHosts?: readonly JumpHost[];
+    /**
+     * The user's sudo password, for a host whose sudo asks for one: given to `sudo -S` as the first
+     * line of standard input, never in an argument list, a file or a message.
+     */
+    sudoPassword?: string;
 }
+
+/**
+ * How a command becomes root on the host: the user is root; sudo needs no password; or sudo takes
+ * the password on standard input.
+ */
+export type RootAccess = "root" | "sudo" | "sudo-password";
+
+/**
+ * The words that run a command as root through sudo. `-k` ignores cached credentials, so sudo
+ * asks for the password every time and reads exactly the one line sent for it; `-p ''` keeps its
+ * prompt out of the command's error output.
+ */
+export const SUDO_WORDS: Record<Exclude<RootAccess, "root">, readonly string[]> = {
+    "sudo": ["sudo", "-n", "--"],
+    "sudo-password": ["sudo", "-k", "-S", "-p", "", "--"],
+};
 
 /** The alias the generated ssh config and known_hosts file use for the target. */
 const HOST_ALIAS = "pulumi-nixos-target";
+/** The alias of the jump host `index` (0 the first hop). */
+const JUMP_ALIAS_PREFIX = "pulumi-nixos-jump-";
+const jumpAlias = (index: number) => `${JUMP_ALIAS_PREFIX}${index}`;
 /** Prefix of the private folders under the temporary directory. */
 const FOLDER_PREFIX = "pnx-ssh-";
 
@@ -73,11 +99,22 @@ export type SshFailure = "host-key-mismatch" | "key-refused" | "unreachable" | "
 export class SshConnectionError extends Error {
     readonly reason: string;
 
-    constructor(readonly host: string, readonly failure: SshFailure, stderr: string) {
-        const reason = FAILURE_REASONS[failure];
+    /** `jump`: the jump host that failed, when it was one ("10.0.0.1:22", its index in jumpHosts). */
+    constructor(readonly host: string, readonly failure: SshFailure, stderr: string, jump?: { name: string; index: number }) {
+        const reason = jump === undefined ? FAILURE_REASONS[failure]
+            : FAILURE_REASONS[failure].replace(/the host/g, `the jump host ${jump.name}`).replace("update hostPublicKey", `update jumpHosts[${jump.index}].hostPublicKey`);
         super(`${host}: ${reason}${tail(stderr)}`);
         this.reason = reason;
         this.name = "SshConnectionError";
+    }
+}
+
+/** The host's sudo refused the password given for the deploy user. Never quotes it. */
+export class SudoPasswordError extends Error {
+    constructor(readonly host: string, readonly user: string) {
+        super(`${host}: sudo did not accept sudoPassword for user ${user}; nothing was run as root (check the password, which is not shown, ` +
+            "and that the user may use sudo)");
+        this.name = "SudoPasswordError";
     }
 }
 
@@ -122,8 +159,13 @@ export interface RemoteRunOptions {
     fresh?: boolean;
     /** The input holds secrets: sent only on a shared connection opened to carry them. */
     secretInput?: boolean;
-    /** Run as root: through `sudo -n` when the connection's user is not root. */
+    /** Run as root: through sudo (SUDO_WORDS) when the connection's user is not root. */
     privileged?: boolean;
+    /**
+     * The command runs sudo itself, once, with SUDO_WORDS for the connection's rootAccess(): the
+     * password (when sudo takes one) goes first on its standard input.
+     */
+    sudoWithin?: boolean;
     /** Called with each line of the command's standard error as it arrives (progress). */
     onStderrLine?: (line: string) => void;
 }
@@ -148,32 +190,70 @@ export class SshConnection {
 
     /** The user the connection logs in as. */
     readonly user: string;
+    private readonly sudoPassword?: string;
+    /** The jump hosts as messages name them, the first hop first. */
+    private readonly jumpHosts: string[];
+    private access?: Promise<RootAccess>;
 
     private constructor(private readonly dir: string, target: SshTarget, private readonly carriesSecrets: boolean) {
         this.host = addressWithPort(target.address, target.port);
         this.user = target.user;
+        this.sudoPassword = target.sudoPassword;
+        this.jumpHosts = (target.jumpHosts ?? []).map((jump) => addressWithPort(jump.address, jump.port));
         this.configFile = path.join(dir, "config");
     }
 
-    /** Writes the key, the pinned known_hosts and the config; connects lazily on first use. */
-    static open(target: SshTarget, { carriesSecrets = true }: ConnectionOptions = {}): SshConnection {
+    /**
+     * How commands become root. With a sudo password, asked once: sudo that needs none is used
+     * so; otherwise the password is tried on a command that changes nothing, and a refused one
+     * throws a SudoPasswordError before anything ran as root.
+     */
+    rootAccess(): Promise<RootAccess> {
+        if (this.user === "root") return Promise.resolve("root");
+        if (this.sudoPassword === undefined) return Promise.resolve("sudo");
+        this.access ??= this.findRootAccess(this.sudoPassword);
+        return this.access;
+    }
+
+    private async findRootAccess(password: string): Promise<RootAccess> {
+        if ((await this.run(["sudo", "-k", "-n", "true"], { timeoutMs: 60_000 })).code === 0) return "sudo";
+        const tried = await this.run([...SUDO_WORDS["sudo-password"], "true"], { input: `${password}\n`, secretInput: true, timeoutMs: 60_000 });
+        if (tried.code !== 0) throw new SudoPasswordError(this.host, this.user);
+        return "sudo-password";
+    }
+
+    /**
+     * Writes the keys, the pinned known_hosts and the config; connects lazily on first use. Jump
+     * hosts are hosts of the same config, each reached through the one before (ProxyJump, which
+     * gives its ssh this config), each with its own pinned key: every connection of the deploy,
+     * Nix's included, goes through them.
+     */
+    static open(target: SshTarget, options: ConnectionOptions = {}): SshConnection {
+        // A sudo password travels on every connection that runs a command as root.
+        const carriesSecrets = (options.carriesSecrets ?? true) || target.sudoPassword !== undefined;
         const dir = makeOwnedFolder(FOLDER_PREFIX);
-        const keyFile = path.join(dir, "id");
+        const writeKey = (name: string, key: string) => {
+            fs.writeFileSync(path.join(dir, name), key.endsWith("\n") ? key : `${key}\n`, { mode: 0o600 });
+            return path.join(dir, name);
+        };
+        const deployKey = writeKey("id", target.privateKey);
         const knownHosts = path.join(dir, "known_hosts");
-        const privateKey = target.privateKey.endsWith("\n") ? target.privateKey : `${target.privateKey}\n`;
-        fs.writeFileSync(keyFile, privateKey, { mode: 0o600 });
-        fs.writeFileSync(knownHosts, `${HOST_ALIAS} ${target.hostPublicKey}\n`, { mode: 0o600 });
-        fs.writeFileSync(path.join(dir, "config"), [
-            `Host ${HOST_ALIAS}`,
+        const jumps = (target.jumpHosts ?? []).map((jump, index) => ({
+            ...jump, alias: jumpAlias(index), keyFile: jump.privateKey === undefined ? deployKey : writeKey(`id-jump-${index}`, jump.privateKey),
+        }));
+        const hops = [...jumps, { ...target, alias: HOST_ALIAS, keyFile: deployKey }];
+        fs.writeFileSync(knownHosts, hops.map((hop) => `${hop.alias} ${hop.hostPublicKey}\n`).join(""), { mode: 0o600 });
+        const hostBlock = (hop: typeof hops[number], index: number) => [
+            `Host ${hop.alias}`,
             // ssh takes an IPv6 address bare; the alias keeps it out of Nix's store URLs, which
             // older Nix cannot parse with one.
-            `  HostName ${bareAddress(target.address)}`,
-            `  Port ${target.port}`,
-            `  User ${target.user}`,
-            `  IdentityFile ${keyFile}`,
+            `  HostName ${bareAddress(hop.address)}`,
+            `  Port ${hop.port}`,
+            `  User ${hop.user}`,
+            `  IdentityFile ${hop.keyFile}`,
             "  IdentitiesOnly yes",
             "  IdentityAgent none",
-            `  HostKeyAlias ${HOST_ALIAS}`,
+            `  HostKeyAlias ${hop.alias}`,
             `  UserKnownHostsFile ${knownHosts}`,
             "  GlobalKnownHostsFile /dev/null",
             "  StrictHostKeyChecking yes",
@@ -185,11 +265,15 @@ export class SshConnection {
             `  ConnectTimeout ${target.connectTimeoutSeconds ?? 10}`,
             "  ServerAliveInterval 5",
             "  ServerAliveCountMax 3",
-            "  ControlMaster auto",
-            `  ControlPath ${path.join(dir, "master")}`,
-            "  ControlPersist 60",
             "  LogLevel ERROR",
+            ...(index > 0 ? [`  ProxyJump ${hops[index - 1].alias}`] : []),
             ...(carriesSecrets ? [] : [`  KexAlgorithms ${CLASSIC_KEY_EXCHANGE}`]),
+        ];
+        fs.writeFileSync(path.join(dir, "config"), [
+            ...hops.flatMap((hop, index) => [
+                ...hostBlock(hop, index),
+                ...(hop.alias === HOST_ALIAS ? ["  ControlMaster auto", `  ControlPath ${path.join(dir, "master")}`, "  ControlPersist 60"] : []),
+            ]),
             "",
         ].join("\n"), { mode: 0o600 });
         return new SshConnection(dir, target, carriesSecrets);
@@ -201,17 +285,30 @@ export class SshConnection {
             throw new Error("a fresh connection carries no standard input: send it on the shared one");
         }
         if (options.secretInput && !this.carriesSecrets) throw new Error("this connection was opened without secrets and its key exchange is not post-quantum: open it with carriesSecrets");
-        const connection = options.fresh ? ["-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", `KexAlgorithms=${CLASSIC_KEY_EXCHANGE}`] : [];
+        const access = options.privileged || options.sudoWithin ? await this.rootAccess() : "root";
         // NixOS's sudo keeps the session's PATH (it sets no secure_path), so tools resolve alike.
-        const command = options.privileged && this.user !== "root" ? ["sudo", "-n", "--", ...argv] : argv;
+        const command = options.privileged && access !== "root" ? [...SUDO_WORDS[access], ...argv] : argv;
+        const password = access === "sudo-password" ? `${this.sudoPassword}\n` : undefined;
+        if (password !== undefined && options.inputFile !== undefined) throw new Error("a command given a file as its input cannot take the sudo password before it");
+        const input = password === undefined ? options.input : Buffer.concat([Buffer.from(password), Buffer.from(options.input ?? "")]);
+        // A fresh connection that carries the password keeps the post-quantum key exchange.
+        const connection = options.fresh ? ["-o", "ControlMaster=no", "-o", "ControlPath=none", ...(password === undefined ? ["-o", `KexAlgorithms=${CLASSIC_KEY_EXCHANGE}`] : [])] : [];
         const result = await runProcess("ssh", ["-F", this.configFile, ...connection, HOST_ALIAS, "--", remoteCommandLine(command)], {
             timeoutMs: options.timeoutMs,
-            input: options.input,
+            input,
             inputFile: options.inputFile,
             onStderrLine: options.onStderrLine,
         });
-        if (result.code === 255 && !result.timedOut) throw new SshConnectionError(this.host, classifyFailure(result.stderr), result.stderr);
+        if (result.code === 255 && !result.timedOut) throw this.connectionError(result.stderr);
         return result;
+    }
+
+    /** What ssh's exit 255 means, naming the jump host that failed when it was one. */
+    private connectionError(stderr: string): SshConnectionError {
+        const named = this.jumpHosts.reduce((text, name, index) => text.replaceAll(jumpAlias(index), `jump host ${name}`), stderr);
+        const jumpIndex = Number(new RegExp(`${JUMP_ALIAS_PREFIX}(\\d+)`).exec(stderr)?.[1] ?? NaN);
+        const jump = Number.isInteger(jumpIndex) && jumpIndex < this.jumpHosts.length ? { name: this.jumpHosts[jumpIndex], index: jumpIndex } : undefined;
+        return new SshConnectionError(this.host, classifyFailure(stderr), named, jump);
     }
 
     /** Runs an argument vector and returns its standard output, or throws a RemoteCommandError. */

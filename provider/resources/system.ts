@@ -28,11 +28,11 @@ const EVALUATED = ["closure", "derivation", "packages", "kernel", "nixosRelease"
 /** The deploy settings of a resource's properties, in the shape systemSettingsSchema validates. */
 function settingsOf(context: OperationContext, state: PropertyMap): SystemSettings {
     const {
-        address, port, user, privateKey, hostPublicKey, connectTimeoutSeconds, action, healthChecks, substituteOnDestination, confirmTimeoutSeconds,
-        reboot, rebootOnKernelChange, rebootTimeoutSeconds, files, build, binaryCaches, signingKey, checkSignatures,
+        address, port, user, privateKey, hostPublicKey, connectTimeoutSeconds, jumpHosts, sudoPassword, action, healthChecks, substituteOnDestination,
+        confirmTimeoutSeconds, reboot, rebootOnKernelChange, rebootTimeoutSeconds, files, build, binaryCaches, signingKey, checkSignatures,
     } = state;
     return parseInput(systemSettingsSchema, {
-        connection: { address, port, user, privateKey, hostPublicKey, connectTimeoutSeconds },
+        connection: { address, port, user, privateKey, hostPublicKey, connectTimeoutSeconds, jumpHosts, sudoPassword },
         action, healthChecks, substituteOnDestination, confirmTimeoutSeconds, reboot, rebootOnKernelChange, rebootTimeoutSeconds, files, build,
         binaryCaches, signingKey, checkSignatures,
     }, `System ${context.name}`);

@@ -41,10 +41,10 @@ export const waitForNixos: ResourceHandler = {
     },
 
     async create(context, inputs) {
-        const { address, port, user, privateKey, hostPublicKey } = inputs;
+        const { address, port, user, privateKey, hostPublicKey, jumpHosts } = inputs;
         const [timeoutSeconds, pollSeconds] = [inputs.timeoutSeconds as number, inputs.pollSeconds as number];
         const connection = parseInput(connectionSchema, {
-            address, port, user, privateKey, hostPublicKey, connectTimeoutSeconds: Math.min(10, pollSeconds * 2),
+            address, port, user, privateKey, hostPublicKey, jumpHosts, connectTimeoutSeconds: Math.min(10, pollSeconds * 2),
         }, `WaitForNixos ${context.name}`);
         const host = addressWithPort(connection.address, connection.port);
         const started = Date.now();
