@@ -173,7 +173,7 @@ namespace PulumiNixos.Nixos
         public Output<bool?> SubstituteOnDestination { get; private set; } = null!;
 
         /// <summary>
-        /// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+        /// SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         /// </summary>
         [Output("user")]
         public Output<string?> User { get; private set; } = null!;
@@ -328,6 +328,22 @@ namespace PulumiNixos.Nixos
         [Input("hostPublicKey", required: true)]
         public Input<string> HostPublicKey { get; set; } = null!;
 
+        [Input("jumpHosts")]
+        private InputList<Inputs.JumpHostArgs>? _jumpHosts;
+
+        /// <summary>
+        /// Hosts the deployer reaches this one through (a bastion in front of a private subnet), the first hop first, as OpenSSH's ProxyJump does: every connection of a deploy goes through them, `nix copy`'s too. Each one's host key is pinned. A secret, as it may hold private keys.
+        /// </summary>
+        public InputList<Inputs.JumpHostArgs> JumpHosts
+        {
+            get => _jumpHosts ?? (_jumpHosts = new InputList<Inputs.JumpHostArgs>());
+            set
+            {
+                var emptySecret = Output.CreateSecret(ImmutableArray.Create<Inputs.JumpHostArgs>());
+                _jumpHosts = Output.All(value, emptySecret).Apply(v => v[0]);
+            }
+        }
+
         /// <summary>
         /// SSH port; default 22.
         /// </summary>
@@ -396,8 +412,24 @@ namespace PulumiNixos.Nixos
         [Input("substituteOnDestination")]
         public Input<bool>? SubstituteOnDestination { get; set; }
 
+        [Input("sudoPassword")]
+        private Input<string>? _sudoPassword;
+
         /// <summary>
-        /// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+        /// The deploy user's sudo password, for a host whose sudo asks for one (NixOS's default for wheel): given to `sudo -S` on standard input only, never in an argument list, a log, an error or a file. A wrong one fails before anything runs as root. Always a secret.
+        /// </summary>
+        public Input<string>? SudoPassword
+        {
+            get => _sudoPassword;
+            set
+            {
+                var emptySecret = Output.CreateSecret(0);
+                _sudoPassword = Output.Tuple<Input<string>?, int>(value, emptySecret).Apply(t => t.Item1);
+            }
+        }
+
+        /// <summary>
+        /// SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         /// </summary>
         [Input("user")]
         public Input<string>? User { get; set; }

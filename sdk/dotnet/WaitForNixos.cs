@@ -59,7 +59,7 @@ namespace PulumiNixos.Nixos
         public Output<int?> TimeoutSeconds { get; private set; } = null!;
 
         /// <summary>
-        /// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+        /// SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         /// </summary>
         [Output("user")]
         public Output<string?> User { get; private set; } = null!;
@@ -127,6 +127,22 @@ namespace PulumiNixos.Nixos
         [Input("hostPublicKey", required: true)]
         public Input<string> HostPublicKey { get; set; } = null!;
 
+        [Input("jumpHosts")]
+        private InputList<Inputs.JumpHostArgs>? _jumpHosts;
+
+        /// <summary>
+        /// Hosts the deployer reaches this one through (a bastion in front of a private subnet), the first hop first, as OpenSSH's ProxyJump does: every connection of a deploy goes through them, `nix copy`'s too. Each one's host key is pinned. A secret, as it may hold private keys.
+        /// </summary>
+        public InputList<Inputs.JumpHostArgs> JumpHosts
+        {
+            get => _jumpHosts ?? (_jumpHosts = new InputList<Inputs.JumpHostArgs>());
+            set
+            {
+                var emptySecret = Output.CreateSecret(ImmutableArray.Create<Inputs.JumpHostArgs>());
+                _jumpHosts = Output.All(value, emptySecret).Apply(v => v[0]);
+            }
+        }
+
         /// <summary>
         /// Seconds between attempts; default 5.
         /// </summary>
@@ -162,7 +178,7 @@ namespace PulumiNixos.Nixos
         public Input<int>? TimeoutSeconds { get; set; }
 
         /// <summary>
-        /// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+        /// SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         /// </summary>
         [Input("user")]
         public Input<string>? User { get; set; }

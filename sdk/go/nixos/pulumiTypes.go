@@ -778,6 +778,173 @@ func (o HttpHealthCheckArrayOutput) Index(i pulumi.IntInput) HttpHealthCheckOutp
 	}).(HttpHealthCheckOutput)
 }
 
+// A host the deployer reaches the target through (OpenSSH's ProxyJump), with its own pinned host key.
+type JumpHost struct {
+	// Host name or IP address the deployer (or the hop before) reaches the jump host at.
+	Address string `pulumi:"address"`
+	// The jump host's SSH public key, pinned: a jump host that presents any other key is refused before anything is sent through it.
+	HostPublicKey string `pulumi:"hostPublicKey"`
+	// SSH port; default 22.
+	Port *int `pulumi:"port"`
+	// Its own private key, as text; default the deploy's `privateKey`.
+	PrivateKey *string `pulumi:"privateKey"`
+	// SSH user on the jump host; default "root". It needs no rights beyond forwarding a TCP connection.
+	User *string `pulumi:"user"`
+}
+
+// Defaults sets the appropriate defaults for JumpHost
+func (val *JumpHost) Defaults() *JumpHost {
+	if val == nil {
+		return nil
+	}
+	tmp := *val
+	if tmp.Port == nil {
+		port_ := 22
+		tmp.Port = &port_
+	}
+	if tmp.User == nil {
+		user_ := "root"
+		tmp.User = &user_
+	}
+	return &tmp
+}
+
+// JumpHostInput is an input type that accepts JumpHostArgs and JumpHostOutput values.
+// You can construct a concrete instance of `JumpHostInput` via:
+//
+//	JumpHostArgs{...}
+type JumpHostInput interface {
+	pulumi.Input
+
+	ToJumpHostOutput() JumpHostOutput
+	ToJumpHostOutputWithContext(context.Context) JumpHostOutput
+}
+
+// A host the deployer reaches the target through (OpenSSH's ProxyJump), with its own pinned host key.
+type JumpHostArgs struct {
+	// Host name or IP address the deployer (or the hop before) reaches the jump host at.
+	Address pulumi.StringInput `pulumi:"address"`
+	// The jump host's SSH public key, pinned: a jump host that presents any other key is refused before anything is sent through it.
+	HostPublicKey pulumi.StringInput `pulumi:"hostPublicKey"`
+	// SSH port; default 22.
+	Port pulumi.IntPtrInput `pulumi:"port"`
+	// Its own private key, as text; default the deploy's `privateKey`.
+	PrivateKey pulumi.StringPtrInput `pulumi:"privateKey"`
+	// SSH user on the jump host; default "root". It needs no rights beyond forwarding a TCP connection.
+	User pulumi.StringPtrInput `pulumi:"user"`
+}
+
+// Defaults sets the appropriate defaults for JumpHostArgs
+func (val *JumpHostArgs) Defaults() *JumpHostArgs {
+	if val == nil {
+		return nil
+	}
+	tmp := *val
+	if tmp.Port == nil {
+		tmp.Port = pulumi.IntPtr(22)
+	}
+	if tmp.User == nil {
+		tmp.User = pulumi.StringPtr("root")
+	}
+	return &tmp
+}
+func (JumpHostArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*JumpHost)(nil)).Elem()
+}
+
+func (i JumpHostArgs) ToJumpHostOutput() JumpHostOutput {
+	return i.ToJumpHostOutputWithContext(context.Background())
+}
+
+func (i JumpHostArgs) ToJumpHostOutputWithContext(ctx context.Context) JumpHostOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(JumpHostOutput)
+}
+
+// JumpHostArrayInput is an input type that accepts JumpHostArray and JumpHostArrayOutput values.
+// You can construct a concrete instance of `JumpHostArrayInput` via:
+//
+//	JumpHostArray{ JumpHostArgs{...} }
+type JumpHostArrayInput interface {
+	pulumi.Input
+
+	ToJumpHostArrayOutput() JumpHostArrayOutput
+	ToJumpHostArrayOutputWithContext(context.Context) JumpHostArrayOutput
+}
+
+type JumpHostArray []JumpHostInput
+
+func (JumpHostArray) ElementType() reflect.Type {
+	return reflect.TypeOf((*[]JumpHost)(nil)).Elem()
+}
+
+func (i JumpHostArray) ToJumpHostArrayOutput() JumpHostArrayOutput {
+	return i.ToJumpHostArrayOutputWithContext(context.Background())
+}
+
+func (i JumpHostArray) ToJumpHostArrayOutputWithContext(ctx context.Context) JumpHostArrayOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(JumpHostArrayOutput)
+}
+
+// A host the deployer reaches the target through (OpenSSH's ProxyJump), with its own pinned host key.
+type JumpHostOutput struct{ *pulumi.OutputState }
+
+func (JumpHostOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*JumpHost)(nil)).Elem()
+}
+
+func (o JumpHostOutput) ToJumpHostOutput() JumpHostOutput {
+	return o
+}
+
+func (o JumpHostOutput) ToJumpHostOutputWithContext(ctx context.Context) JumpHostOutput {
+	return o
+}
+
+// Host name or IP address the deployer (or the hop before) reaches the jump host at.
+func (o JumpHostOutput) Address() pulumi.StringOutput {
+	return o.ApplyT(func(v JumpHost) string { return v.Address }).(pulumi.StringOutput)
+}
+
+// The jump host's SSH public key, pinned: a jump host that presents any other key is refused before anything is sent through it.
+func (o JumpHostOutput) HostPublicKey() pulumi.StringOutput {
+	return o.ApplyT(func(v JumpHost) string { return v.HostPublicKey }).(pulumi.StringOutput)
+}
+
+// SSH port; default 22.
+func (o JumpHostOutput) Port() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v JumpHost) *int { return v.Port }).(pulumi.IntPtrOutput)
+}
+
+// Its own private key, as text; default the deploy's `privateKey`.
+func (o JumpHostOutput) PrivateKey() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v JumpHost) *string { return v.PrivateKey }).(pulumi.StringPtrOutput)
+}
+
+// SSH user on the jump host; default "root". It needs no rights beyond forwarding a TCP connection.
+func (o JumpHostOutput) User() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v JumpHost) *string { return v.User }).(pulumi.StringPtrOutput)
+}
+
+type JumpHostArrayOutput struct{ *pulumi.OutputState }
+
+func (JumpHostArrayOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*[]JumpHost)(nil)).Elem()
+}
+
+func (o JumpHostArrayOutput) ToJumpHostArrayOutput() JumpHostArrayOutput {
+	return o
+}
+
+func (o JumpHostArrayOutput) ToJumpHostArrayOutputWithContext(ctx context.Context) JumpHostArrayOutput {
+	return o
+}
+
+func (o JumpHostArrayOutput) Index(i pulumi.IntInput) JumpHostOutput {
+	return pulumi.All(o, i).ApplyT(func(vs []interface{}) JumpHost {
+		return vs[0].([]JumpHost)[vs[1].(int)]
+	}).(JumpHostOutput)
+}
+
 func init() {
 	pulumi.RegisterInputType(reflect.TypeOf((*BinaryCacheInput)(nil)).Elem(), BinaryCacheArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*BinaryCacheArrayInput)(nil)).Elem(), BinaryCacheArray{})
@@ -789,6 +956,8 @@ func init() {
 	pulumi.RegisterInputType(reflect.TypeOf((*HostFileMapInput)(nil)).Elem(), HostFileMap{})
 	pulumi.RegisterInputType(reflect.TypeOf((*HttpHealthCheckInput)(nil)).Elem(), HttpHealthCheckArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*HttpHealthCheckArrayInput)(nil)).Elem(), HttpHealthCheckArray{})
+	pulumi.RegisterInputType(reflect.TypeOf((*JumpHostInput)(nil)).Elem(), JumpHostArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*JumpHostArrayInput)(nil)).Elem(), JumpHostArray{})
 	pulumi.RegisterOutputType(BinaryCacheOutput{})
 	pulumi.RegisterOutputType(BinaryCacheArrayOutput{})
 	pulumi.RegisterOutputType(CommandHealthCheckOutput{})
@@ -799,4 +968,6 @@ func init() {
 	pulumi.RegisterOutputType(HostFileMapOutput{})
 	pulumi.RegisterOutputType(HttpHealthCheckOutput{})
 	pulumi.RegisterOutputType(HttpHealthCheckArrayOutput{})
+	pulumi.RegisterOutputType(JumpHostOutput{})
+	pulumi.RegisterOutputType(JumpHostArrayOutput{})
 }

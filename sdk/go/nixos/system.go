@@ -68,7 +68,7 @@ type System struct {
 	StorePath pulumi.StringPtrOutput `pulumi:"storePath"`
 	// Let the host fetch paths from its own substituters instead of receiving them; default false.
 	SubstituteOnDestination pulumi.BoolPtrOutput `pulumi:"substituteOnDestination"`
-	// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+	// SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
 	User pulumi.StringPtrOutput `pulumi:"user"`
 }
 
@@ -121,11 +121,17 @@ func NewSystem(ctx *pulumi.Context,
 	if args.Files != nil {
 		args.Files = pulumi.ToSecret(args.Files).(HostFileMapInput)
 	}
+	if args.JumpHosts != nil {
+		args.JumpHosts = pulumi.ToSecret(args.JumpHosts).(JumpHostArrayInput)
+	}
 	if args.PrivateKey != nil {
 		args.PrivateKey = pulumi.ToSecret(args.PrivateKey).(pulumi.StringInput)
 	}
 	if args.SigningKey != nil {
 		args.SigningKey = pulumi.ToSecret(args.SigningKey).(pulumi.StringPtrInput)
+	}
+	if args.SudoPassword != nil {
+		args.SudoPassword = pulumi.ToSecret(args.SudoPassword).(pulumi.StringPtrInput)
 	}
 	secrets := pulumi.AdditionalSecretOutputs([]string{
 		"fileDigestKey",
@@ -191,6 +197,8 @@ type systemArgs struct {
 	HealthChecks *HealthChecks `pulumi:"healthChecks"`
 	// The host's SSH public key ("ssh-ed25519 AAAA…"), pinned: a host that presents any other key is refused before anything is sent to it.
 	HostPublicKey string `pulumi:"hostPublicKey"`
+	// Hosts the deployer reaches this one through (a bastion in front of a private subnet), the first hop first, as OpenSSH's ProxyJump does: every connection of a deploy goes through them, `nix copy`'s too. Each one's host key is pinned. A secret, as it may hold private keys.
+	JumpHosts []JumpHost `pulumi:"jumpHosts"`
 	// SSH port; default 22.
 	Port *int `pulumi:"port"`
 	// The deployer's private key, as text. Always stored as a secret.
@@ -207,7 +215,9 @@ type systemArgs struct {
 	StorePath *string `pulumi:"storePath"`
 	// Let the host fetch paths from its own substituters instead of receiving them; default false.
 	SubstituteOnDestination *bool `pulumi:"substituteOnDestination"`
-	// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+	// The deploy user's sudo password, for a host whose sudo asks for one (NixOS's default for wheel): given to `sudo -S` on standard input only, never in an argument list, a log, an error or a file. A wrong one fails before anything runs as root. Always a secret.
+	SudoPassword *string `pulumi:"sudoPassword"`
+	// SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
 	User *string `pulumi:"user"`
 }
 
@@ -239,6 +249,8 @@ type SystemArgs struct {
 	HealthChecks HealthChecksPtrInput
 	// The host's SSH public key ("ssh-ed25519 AAAA…"), pinned: a host that presents any other key is refused before anything is sent to it.
 	HostPublicKey pulumi.StringInput
+	// Hosts the deployer reaches this one through (a bastion in front of a private subnet), the first hop first, as OpenSSH's ProxyJump does: every connection of a deploy goes through them, `nix copy`'s too. Each one's host key is pinned. A secret, as it may hold private keys.
+	JumpHosts JumpHostArrayInput
 	// SSH port; default 22.
 	Port pulumi.IntPtrInput
 	// The deployer's private key, as text. Always stored as a secret.
@@ -255,7 +267,9 @@ type SystemArgs struct {
 	StorePath pulumi.StringPtrInput
 	// Let the host fetch paths from its own substituters instead of receiving them; default false.
 	SubstituteOnDestination pulumi.BoolPtrInput
-	// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+	// The deploy user's sudo password, for a host whose sudo asks for one (NixOS's default for wheel): given to `sudo -S` on standard input only, never in an argument list, a log, an error or a file. A wrong one fails before anything runs as root. Always a secret.
+	SudoPassword pulumi.StringPtrInput
+	// SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
 	User pulumi.StringPtrInput
 }
 
@@ -426,7 +440,7 @@ func (o SystemOutput) SubstituteOnDestination() pulumi.BoolPtrOutput {
 	return o.ApplyT(func(v *System) pulumi.BoolPtrOutput { return v.SubstituteOnDestination }).(pulumi.BoolPtrOutput)
 }
 
-// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+// SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
 func (o SystemOutput) User() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *System) pulumi.StringPtrOutput { return v.User }).(pulumi.StringPtrOutput)
 }

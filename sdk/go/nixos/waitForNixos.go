@@ -30,7 +30,7 @@ type WaitForNixos struct {
 	Port pulumi.IntPtrOutput `pulumi:"port"`
 	// Seconds to wait for NixOS; default 900 (nixos-infect builds a system and reboots).
 	TimeoutSeconds pulumi.IntPtrOutput `pulumi:"timeoutSeconds"`
-	// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+	// SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
 	User pulumi.StringPtrOutput `pulumi:"user"`
 }
 
@@ -64,6 +64,9 @@ func NewWaitForNixos(ctx *pulumi.Context,
 	}
 	if args.User == nil {
 		args.User = pulumi.StringPtr("root")
+	}
+	if args.JumpHosts != nil {
+		args.JumpHosts = pulumi.ToSecret(args.JumpHosts).(JumpHostArrayInput)
 	}
 	if args.PrivateKey != nil {
 		args.PrivateKey = pulumi.ToSecret(args.PrivateKey).(pulumi.StringInput)
@@ -107,6 +110,8 @@ type waitForNixosArgs struct {
 	ConsoleHint *string `pulumi:"consoleHint"`
 	// The host's SSH public key ("ssh-ed25519 AAAA…"), pinned: a host that presents any other key is refused before anything is sent to it.
 	HostPublicKey string `pulumi:"hostPublicKey"`
+	// Hosts the deployer reaches this one through (a bastion in front of a private subnet), the first hop first, as OpenSSH's ProxyJump does: every connection of a deploy goes through them, `nix copy`'s too. Each one's host key is pinned. A secret, as it may hold private keys.
+	JumpHosts []JumpHost `pulumi:"jumpHosts"`
 	// Seconds between attempts; default 5.
 	PollSeconds *int `pulumi:"pollSeconds"`
 	// SSH port; default 22.
@@ -115,7 +120,7 @@ type waitForNixosArgs struct {
 	PrivateKey string `pulumi:"privateKey"`
 	// Seconds to wait for NixOS; default 900 (nixos-infect builds a system and reboots).
 	TimeoutSeconds *int `pulumi:"timeoutSeconds"`
-	// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+	// SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
 	User *string `pulumi:"user"`
 }
 
@@ -127,6 +132,8 @@ type WaitForNixosArgs struct {
 	ConsoleHint pulumi.StringPtrInput
 	// The host's SSH public key ("ssh-ed25519 AAAA…"), pinned: a host that presents any other key is refused before anything is sent to it.
 	HostPublicKey pulumi.StringInput
+	// Hosts the deployer reaches this one through (a bastion in front of a private subnet), the first hop first, as OpenSSH's ProxyJump does: every connection of a deploy goes through them, `nix copy`'s too. Each one's host key is pinned. A secret, as it may hold private keys.
+	JumpHosts JumpHostArrayInput
 	// Seconds between attempts; default 5.
 	PollSeconds pulumi.IntPtrInput
 	// SSH port; default 22.
@@ -135,7 +142,7 @@ type WaitForNixosArgs struct {
 	PrivateKey pulumi.StringInput
 	// Seconds to wait for NixOS; default 900 (nixos-infect builds a system and reboots).
 	TimeoutSeconds pulumi.IntPtrInput
-	// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+	// SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
 	User pulumi.StringPtrInput
 }
 
@@ -211,7 +218,7 @@ func (o WaitForNixosOutput) TimeoutSeconds() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v *WaitForNixos) pulumi.IntPtrOutput { return v.TimeoutSeconds }).(pulumi.IntPtrOutput)
 }
 
-// SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+// SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
 func (o WaitForNixosOutput) User() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *WaitForNixos) pulumi.StringPtrOutput { return v.User }).(pulumi.StringPtrOutput)
 }

@@ -25,6 +25,8 @@ __all__ = [
     'HostFileArgsDict',
     'HttpHealthCheckArgs',
     'HttpHealthCheckArgsDict',
+    'JumpHostArgs',
+    'JumpHostArgsDict',
 ]
 
 class BinaryCacheArgsDict(TypedDict):
@@ -444,5 +446,121 @@ class HttpHealthCheckArgs:
     @timeout_seconds.setter
     def timeout_seconds(self, value: pulumi.Input[Optional[_builtins.float]]):
         pulumi.set(self, "timeout_seconds", value)
+
+
+class JumpHostArgsDict(TypedDict):
+    """
+    A host the deployer reaches the target through (OpenSSH's ProxyJump), with its own pinned host key.
+    """
+    address: pulumi.Input[_builtins.str]
+    """
+    Host name or IP address the deployer (or the hop before) reaches the jump host at.
+    """
+    host_public_key: pulumi.Input[_builtins.str]
+    """
+    The jump host's SSH public key, pinned: a jump host that presents any other key is refused before anything is sent through it.
+    """
+    port: NotRequired[pulumi.Input[Optional[_builtins.int]]]
+    """
+    SSH port; default 22.
+    """
+    private_key: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    Its own private key, as text; default the deploy's `privateKey`.
+    """
+    user: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    SSH user on the jump host; default "root". It needs no rights beyond forwarding a TCP connection.
+    """
+
+@pulumi.input_type
+class JumpHostArgs:
+    def __init__(__self__, *,
+                 address: pulumi.Input[_builtins.str],
+                 host_public_key: pulumi.Input[_builtins.str],
+                 port: pulumi.Input[Optional[_builtins.int]] = None,
+                 private_key: pulumi.Input[Optional[_builtins.str]] = None,
+                 user: pulumi.Input[Optional[_builtins.str]] = None):
+        """
+        A host the deployer reaches the target through (OpenSSH's ProxyJump), with its own pinned host key.
+
+        :param pulumi.Input[_builtins.str] address: Host name or IP address the deployer (or the hop before) reaches the jump host at.
+        :param pulumi.Input[_builtins.str] host_public_key: The jump host's SSH public key, pinned: a jump host that presents any other key is refused before anything is sent through it.
+        :param pulumi.Input[_builtins.int] port: SSH port; default 22.
+        :param pulumi.Input[_builtins.str] private_key: Its own private key, as text; default the deploy's `privateKey`.
+        :param pulumi.Input[_builtins.str] user: SSH user on the jump host; default "root". It needs no rights beyond forwarding a TCP connection.
+        """
+        pulumi.set(__self__, "address", address)
+        pulumi.set(__self__, "host_public_key", host_public_key)
+        if port is None:
+            port = 22
+        if port is not None:
+            pulumi.set(__self__, "port", port)
+        if private_key is not None:
+            pulumi.set(__self__, "private_key", private_key)
+        if user is None:
+            user = 'root'
+        if user is not None:
+            pulumi.set(__self__, "user", user)
+
+    @_builtins.property
+    @pulumi.getter
+    def address(self) -> pulumi.Input[_builtins.str]:
+        """
+        Host name or IP address the deployer (or the hop before) reaches the jump host at.
+        """
+        return pulumi.get(self, "address")
+
+    @address.setter
+    def address(self, value: pulumi.Input[_builtins.str]):
+        pulumi.set(self, "address", value)
+
+    @_builtins.property
+    @pulumi.getter(name="hostPublicKey")
+    def host_public_key(self) -> pulumi.Input[_builtins.str]:
+        """
+        The jump host's SSH public key, pinned: a jump host that presents any other key is refused before anything is sent through it.
+        """
+        return pulumi.get(self, "host_public_key")
+
+    @host_public_key.setter
+    def host_public_key(self, value: pulumi.Input[_builtins.str]):
+        pulumi.set(self, "host_public_key", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def port(self) -> pulumi.Input[Optional[_builtins.int]]:
+        """
+        SSH port; default 22.
+        """
+        return pulumi.get(self, "port")
+
+    @port.setter
+    def port(self, value: pulumi.Input[Optional[_builtins.int]]):
+        pulumi.set(self, "port", value)
+
+    @_builtins.property
+    @pulumi.getter(name="privateKey")
+    def private_key(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Its own private key, as text; default the deploy's `privateKey`.
+        """
+        return pulumi.get(self, "private_key")
+
+    @private_key.setter
+    def private_key(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "private_key", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def user(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        SSH user on the jump host; default "root". It needs no rights beyond forwarding a TCP connection.
+        """
+        return pulumi.get(self, "user")
+
+    @user.setter
+    def user(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "user", value)
 
 

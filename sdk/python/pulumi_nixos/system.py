@@ -35,6 +35,7 @@ class SystemArgs:
                  files: pulumi.Input[Optional[Mapping[str, pulumi.Input['HostFileArgs']]]] = None,
                  flake: pulumi.Input[Optional[_builtins.str]] = None,
                  health_checks: pulumi.Input[Optional['HealthChecksArgs']] = None,
+                 jump_hosts: pulumi.Input[Optional[Sequence[pulumi.Input['JumpHostArgs']]]] = None,
                  port: pulumi.Input[Optional[_builtins.int]] = None,
                  reboot: pulumi.Input[Optional[_builtins.bool]] = None,
                  reboot_on_kernel_change: pulumi.Input[Optional[_builtins.bool]] = None,
@@ -42,6 +43,7 @@ class SystemArgs:
                  signing_key: pulumi.Input[Optional[_builtins.str]] = None,
                  store_path: pulumi.Input[Optional[_builtins.str]] = None,
                  substitute_on_destination: pulumi.Input[Optional[_builtins.bool]] = None,
+                 sudo_password: pulumi.Input[Optional[_builtins.str]] = None,
                  user: pulumi.Input[Optional[_builtins.str]] = None):
         """
         The set of arguments for constructing a System resource.
@@ -60,6 +62,7 @@ class SystemArgs:
         :param pulumi.Input[Mapping[str, pulumi.Input['HostFileArgs']]] files: Files written on the host from Pulumi secrets, by absolute path (or a bare name, which lands in /run/keys): only the ones that differ from the host are sent; a file removed from here is removed from the host; a failed deploy puts the previous versions back with the previous system.
         :param pulumi.Input[_builtins.str] flake: The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").
         :param pulumi.Input['HealthChecksArgs'] health_checks: Checks that must pass after activation, or the host is rolled back.
+        :param pulumi.Input[Sequence[pulumi.Input['JumpHostArgs']]] jump_hosts: Hosts the deployer reaches this one through (a bastion in front of a private subnet), the first hop first, as OpenSSH's ProxyJump does: every connection of a deploy goes through them, `nix copy`'s too. Each one's host key is pinned. A secret, as it may hold private keys.
         :param pulumi.Input[_builtins.int] port: SSH port; default 22.
         :param pulumi.Input[_builtins.bool] reboot: Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
         :param pulumi.Input[_builtins.bool] reboot_on_kernel_change: Reboot after a switch exactly when the new system's kernel, initrd or kernel modules differ from the ones the host booted (`/run/booted-system` against `/run/current-system`), with the wait, health checks and rollback of `reboot`; a change that keeps them does not reboot. Default false.
@@ -67,7 +70,8 @@ class SystemArgs:
         :param pulumi.Input[_builtins.str] signing_key: A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
         :param pulumi.Input[_builtins.str] store_path: Instead of flake and configuration: an already-built system's store path.
         :param pulumi.Input[_builtins.bool] substitute_on_destination: Let the host fetch paths from its own substituters instead of receiving them; default false.
-        :param pulumi.Input[_builtins.str] user: SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+        :param pulumi.Input[_builtins.str] sudo_password: The deploy user's sudo password, for a host whose sudo asks for one (NixOS's default for wheel): given to `sudo -S` on standard input only, never in an argument list, a log, an error or a file. A wrong one fails before anything runs as root. Always a secret.
+        :param pulumi.Input[_builtins.str] user: SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         """
         pulumi.set(__self__, "address", address)
         pulumi.set(__self__, "host_public_key", host_public_key)
@@ -102,6 +106,8 @@ class SystemArgs:
             pulumi.set(__self__, "flake", flake)
         if health_checks is not None:
             pulumi.set(__self__, "health_checks", health_checks)
+        if jump_hosts is not None:
+            pulumi.set(__self__, "jump_hosts", jump_hosts)
         if port is None:
             port = 22
         if port is not None:
@@ -126,6 +132,8 @@ class SystemArgs:
             substitute_on_destination = False
         if substitute_on_destination is not None:
             pulumi.set(__self__, "substitute_on_destination", substitute_on_destination)
+        if sudo_password is not None:
+            pulumi.set(__self__, "sudo_password", sudo_password)
         if user is None:
             user = 'root'
         if user is not None:
@@ -300,6 +308,18 @@ class SystemArgs:
         pulumi.set(self, "health_checks", value)
 
     @_builtins.property
+    @pulumi.getter(name="jumpHosts")
+    def jump_hosts(self) -> pulumi.Input[Optional[Sequence[pulumi.Input['JumpHostArgs']]]]:
+        """
+        Hosts the deployer reaches this one through (a bastion in front of a private subnet), the first hop first, as OpenSSH's ProxyJump does: every connection of a deploy goes through them, `nix copy`'s too. Each one's host key is pinned. A secret, as it may hold private keys.
+        """
+        return pulumi.get(self, "jump_hosts")
+
+    @jump_hosts.setter
+    def jump_hosts(self, value: pulumi.Input[Optional[Sequence[pulumi.Input['JumpHostArgs']]]]):
+        pulumi.set(self, "jump_hosts", value)
+
+    @_builtins.property
     @pulumi.getter
     def port(self) -> pulumi.Input[Optional[_builtins.int]]:
         """
@@ -384,10 +404,22 @@ class SystemArgs:
         pulumi.set(self, "substitute_on_destination", value)
 
     @_builtins.property
+    @pulumi.getter(name="sudoPassword")
+    def sudo_password(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The deploy user's sudo password, for a host whose sudo asks for one (NixOS's default for wheel): given to `sudo -S` on standard input only, never in an argument list, a log, an error or a file. A wrong one fails before anything runs as root. Always a secret.
+        """
+        return pulumi.get(self, "sudo_password")
+
+    @sudo_password.setter
+    def sudo_password(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "sudo_password", value)
+
+    @_builtins.property
     @pulumi.getter
     def user(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+        SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         """
         return pulumi.get(self, "user")
 
@@ -415,6 +447,7 @@ class System(pulumi.CustomResource):
                  flake: pulumi.Input[Optional[_builtins.str]] = None,
                  health_checks: pulumi.Input[Optional[Union['HealthChecksArgs', 'HealthChecksArgsDict']]] = None,
                  host_public_key: pulumi.Input[Optional[_builtins.str]] = None,
+                 jump_hosts: pulumi.Input[Optional[Sequence[pulumi.Input[Union['JumpHostArgs', 'JumpHostArgsDict']]]]] = None,
                  port: pulumi.Input[Optional[_builtins.int]] = None,
                  private_key: pulumi.Input[Optional[_builtins.str]] = None,
                  reboot: pulumi.Input[Optional[_builtins.bool]] = None,
@@ -423,6 +456,7 @@ class System(pulumi.CustomResource):
                  signing_key: pulumi.Input[Optional[_builtins.str]] = None,
                  store_path: pulumi.Input[Optional[_builtins.str]] = None,
                  substitute_on_destination: pulumi.Input[Optional[_builtins.bool]] = None,
+                 sudo_password: pulumi.Input[Optional[_builtins.str]] = None,
                  user: pulumi.Input[Optional[_builtins.str]] = None,
                  __props__=None):
         """
@@ -443,6 +477,7 @@ class System(pulumi.CustomResource):
         :param pulumi.Input[_builtins.str] flake: The flake holding the configuration: a local path ("./nix", relative to the project) or a reference ("github:owner/repo/rev").
         :param pulumi.Input[Union['HealthChecksArgs', 'HealthChecksArgsDict']] health_checks: Checks that must pass after activation, or the host is rolled back.
         :param pulumi.Input[_builtins.str] host_public_key: The host's SSH public key ("ssh-ed25519 AAAA…"), pinned: a host that presents any other key is refused before anything is sent to it.
+        :param pulumi.Input[Sequence[pulumi.Input[Union['JumpHostArgs', 'JumpHostArgsDict']]]] jump_hosts: Hosts the deployer reaches this one through (a bastion in front of a private subnet), the first hop first, as OpenSSH's ProxyJump does: every connection of a deploy goes through them, `nix copy`'s too. Each one's host key is pinned. A secret, as it may hold private keys.
         :param pulumi.Input[_builtins.int] port: SSH port; default 22.
         :param pulumi.Input[_builtins.str] private_key: The deployer's private key, as text. Always stored as a secret.
         :param pulumi.Input[_builtins.bool] reboot: Reboot the host when activating the system needs it: after a `boot` deploy, or when switch-to-configuration exits 100 (the init interface changed). The deploy waits until the host is back, checks that it runs the new closure and runs the health checks; a failure reboots it into the previous generation. Without it such a switch fails, and the host stays on its previous generation. Default false.
@@ -451,7 +486,8 @@ class System(pulumi.CustomResource):
         :param pulumi.Input[_builtins.str] signing_key: A Nix secret key (`nix key generate-secret`) the deployer signs the closure it built with before sending it, so that a host that requires signatures and trusts the key's public half accepts it. Implies `checkSignatures`.
         :param pulumi.Input[_builtins.str] store_path: Instead of flake and configuration: an already-built system's store path.
         :param pulumi.Input[_builtins.bool] substitute_on_destination: Let the host fetch paths from its own substituters instead of receiving them; default false.
-        :param pulumi.Input[_builtins.str] user: SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+        :param pulumi.Input[_builtins.str] sudo_password: The deploy user's sudo password, for a host whose sudo asks for one (NixOS's default for wheel): given to `sudo -S` on standard input only, never in an argument list, a log, an error or a file. A wrong one fails before anything runs as root. Always a secret.
+        :param pulumi.Input[_builtins.str] user: SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         """
         ...
     @overload
@@ -490,6 +526,7 @@ class System(pulumi.CustomResource):
                  flake: pulumi.Input[Optional[_builtins.str]] = None,
                  health_checks: pulumi.Input[Optional[Union['HealthChecksArgs', 'HealthChecksArgsDict']]] = None,
                  host_public_key: pulumi.Input[Optional[_builtins.str]] = None,
+                 jump_hosts: pulumi.Input[Optional[Sequence[pulumi.Input[Union['JumpHostArgs', 'JumpHostArgsDict']]]]] = None,
                  port: pulumi.Input[Optional[_builtins.int]] = None,
                  private_key: pulumi.Input[Optional[_builtins.str]] = None,
                  reboot: pulumi.Input[Optional[_builtins.bool]] = None,
@@ -498,6 +535,7 @@ class System(pulumi.CustomResource):
                  signing_key: pulumi.Input[Optional[_builtins.str]] = None,
                  store_path: pulumi.Input[Optional[_builtins.str]] = None,
                  substitute_on_destination: pulumi.Input[Optional[_builtins.bool]] = None,
+                 sudo_password: pulumi.Input[Optional[_builtins.str]] = None,
                  user: pulumi.Input[Optional[_builtins.str]] = None,
                  __props__=None):
         opts = pulumi.ResourceOptions.merge(_utilities.get_resource_opts_defaults(), opts)
@@ -533,6 +571,7 @@ class System(pulumi.CustomResource):
             if host_public_key is None and not opts.urn:
                 raise TypeError("Missing required property 'host_public_key'")
             __props__.__dict__["host_public_key"] = host_public_key
+            __props__.__dict__["jump_hosts"] = None if jump_hosts is None else pulumi.Output.secret(jump_hosts)
             if port is None:
                 port = 22
             __props__.__dict__["port"] = port
@@ -553,6 +592,7 @@ class System(pulumi.CustomResource):
             if substitute_on_destination is None:
                 substitute_on_destination = False
             __props__.__dict__["substitute_on_destination"] = substitute_on_destination
+            __props__.__dict__["sudo_password"] = None if sudo_password is None else pulumi.Output.secret(sudo_password)
             if user is None:
                 user = 'root'
             __props__.__dict__["user"] = user
@@ -829,7 +869,7 @@ class System(pulumi.CustomResource):
     @pulumi.getter
     def user(self) -> pulumi.Output[Optional[_builtins.str]]:
         """
-        SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+        SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         """
         return pulumi.get(self, "user")
 

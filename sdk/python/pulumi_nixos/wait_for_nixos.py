@@ -13,6 +13,7 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import NotRequired, TypedDict, TypeAlias
 from . import _utilities
+from ._inputs import *
 
 __all__ = ['WaitForNixosArgs', 'WaitForNixos']
 
@@ -23,6 +24,7 @@ class WaitForNixosArgs:
                  host_public_key: pulumi.Input[_builtins.str],
                  private_key: pulumi.Input[_builtins.str],
                  console_hint: pulumi.Input[Optional[_builtins.str]] = None,
+                 jump_hosts: pulumi.Input[Optional[Sequence[pulumi.Input['JumpHostArgs']]]] = None,
                  poll_seconds: pulumi.Input[Optional[_builtins.int]] = None,
                  port: pulumi.Input[Optional[_builtins.int]] = None,
                  timeout_seconds: pulumi.Input[Optional[_builtins.int]] = None,
@@ -34,10 +36,11 @@ class WaitForNixosArgs:
         :param pulumi.Input[_builtins.str] host_public_key: The host's SSH public key ("ssh-ed25519 AAAA…"), pinned: a host that presents any other key is refused before anything is sent to it.
         :param pulumi.Input[_builtins.str] private_key: The deployer's private key, as text. Always stored as a secret.
         :param pulumi.Input[_builtins.str] console_hint: Where a user should look when the host does not come up, for the timeout message.
+        :param pulumi.Input[Sequence[pulumi.Input['JumpHostArgs']]] jump_hosts: Hosts the deployer reaches this one through (a bastion in front of a private subnet), the first hop first, as OpenSSH's ProxyJump does: every connection of a deploy goes through them, `nix copy`'s too. Each one's host key is pinned. A secret, as it may hold private keys.
         :param pulumi.Input[_builtins.int] poll_seconds: Seconds between attempts; default 5.
         :param pulumi.Input[_builtins.int] port: SSH port; default 22.
         :param pulumi.Input[_builtins.int] timeout_seconds: Seconds to wait for NixOS; default 900 (nixos-infect builds a system and reboots).
-        :param pulumi.Input[_builtins.str] user: SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+        :param pulumi.Input[_builtins.str] user: SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         """
         pulumi.set(__self__, "address", address)
         pulumi.set(__self__, "host_public_key", host_public_key)
@@ -46,6 +49,8 @@ class WaitForNixosArgs:
             console_hint = 'the console of the machine'
         if console_hint is not None:
             pulumi.set(__self__, "console_hint", console_hint)
+        if jump_hosts is not None:
+            pulumi.set(__self__, "jump_hosts", jump_hosts)
         if poll_seconds is None:
             poll_seconds = 5
         if poll_seconds is not None:
@@ -112,6 +117,18 @@ class WaitForNixosArgs:
         pulumi.set(self, "console_hint", value)
 
     @_builtins.property
+    @pulumi.getter(name="jumpHosts")
+    def jump_hosts(self) -> pulumi.Input[Optional[Sequence[pulumi.Input['JumpHostArgs']]]]:
+        """
+        Hosts the deployer reaches this one through (a bastion in front of a private subnet), the first hop first, as OpenSSH's ProxyJump does: every connection of a deploy goes through them, `nix copy`'s too. Each one's host key is pinned. A secret, as it may hold private keys.
+        """
+        return pulumi.get(self, "jump_hosts")
+
+    @jump_hosts.setter
+    def jump_hosts(self, value: pulumi.Input[Optional[Sequence[pulumi.Input['JumpHostArgs']]]]):
+        pulumi.set(self, "jump_hosts", value)
+
+    @_builtins.property
     @pulumi.getter(name="pollSeconds")
     def poll_seconds(self) -> pulumi.Input[Optional[_builtins.int]]:
         """
@@ -151,7 +168,7 @@ class WaitForNixosArgs:
     @pulumi.getter
     def user(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+        SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         """
         return pulumi.get(self, "user")
 
@@ -169,6 +186,7 @@ class WaitForNixos(pulumi.CustomResource):
                  address: pulumi.Input[Optional[_builtins.str]] = None,
                  console_hint: pulumi.Input[Optional[_builtins.str]] = None,
                  host_public_key: pulumi.Input[Optional[_builtins.str]] = None,
+                 jump_hosts: pulumi.Input[Optional[Sequence[pulumi.Input[Union['JumpHostArgs', 'JumpHostArgsDict']]]]] = None,
                  poll_seconds: pulumi.Input[Optional[_builtins.int]] = None,
                  port: pulumi.Input[Optional[_builtins.int]] = None,
                  private_key: pulumi.Input[Optional[_builtins.str]] = None,
@@ -183,11 +201,12 @@ class WaitForNixos(pulumi.CustomResource):
         :param pulumi.Input[_builtins.str] address: Host name or IP address the deployer reaches the host at.
         :param pulumi.Input[_builtins.str] console_hint: Where a user should look when the host does not come up, for the timeout message.
         :param pulumi.Input[_builtins.str] host_public_key: The host's SSH public key ("ssh-ed25519 AAAA…"), pinned: a host that presents any other key is refused before anything is sent to it.
+        :param pulumi.Input[Sequence[pulumi.Input[Union['JumpHostArgs', 'JumpHostArgsDict']]]] jump_hosts: Hosts the deployer reaches this one through (a bastion in front of a private subnet), the first hop first, as OpenSSH's ProxyJump does: every connection of a deploy goes through them, `nix copy`'s too. Each one's host key is pinned. A secret, as it may hold private keys.
         :param pulumi.Input[_builtins.int] poll_seconds: Seconds between attempts; default 5.
         :param pulumi.Input[_builtins.int] port: SSH port; default 22.
         :param pulumi.Input[_builtins.str] private_key: The deployer's private key, as text. Always stored as a secret.
         :param pulumi.Input[_builtins.int] timeout_seconds: Seconds to wait for NixOS; default 900 (nixos-infect builds a system and reboots).
-        :param pulumi.Input[_builtins.str] user: SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+        :param pulumi.Input[_builtins.str] user: SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         """
         ...
     @overload
@@ -216,6 +235,7 @@ class WaitForNixos(pulumi.CustomResource):
                  address: pulumi.Input[Optional[_builtins.str]] = None,
                  console_hint: pulumi.Input[Optional[_builtins.str]] = None,
                  host_public_key: pulumi.Input[Optional[_builtins.str]] = None,
+                 jump_hosts: pulumi.Input[Optional[Sequence[pulumi.Input[Union['JumpHostArgs', 'JumpHostArgsDict']]]]] = None,
                  poll_seconds: pulumi.Input[Optional[_builtins.int]] = None,
                  port: pulumi.Input[Optional[_builtins.int]] = None,
                  private_key: pulumi.Input[Optional[_builtins.str]] = None,
@@ -239,6 +259,7 @@ class WaitForNixos(pulumi.CustomResource):
             if host_public_key is None and not opts.urn:
                 raise TypeError("Missing required property 'host_public_key'")
             __props__.__dict__["host_public_key"] = host_public_key
+            __props__.__dict__["jump_hosts"] = None if jump_hosts is None else pulumi.Output.secret(jump_hosts)
             if poll_seconds is None:
                 poll_seconds = 5
             __props__.__dict__["poll_seconds"] = poll_seconds
@@ -347,7 +368,7 @@ class WaitForNixos(pulumi.CustomResource):
     @pulumi.getter
     def user(self) -> pulumi.Output[Optional[_builtins.str]]:
         """
-        SSH user; default "root". Another user must be able to run sudo without a password and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
+        SSH user; default "root". Another user must be able to run sudo (without a password, or with `sudoPassword`) and be a trusted Nix user (to copy unsigned paths): the profile, the switch and the rollback then run as root through sudo.
         """
         return pulumi.get(self, "user")
 
