@@ -62,6 +62,20 @@ const HOST_ALIAS = "pulumi-nixos-target";
 /** The alias of the jump host `index` (0 the first hop). */
 const JUMP_ALIAS_PREFIX = "pulumi-nixos-jump-";
 const jumpAlias = (index: number) => `${JUMP_ALIAS_PREFIX}${index}`;
+/** Where the jump hosts' ssh commands write their errors, in the connection's folder. */
+const JUMP_LOG = "jump-errors";
+
+/** What the jump hosts' ssh commands printed since the last call (and nothing is kept of it). */
+function takeJumpErrors(file: string): string {
+    try {
+        const errors = fs.readFileSync(file, "utf8");
+        fs.truncateSync(file);
+        return errors;
+    } catch {
+        return "";
+    }
+}
+
 /** Prefix of the private folders under the temporary directory. */
 const FOLDER_PREFIX = "pnx-ssh-";
 
@@ -238,6 +252,8 @@ export class SshConnection {
         };
         const deployKey = writeKey("id", target.privateKey);
         const knownHosts = path.join(dir, "known_hosts");
+        const configFile = path.join(dir, "config");
+        const jumpLog = path.join(dir, JUMP_LOG);
         const jumps = (target.jumpHosts ?? []).map((jump, index) => ({
             ...jump, alias: jumpAlias(index), keyFile: jump.privateKey === undefined ? deployKey : writeKey(`id-jump-${index}`, jump.privateKey),
         }));
@@ -266,10 +282,12 @@ export class SshConnection {
             "  ServerAliveInterval 5",
             "  ServerAliveCountMax 3",
             "  LogLevel ERROR",
-            ...(index > 0 ? [`  ProxyJump ${hops[index - 1].alias}`] : []),
+            // ProxyJump's own command, with its errors kept: the shared master (ControlPersist)
+            // sends its proxy's to /dev/null, and a jump host's refusal would read as a lost connection.
+            ...(index > 0 ? [`  ProxyCommand ssh -F ${quoteShellArgument(configFile)} -W '[%h]:%p' ${hops[index - 1].alias} 2>>${quoteShellArgument(jumpLog)}`] : []),
             ...(carriesSecrets ? [] : [`  KexAlgorithms ${CLASSIC_KEY_EXCHANGE}`]),
         ];
-        fs.writeFileSync(path.join(dir, "config"), [
+        fs.writeFileSync(configFile, [
             ...hops.flatMap((hop, index) => [
                 ...hostBlock(hop, index),
                 ...(hop.alias === HOST_ALIAS ? ["  ControlMaster auto", `  ControlPath ${path.join(dir, "master")}`, "  ControlPersist 60"] : []),
@@ -304,7 +322,8 @@ export class SshConnection {
     }
 
     /** What ssh's exit 255 means, naming the jump host that failed when it was one. */
-    private connectionError(stderr: string): SshConnectionError {
+    private connectionError(sshErrors: string): SshConnectionError {
+        const stderr = `${takeJumpErrors(path.join(this.dir, JUMP_LOG))}${sshErrors}`;
         const named = this.jumpHosts.reduce((text, name, index) => text.replaceAll(jumpAlias(index), `jump host ${name}`), stderr);
         const jumpIndex = Number(new RegExp(`${JUMP_ALIAS_PREFIX}(\\d+)`).exec(stderr)?.[1] ?? NaN);
         const jump = Number.isInteger(jumpIndex) && jumpIndex < this.jumpHosts.length ? { name: this.jumpHosts[jumpIndex], index: jumpIndex } : undefined;

@@ -58,6 +58,13 @@ const CATALOGUE: HostileCase[] = [
     { what: "health checks of the wrong type", args: { healthChecks: "yes" }, field: /healthChecks/ },
     { what: "a negative connect timeout", args: { connectTimeoutSeconds: -1 }, field: /connectTimeoutSeconds/ },
     { what: "no time for the host to await confirmation", args: { confirmTimeoutSeconds: 0 }, field: /confirmTimeoutSeconds/ },
+    { what: "an ssh option smuggled as a jump host's address", args: { jumpHosts: [{ address: "-oProxyCommand=touch /tmp/pwned", hostPublicKey: KEY }] }, field: /jumpHosts[\s\S]*0\.address/ },
+    { what: "a jump host as an ssh destination string with options", args: { jumpHosts: ["guest@bastion -oProxyCommand=x"] }, field: /jumpHosts[\s\S]*0: / },
+    { what: "a jump host without a pinned host key", args: { jumpHosts: [{ address: "bastion.example.org" }] }, field: /jumpHosts[\s\S]*0\.hostPublicKey/ },
+    { what: "a known_hosts line smuggled in a jump host's key", args: { jumpHosts: [{ address: "bastion", hostPublicKey: `${KEY}\n* ssh-ed25519 AAAAx` }] }, field: /jumpHosts[\s\S]*0\.hostPublicKey/ },
+    { what: "an ssh option as a jump host's user", args: { jumpHosts: [{ address: "bastion", user: "-oProxyCommand=x", hostPublicKey: KEY }] }, field: /jumpHosts[\s\S]*0\.user/ },
+    { what: "a sudo password with a line break inside (sudo reads one line)", args: { sudoPassword: "first\nsecond" }, field: /sudoPassword[\s\S]*must be one line/ },
+    { what: "an empty sudo password", args: { sudoPassword: "\n" }, field: /sudoPassword/ },
     ...fileCases(),
     ...buildCases(),
 ];
@@ -154,6 +161,11 @@ for (const hostile of CATALOGUE) {
         assert.ok(!reasons.includes(PRIVATE_KEY.split("\n")[1]), "the message repeats the private key");
     });
 }
+
+test("a sudo password with quotes, `$`, a backslash and a final newline (a file's) passes: it is deployed as given", async () => {
+    const result = await check({ ...STATE, user: "operator", sudoPassword: `it's "op" $HOME \\ ;\n` });
+    assert.deepEqual(result.failures, []);
+});
 
 test("build: \"target\" with a store path built already is refused, as there is nothing to build", async () => {
     const result = await check({ ...STATE, build: "target" });

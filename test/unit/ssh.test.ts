@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
 import { test } from "node:test";
 import { CLASSIC_KEY_EXCHANGE, quoteShellArgument, remoteCommandLine, SshConnection } from "../../components/transport/ssh";
 
@@ -67,6 +68,52 @@ test("a connection opened without secrets refuses a secret input before ssh runs
     const connection = SshConnection.open(UNREACHABLE, { carriesSecrets: false });
     try {
         await assert.rejects(connection.run(["cat"], { input: "secret", secretInput: true }), /opened without secrets/);
+    } finally {
+        await connection.close();
+    }
+});
+
+const JUMP_KEY = UNREACHABLE.privateKey.replace("b3Bl", "anVt");
+
+test("jump hosts: each hop is reached through the one before, with its own pinned key and its own private key or the deploy's", async () => {
+    const connection = SshConnection.open({
+        ...UNREACHABLE,
+        jumpHosts: [
+            { address: "198.51.100.7", port: 2222, user: "guest", hostPublicKey: "ssh-ed25519 AAAAjump0" },
+            { address: "fd00::7", port: 22, user: "root", hostPublicKey: "ssh-ed25519 AAAAjump1", privateKey: JUMP_KEY },
+        ],
+    });
+    try {
+        const options = connection.nixSshOpts.split(" ");
+        const settings = (alias: string) => execFileSync("ssh", [...options, "-G", alias], { encoding: "utf8" });
+        const first = settings("pulumi-nixos-jump-0");
+        assert.match(first, /^hostname 198\.51\.100\.7$/m);
+        assert.match(first, /^port 2222$/m);
+        assert.match(first, /^user guest$/m);
+        assert.doesNotMatch(first, /^proxycommand /m);
+        const second = settings("pulumi-nixos-jump-1");
+        assert.match(second, /^hostname fd00::7$/m);
+        assert.match(second, /^proxycommand ssh -F \S+ -W '\[%h\]:%p' pulumi-nixos-jump-0 2>>\S+jump-errors$/m);
+        const target = settings("pulumi-nixos-target");
+        assert.match(target, /^proxycommand ssh -F \S+ -W '\[%h\]:%p' pulumi-nixos-jump-1 2>>\S+jump-errors$/m);
+        assert.match(target, /^stricthostkeychecking true$/m);
+        const identity = (text: string) => /^identityfile (\S+)$/m.exec(text)![1];
+        assert.equal(identity(first), identity(target), "the first hop does not use the deploy key");
+        assert.equal(fs.readFileSync(identity(second), "utf8"), JUMP_KEY);
+        const knownHosts = /^userknownhostsfile (\S+)$/m.exec(target)![1];
+        assert.deepEqual(fs.readFileSync(knownHosts, "utf8").trim().split("\n"), [
+            "pulumi-nixos-jump-0 ssh-ed25519 AAAAjump0", "pulumi-nixos-jump-1 ssh-ed25519 AAAAjump1", `pulumi-nixos-target ${UNREACHABLE.hostPublicKey}`,
+        ]);
+    } finally {
+        await connection.close();
+    }
+});
+
+test("a connection with a sudo password always carries secrets: its key exchange stays OpenSSH's default", async () => {
+    const defaults = /^kexalgorithms (.+)$/m.exec(execFileSync("ssh", ["-G", "host.invalid"], { encoding: "utf8" }))![1].split(",");
+    const connection = SshConnection.open({ ...UNREACHABLE, user: "operator", sudoPassword: "pw" }, { carriesSecrets: false });
+    try {
+        assert.deepEqual(sharedKeyExchanges(connection), defaults);
     } finally {
         await connection.close();
     }
