@@ -40,6 +40,7 @@ export class NixosBootstrap extends pulumi.ComponentResource {
             ...connection,
             port: args.system.port,
             user: args.system.user,
+            jumpHosts: args.system.jumpHosts,
             timeoutSeconds: args.bootTimeoutSeconds,
             pollSeconds: args.bootPollSeconds,
             consoleHint: args.consoleHint,

@@ -48,8 +48,13 @@ export interface NixosHostArgs {
     keyPairName?: pulumi.Input<string>;
     /** Tags for every AWS resource of the host. */
     tags?: pulumi.Input<Record<string, pulumi.Input<string>>>;
-    /** Reach the host at its private address (from inside the VPC) instead of its public one. */
-    usePrivateAddress?: boolean;
+    /**
+     * Which of the instance's addresses the deployer reaches it at: "public" (IPv4), "private"
+     * (from inside the VPC, or through a bastion: `deploy.jumpHosts`) or "ipv6" (the instance gets
+     * one IPv6 address from its subnet, which needs an IPv6 range). Default "private" with
+     * `deploy.jumpHosts`, else "public".
+     */
+    deployAddress?: "public" | "private" | "ipv6";
     /** nixos-infect's revision and the SHA-256 of its script; default DEFAULT_INFECT_PIN. */
     infect?: { revision: string; sha256: string };
     /** The channel of the first system nixos-infect builds; default "nixos-25.05" (a supported release). */
@@ -58,7 +63,12 @@ export interface NixosHostArgs {
     infectSwap?: boolean;
     /** Seconds to wait for the host to run NixOS; default 900. */
     bootTimeoutSeconds?: pulumi.Input<number>;
-    /** Deploy settings passed to the host's NixosSystem. */
+    /**
+     * Deploy settings passed to the host's NixosSystem. With `jumpHosts` (a bastion of the same
+     * stack, e.g. `[{ address: bastion.address, hostPublicKey: bastion.hostPublicKey }]`), the
+     * instance can sit in a private subnet (`subnetId`): the wait for NixOS and every deploy go
+     * through them.
+     */
     deploy?: DeploySettings;
     /** Resources the deploy waits for (a fleet's previous batch); the machine itself is made at once. */
     deployAfter?: pulumi.Resource[];
@@ -67,7 +77,7 @@ export interface NixosHostArgs {
 /** The deploy settings a host or fleet passes through to NixosSystem. */
 export type DeploySettings = Pick<NixosSystemArgs,
     "user" | "action" | "healthChecks" | "substituteOnDestination" | "confirmTimeoutSeconds" | "connectTimeoutSeconds" | "reboot" | "rebootOnKernelChange" | "rebootTimeoutSeconds" | "files" |
-    "build" | "binaryCaches" | "signingKey" | "checkSignatures" | "evaluateWith">;
+    "build" | "binaryCaches" | "signingKey" | "checkSignatures" | "evaluateWith" | "jumpHosts" | "sudoPassword">;
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const loadAws = (): typeof awsModule => require("@pulumi/aws");
@@ -83,7 +93,7 @@ export class NixosHost extends pulumi.ComponentResource {
     readonly securityGroup: awsModule.ec2.SecurityGroup;
     readonly hostKey: SshKeyPair;
     readonly bootstrap: NixosBootstrap;
-    /** The address the deployer uses (public unless usePrivateAddress). */
+    /** The address the deployer uses (see deployAddress). */
     readonly address: pulumi.Output<string>;
     readonly hostPublicKey: pulumi.Output<string>;
     readonly closure: pulumi.Output<string>;
@@ -96,6 +106,9 @@ export class NixosHost extends pulumi.ComponentResource {
         const parent = { parent: this };
         const image = args.image ?? "ubuntu";
         const instanceType = args.instanceType ?? "t3.small";
+        const behindJumpHosts = args.deploy?.jumpHosts !== undefined;
+        const deployAddress = args.deployAddress ?? (behindJumpHosts ? "private" : "public");
+        const ipv6 = deployAddress === "ipv6";
         const tags = pulumi.output(args.tags ?? {}).apply((user) => ({ ...user, Name: name, "pulumi-nixos:host": name }));
 
         this.hostKey = new SshKeyPair(`${name}-host-key`, { comment: name }, parent);
@@ -106,9 +119,10 @@ export class NixosHost extends pulumi.ComponentResource {
             ingress: [22, ...(args.openPorts ?? [])].map((port) => ({
                 protocol: "tcp", fromPort: port, toPort: port,
                 cidrBlocks: port === 22 ? args.sshCidrBlocks ?? ["0.0.0.0/0"] : ["0.0.0.0/0"],
+                ...(ipv6 ? { ipv6CidrBlocks: ["::/0"] } : {}),
                 description: port === 22 ? "SSH (deploys)" : `port ${port}`,
             })),
-            egress: [{ protocol: "-1", fromPort: 0, toPort: 0, cidrBlocks: ["0.0.0.0/0"], description: "all outbound" }],
+            egress: [{ protocol: "-1", fromPort: 0, toPort: 0, cidrBlocks: ["0.0.0.0/0"], ...(ipv6 ? { ipv6CidrBlocks: ["::/0"] } : {}), description: "all outbound" }],
             tags,
         }, parent);
 
@@ -133,6 +147,9 @@ export class NixosHost extends pulumi.ComponentResource {
             ami,
             instanceType,
             subnetId: args.subnetId,
+            ...(ipv6 ? { ipv6AddressCount: 1 } : {}),
+            // Behind a bastion the instance needs no public address (a private subnet gives none anyway).
+            ...(behindJumpHosts ? { associatePublicIpAddress: false } : {}),
             vpcSecurityGroupIds: [this.securityGroup.id],
             keyName,
             userData,
@@ -143,7 +160,8 @@ export class NixosHost extends pulumi.ComponentResource {
             tags,
         }, parent);
 
-        this.address = args.usePrivateAddress ? this.instance.privateIp : this.instance.publicIp;
+        this.address = deployAddress === "ipv6" ? this.instance.ipv6Addresses.apply((addresses) => addresses[0])
+            : deployAddress === "private" ? this.instance.privateIp : this.instance.publicIp;
         this.hostPublicKey = this.hostKey.publicKey;
         this.bootstrap = new NixosBootstrap(`${name}-nixos`, {
             address: this.address,

@@ -32,7 +32,7 @@ before(async () => {
         newResource(args) {
             registered.push({ type: args.type, name: args.name, inputs: args.inputs });
             const state: Record<string, unknown> = { ...args.inputs };
-            if (args.type === "aws:ec2/instance:Instance") Object.assign(state, { publicIp: "203.0.113.10", privateIp: "10.0.0.10" });
+            if (args.type === "aws:ec2/instance:Instance") Object.assign(state, { publicIp: "203.0.113.10", privateIp: "10.0.0.10", ipv6Addresses: ["2001:db8::10"] });
             if (args.type === "aws:ec2/keyPair:KeyPair") state.keyName = `${args.name}-keyname`;
             if (args.type === "nixos:index:SshKeyPair") Object.assign(state, HOST_KEY);
             // The provider's check evaluates the closure; the mocks stand in for the provider.
@@ -105,6 +105,35 @@ test("security rules: SSH from the given blocks only, the opened ports, all egre
         { protocol: "tcp", fromPort: 443, toPort: 443, cidrBlocks: ["0.0.0.0/0"], description: "port 443" },
     ]);
     assert.deepEqual(group.egress, [{ protocol: "-1", fromPort: 0, toPort: 0, cidrBlocks: ["0.0.0.0/0"], description: "all outbound" }]);
+});
+
+test("a host in a private subnet behind a bastion of the same stack: no public address, its private one reached through the bastion", async () => {
+    const bastion = makeHost("bastion");
+    const jumpHosts = [{ address: bastion.address, user: "guest", hostPublicKey: bastion.hostPublicKey }];
+    const host = makeHost("private-web", { subnetId: "subnet-private", deploy: { jumpHosts } });
+    assert.equal(await value(host.address), "10.0.0.10");
+    const instance = byName("private-web").inputs;
+    assert.equal(instance.subnetId, "subnet-private");
+    assert.equal(instance.associatePublicIpAddress, false);
+    await value(host.closure);
+    const expected = [{ address: "203.0.113.10", user: "guest", hostPublicKey: HOST_KEY.publicKey }];
+    for (const name of ["private-web-nixos-boot", "private-web-nixos-system"]) {
+        const inputs = byName(name).inputs;
+        assert.equal(inputs.address, "10.0.0.10");
+        const secret = inputs.jumpHosts as Record<string, unknown>;
+        assert.equal(secret[pulumi.runtime.specialSigKey], pulumi.runtime.specialSecretSig, `${name}: jumpHosts is not a secret`);
+        assert.deepEqual(secret.value, expected, `${name} does not go through the bastion`);
+    }
+});
+
+test("deployAddress \"ipv6\": the instance gets an IPv6 address, which the deployer uses, and its security group admits IPv6", async () => {
+    const host = makeHost("v6-web", { deployAddress: "ipv6" });
+    assert.equal(await value(host.address), "2001:db8::10");
+    assert.equal(byName("v6-web").inputs.ipv6AddressCount, 1);
+    const group = byName("v6-web-sg").inputs as { ingress: { ipv6CidrBlocks?: string[] }[] };
+    assert.deepEqual(group.ingress[0].ipv6CidrBlocks, ["::/0"]);
+    await value(host.closure);
+    assert.equal(byName("v6-web-nixos-system").inputs.address, "2001:db8::10");
 });
 
 test("tags: the user's, Name and the host marker on every AWS resource", () => {
