@@ -262,6 +262,11 @@ export const SYSTEM: ResourceDefinition = {
         kernel: { spec: { type: "string" }, description: "The system's kernel version, when it has one." },
         nixosRelease: { spec: { type: "string" }, description: "The system's NixOS release, when it has one." },
         generation: { spec: { type: "integer" }, description: "The system profile generation the host runs." },
+        adopted: {
+            spec: { type: "boolean" },
+            description: "True for a host brought under management by `pulumi import` (read as it runs, nothing deployed) until its first " +
+                "deploy: while the program gives it the closure it runs, nothing is deployed to it.",
+        },
         fileDigestKey: { spec: { type: "string" }, secret: true, description: "The key of the file digests, made when the resource is created." },
         fileDigests: {
             spec: { type: "object", additionalProperties: { type: "string" } }, secret: true,

@@ -51,6 +51,8 @@ export interface ResourceHandler {
     update?(context: OperationContext, id: string, olds: PropertyMap, news: PropertyMap): Promise<PropertyMap>;
     /** Refresh: the resource's outputs as they are now. */
     read?(context: OperationContext, id: string, state: PropertyMap): Promise<PropertyMap>;
+    /** `pulumi import` (a read by ID alone): the resource's ID, inputs and outputs as found. */
+    import?(context: OperationContext, id: string): Promise<{ id: string; inputs: PropertyMap; outputs: PropertyMap }>;
     delete?(context: OperationContext, id: string, state: PropertyMap): Promise<void>;
 }
 
@@ -204,6 +206,12 @@ export class ProviderServer {
             read: answer(async (request: proto.ReadRequest) => {
                 const handler = this.handler(request.getUrn());
                 const state = this.oldState(handler, request.getProperties(), request.getInputs());
+                if (Object.keys(state.values).length === 0 && handler.import) {
+                    const found = await handler.import(this.context(request.getUrn()), request.getId());
+                    return new proto.ReadResponse().setId(found.id)
+                        .setProperties(this.encodeOutputs(handler, found.outputs, []))
+                        .setInputs(this.encode(handler, found.inputs, []));
+                }
                 const outputs = handler.read ? await handler.read(this.context(request.getUrn()), request.getId(), state.values) : state.values;
                 return new proto.ReadResponse().setId(request.getId())
                     .setProperties(this.encodeOutputs(handler, outputs, state.secrets))

@@ -100,7 +100,7 @@ export function parseProbe(output: string): HostSystemState {
 /** Reads the host's running system and generation, and which of `paths` it lacks. */
 export async function probeHost(host: Host, paths: readonly string[] = []): Promise<HostSystemState> {
     const output = await host.check("reading the running system", ["sh", "-c", PROBE, "probe", SYSTEM_PROFILE], {
-        input: paths.length ? `${paths.join("\n")}\n` : "",
+        input: paths.length ? `${paths.join("\n")}\n` : undefined,
         timeoutMs: 120_000,
     });
     return parseProbe(output);

@@ -1,8 +1,9 @@
 // The few verbs a deploy needs from a host (after Colmena's Host): run a command, copy a closure.
 // Stages take a Host, so they run the same against a remote machine or the deployer itself.
+import { addressWithPort } from "../schema";
 import { copyClosure, StorePathInfo, withExportedPaths } from "../transport/nix";
 import { ProcessResult, runProcess } from "../transport/process";
-import { RemoteCommandError, RemoteRunOptions, RootAccess, SshConnection } from "../transport/ssh";
+import { RemoteCommandError, RemoteRunOptions, RootAccess, runAsUser, SshConnection, UserSshTarget } from "../transport/ssh";
 
 export interface Host {
     /** How messages name the host ("10.0.0.5:22", "localhost"). */
@@ -78,6 +79,39 @@ export class SshHost implements Host {
         return withExportedPaths(missing.map((info) => info.path), async (file) => {
             await this.connection.check(`importing ${missing.length} store paths`, ["nix-store", "--import"], { inputFile: file });
         });
+    }
+}
+
+/**
+ * A host as the user reaches it with their own OpenSSH (runAsUser), to read what it runs before
+ * it is adopted: it runs unprivileged commands only and copies nothing.
+ */
+export class UserSshHost implements Host {
+    readonly name: string;
+
+    constructor(private readonly target: UserSshTarget) {
+        this.name = addressWithPort(target.address, target.port);
+    }
+
+    run(argv: readonly string[], options: RemoteRunOptions = {}): Promise<ProcessResult> {
+        if (options.privileged || options.input !== undefined || options.inputFile !== undefined) {
+            throw new Error(`${this.name}: a host reached through the user's own ssh only answers questions (no root, no input)`);
+        }
+        return runAsUser(this.target, argv, options.timeoutMs);
+    }
+
+    async check(what: string, argv: readonly string[], options?: RemoteRunOptions): Promise<string> {
+        const result = await this.run(argv, options);
+        if (result.code !== 0) throw new RemoteCommandError(this.name, what, result);
+        return result.stdout;
+    }
+
+    async copyClosure(): Promise<void> {
+        throw new Error(`${this.name}: nothing is copied to a host before it is adopted`);
+    }
+
+    async rootAccess(): Promise<RootAccess> {
+        throw new Error(`${this.name}: nothing runs as root on a host before it is adopted`);
     }
 }
 

@@ -351,6 +351,34 @@ export class SshConnection {
     }
 }
 
+/** A host as a user reaches it with their own OpenSSH, before any deploy key does. */
+export interface UserSshTarget {
+    address: string;
+    port: number;
+    user: string;
+}
+
+/**
+ * Runs an argument vector on a host the way the user reaches it today (with colmena, deploy-rs
+ * or nixos-rebuild): their own ssh configuration, agent and known_hosts, with strict host key
+ * checking and no prompts, so a host their known_hosts does not vouch for is refused. For adopting
+ * a running host, which no key of the program reaches yet.
+ */
+export async function runAsUser(target: UserSshTarget, argv: readonly string[], timeoutMs = 60_000): Promise<ProcessResult> {
+    const host = addressWithPort(target.address, target.port);
+    const result = await runProcess("ssh", [
+        "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ControlMaster=no", "-o", "ControlPath=none",
+        "-p", String(target.port), "-l", target.user, "--", bareAddress(target.address), remoteCommandLine(argv),
+    ], { timeoutMs });
+    if (result.code !== 255 || result.timedOut) return result;
+    const failure = classifyFailure(result.stderr);
+    if (failure === "host-key-mismatch") {
+        throw new SshConnectionError(host, failure, "your known_hosts does not vouch for this host's key, so ssh refused it; " +
+            "check the host's key and add it to ~/.ssh/known_hosts (as for any first connection), then try again");
+    }
+    throw new SshConnectionError(host, failure, result.stderr);
+}
+
 /** Opens a connection for the duration of `work` and always closes it, also on failure. */
 export async function withSsh<T>(target: SshTarget, work: (connection: SshConnection) => Promise<T>, options: ConnectionOptions = {}): Promise<T> {
     const connection = SshConnection.open(target, options);

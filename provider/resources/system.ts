@@ -7,10 +7,13 @@ import { probeHost } from "../../components/deploy/activate";
 import { SystemSource } from "../../components/deploy/build";
 import { evaluateConfiguration, resolveFlakeReference } from "../../components/deploy/evaluate";
 import { describeChanges, diffFiles, hasFileChanges, HostFile, hostFile, observedDigests, probeFiles, RecordedFiles, recordFiles } from "../../components/deploy/files";
-import { SshHost } from "../../components/deploy/host";
+import { SshHost, UserSshHost } from "../../components/deploy/host";
 import { deploySystem } from "../../components/deploy/pipeline";
-import { addressWithPort, derivationSchema, hostFilesSchema, parseInput, storePathSchema, systemSettingsSchema, SystemSettings } from "../../components/schema";
-import { SshConnection } from "../../components/transport/ssh";
+import {
+    addressSchema, addressWithPort, derivationSchema, hostFilesSchema, hostPublicKeySchema, parseInput, portSchema, storePathSchema, systemSettingsSchema,
+    SystemSettings, userSchema,
+} from "../../components/schema";
+import { SshConnection, UserSshTarget } from "../../components/transport/ssh";
 import { PropertyMap, UNKNOWN } from "../properties";
 import { SYSTEM } from "../schema";
 import { CheckFailure, DetailedDiff, OperationContext, ResourceHandler } from "../server";
@@ -116,6 +119,49 @@ async function deploy(context: OperationContext, state: PropertyMap, olds: Prope
     return { ...state, generation: result.generation, ...recordFiles(olds as RecordedFiles, files) };
 }
 
+/**
+ * A System's import ID, "[user@]address[:port]" (user root and port 22 by default; an IPv6
+ * address in brackets when a port follows), validated as the inputs are.
+ */
+export function parseImportId(id: string): UserSshTarget {
+    const at = id.lastIndexOf("@");
+    const user = at < 0 ? "root" : id.slice(0, at);
+    const rest = id.slice(at + 1);
+    const bracketed = /^(\[[^\]]*\])(?::(\d+))?$/.exec(rest);
+    const plain = rest.split(":").length === 2 ? rest.split(":") : [rest];
+    const [address, port] = bracketed ? [bracketed[1], bracketed[2]] : [plain[0], plain[1]];
+    const what = `System import ID "${id.replace(/[^\x20-\x7e]/g, "?")}" ([user@]address[:port])`;
+    return {
+        user: parseInput(userSchema, user, what),
+        address: parseInput(addressSchema, address, what),
+        port: parseInput(portSchema, port === undefined ? 22 : /^\d+$/.test(port) ? Number(port) : port, what),
+    };
+}
+
+/**
+ * What a running host runs, read through the user's own OpenSSH (runAsUser): the system, its
+ * generation and the host's ed25519 key, which the state then pins. Nothing is changed on it.
+ */
+async function adopt(context: OperationContext, id: string): Promise<{ id: string; inputs: PropertyMap; outputs: PropertyMap }> {
+    const target = parseImportId(id);
+    const host = new UserSshHost(target);
+    context.log(`reading what ${host.name} runs, through your own ssh (its configuration, agent and known_hosts)`);
+    const state = await probeHost(host);
+    if (!state.current) throw new Error(`${host.name} runs no NixOS system (/run/current-system is missing): nothing to adopt`);
+    const hostPublicKey = parseInput(hostPublicKeySchema, (await host.check("reading the host's ed25519 key", ["cat", HOST_KEY_FILE])).trim(),
+        `${host.name}: ${HOST_KEY_FILE}`);
+    const inputs = { address: target.address, port: target.port, user: target.user, hostPublicKey, storePath: state.current };
+    context.log(`${host.name} runs ${state.current}` + (state.generation === undefined ? "" : ` (generation ${state.generation})`));
+    return {
+        id: addressWithPort(target.address, target.port),
+        inputs,
+        outputs: { ...inputs, closure: state.current, generation: state.generation, packages: {}, adopted: true },
+    };
+}
+
+/** The host key an adopted host is pinned to: NixOS makes it on first boot. */
+const HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub";
+
 export const system: ResourceHandler = {
     definition: SYSTEM,
 
@@ -136,8 +182,11 @@ export const system: ResourceHandler = {
      * changes. The diff names the closure and the packages, kernel and release that change with it.
      */
     async diff(context, olds, news) {
+        // An adopted host that the program gives the closure it runs is under management as it is:
+        // how it is reached and where its system comes from are recorded without a deploy.
+        const adoptedAsIs = olds.adopted === true && news.closure === olds.closure;
         // Files are compared by their keyed digests (the state's, refreshed from the host), not as inputs.
-        const compared = Object.keys(SYSTEM.inputs).filter((name) => !NOT_COMPARED.includes(name));
+        const compared = adoptedAsIs ? [] : Object.keys(SYSTEM.inputs).filter((name) => !NOT_COMPARED.includes(name));
         const detailedDiff: DetailedDiff = diffProperties(withDefaults(SYSTEM, olds), withDefaults(SYSTEM, news), [...compared, "closure"]);
         const files = diffFiles(olds as RecordedFiles, news.files);
         if (!files || hasFileChanges(files)) {
@@ -165,7 +214,9 @@ export const system: ResourceHandler = {
     },
 
     /** Refresh: what the host runs now (with the `boot` action, what it boots next), and the digests of its files. */
-    async read(context, _id, state) {
+    async read(context, id, state) {
+        // Imported, not yet given a key by the program: read as it was adopted.
+        if (state.adopted === true && state.privateKey === undefined) return { ...state, ...(await adopt(context, id)).outputs };
         const recorded = state as RecordedFiles;
         const [host, files] = await withHost(settingsOf(context, state),
             async (connected) => [await probeHost(connected), await probeFiles(connected, Object.keys(recorded.fileDigests ?? {}))] as const);
@@ -173,6 +224,9 @@ export const system: ResourceHandler = {
         const fileDigests = recorded.fileDigestKey ? observedDigests(recorded.fileDigestKey, files) : recorded.fileDigests;
         return { ...state, closure: closure ?? "", generation: host.generation, fileDigests };
     },
+
+    /** `pulumi import nixos:index:System NAME [user@]address[:port]`: see adopt. */
+    import: adopt,
 
     /**
      * Deleting the resource leaves the host running its system: a system is not removed from a

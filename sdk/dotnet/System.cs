@@ -29,6 +29,12 @@ namespace PulumiNixos.Nixos
         public Output<string> Address { get; private set; } = null!;
 
         /// <summary>
+        /// True for a host brought under management by `pulumi import` (read as it runs, nothing deployed) until its first deploy: while the program gives it the closure it runs, nothing is deployed to it.
+        /// </summary>
+        [Output("adopted")]
+        public Output<bool?> Adopted { get; private set; } = null!;
+
+        /// <summary>
         /// Binary caches the host fetches the paths it lacks from, trusting their keys for this deploy only; the deployer sends only what no cache has.
         /// </summary>
         [Output("binaryCaches")]

@@ -106,7 +106,7 @@ test("a system that breaks sudo for the deploy user is rolled back by the host i
 test("a deploy user without sudo or Nix trust is refused before anything changes, saying what it lacks", async () => {
     const generation = host.currentGeneration();
     const message = await testStack.failedDeploy("v1", settings({ ...defaults, user: "guest" }));
-    assert.match(message, /failed at probe: the deploy user guest cannot activate a system: it must run sudo without a password .* and be a trusted Nix user/);
+    assert.match(message, /failed at probe: the deploy user guest cannot activate a system: it must run sudo \(without a password: .* or give sudoPassword\) and be a trusted Nix user/);
     assert.match(message, /the host was not changed/);
     assert.equal(host.currentSystem(), systems.v3.closure);
     assert.equal(host.currentGeneration(), generation);

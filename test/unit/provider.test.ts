@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Struct } from "google-protobuf/google/protobuf/struct_pb";
 import { decodeProperties, encodeProperties, UNKNOWN } from "../../provider/properties";
-import { system } from "../../provider/resources/system";
+import { parseImportId, system } from "../../provider/resources/system";
 import { packageSchema, SYSTEM } from "../../provider/schema";
 
 const SECRET = { "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", value: "key text" };
@@ -53,4 +53,21 @@ test("System's diff: a connection change says so; the same closure with other pa
     // A state from before an input existed means its default: no change, until it is set otherwise.
     assert.deepEqual((await system.diff(CONTEXT, olds, { ...olds, build: "deployer", binaryCaches: [] })).detailedDiff, {});
     assert.deepEqual((await system.diff(CONTEXT, olds, { ...olds, build: "target" })).detailedDiff, { build: "update" });
+});
+
+test("System's diff: an adopted host given the closure it runs is no change, whatever else the program says; another closure is", async () => {
+    const adopted = { address: "10.0.0.5", port: 22, user: "root", storePath: "/nix/store/a", closure: "/nix/store/a", packages: {}, adopted: true };
+    const program = { address: "10.0.0.5", port: 22, flake: "./nix", configuration: "web", closure: "/nix/store/a", packages: { app: "1.0" }, confirmTimeoutSeconds: 90 };
+    assert.deepEqual((await system.diff(CONTEXT, adopted, program)).detailedDiff, {});
+    assert.equal((await system.diff(CONTEXT, adopted, { ...program, closure: "/nix/store/b" })).detailedDiff.closure, "update");
+});
+
+test("an import ID names the user, the address and the port, each validated as the inputs are", () => {
+    assert.deepEqual(parseImportId("10.0.0.5"), { user: "root", address: "10.0.0.5", port: 22 });
+    assert.deepEqual(parseImportId("deploy@web.example.org:2222"), { user: "deploy", address: "web.example.org", port: 2222 });
+    assert.deepEqual(parseImportId("root@[fd00::2]:22"), { user: "root", address: "[fd00::2]", port: 22 });
+    assert.deepEqual(parseImportId("fd00::2"), { user: "root", address: "fd00::2", port: 22 });
+    for (const hostile of ["-oProxyCommand=x@host", "root@host;id", "root@host:0", "root@host:22x", "root@-oProxyCommand=x"]) {
+        assert.throws(() => parseImportId(hostile), /System import ID .*\(\[user@\]address\[:port\]\)/, hostile);
+    }
 });

@@ -20,6 +20,8 @@ type System struct {
 	Action pulumi.StringPtrOutput `pulumi:"action"`
 	// Host name or IP address the deployer reaches the host at.
 	Address pulumi.StringOutput `pulumi:"address"`
+	// True for a host brought under management by `pulumi import` (read as it runs, nothing deployed) until its first deploy: while the program gives it the closure it runs, nothing is deployed to it.
+	Adopted pulumi.BoolPtrOutput `pulumi:"adopted"`
 	// Binary caches the host fetches the paths it lacks from, trusting their keys for this deploy only; the deployer sends only what no cache has.
 	BinaryCaches BinaryCacheArrayOutput `pulumi:"binaryCaches"`
 	// Where the system is built: "deployer" (default; the deployer's Nix, which sends builds to the remote builders its `builders` setting names) or "target" (the deployer evaluates and sends the derivation; the host builds it, fetching what its substituters and `binaryCaches` have). A failed build leaves the host's running system untouched.
@@ -318,6 +320,11 @@ func (o SystemOutput) Action() pulumi.StringPtrOutput {
 // Host name or IP address the deployer reaches the host at.
 func (o SystemOutput) Address() pulumi.StringOutput {
 	return o.ApplyT(func(v *System) pulumi.StringOutput { return v.Address }).(pulumi.StringOutput)
+}
+
+// True for a host brought under management by `pulumi import` (read as it runs, nothing deployed) until its first deploy: while the program gives it the closure it runs, nothing is deployed to it.
+func (o SystemOutput) Adopted() pulumi.BoolPtrOutput {
+	return o.ApplyT(func(v *System) pulumi.BoolPtrOutput { return v.Adopted }).(pulumi.BoolPtrOutput)
 }
 
 // Binary caches the host fetches the paths it lacks from, trusting their keys for this deploy only; the deployer sends only what no cache has.

@@ -596,6 +596,7 @@ class System(pulumi.CustomResource):
             if user is None:
                 user = 'root'
             __props__.__dict__["user"] = user
+            __props__.__dict__["adopted"] = None
             __props__.__dict__["closure"] = None
             __props__.__dict__["derivation"] = None
             __props__.__dict__["file_digest_key"] = None
@@ -630,6 +631,7 @@ class System(pulumi.CustomResource):
 
         __props__.__dict__["action"] = None
         __props__.__dict__["address"] = None
+        __props__.__dict__["adopted"] = None
         __props__.__dict__["binary_caches"] = None
         __props__.__dict__["build"] = None
         __props__.__dict__["check_signatures"] = None
@@ -672,6 +674,14 @@ class System(pulumi.CustomResource):
         Host name or IP address the deployer reaches the host at.
         """
         return pulumi.get(self, "address")
+
+    @_builtins.property
+    @pulumi.getter
+    def adopted(self) -> pulumi.Output[Optional[_builtins.bool]]:
+        """
+        True for a host brought under management by `pulumi import` (read as it runs, nothing deployed) until its first deploy: while the program gives it the closure it runs, nothing is deployed to it.
+        """
+        return pulumi.get(self, "adopted")
 
     @_builtins.property
     @pulumi.getter(name="binaryCaches")
