@@ -1,12 +1,12 @@
 // A host in a "private subnet" (the deployer cannot reach it) deployed through jump hosts, through
 // the real engine: WaitForNixos, the deploy, its fresh confirmation, a rollback and a refresh all go
 // through them, `nix copy` too; two hops work when only the second may reach the host; a jump host answering with
-// another key is refused before anything is sent through it.
+// another key is refused before anything is sent through it; a fleet deploys through them too.
 import assert from "node:assert/strict";
 import * as net from "node:net";
 import { after, before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
-import { JumpHostArgs, NixosSystem, WaitForNixos } from "../../components";
+import { JumpHostArgs, NixosFleet, NixosSystem, WaitForNixos } from "../../components";
 import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
 import { startTestHosts, TestFleet, TestHost } from "../../testbed/testHosts";
 import { createTestStack, TestStack, useTestEngine } from "./engine";
@@ -16,15 +16,17 @@ let fleet: TestFleet;
 let first: TestHost;
 let second: TestHost;
 let target: TestHost;
+let fourth: TestHost;
 let testStack: TestStack;
 let systems: Record<string, SystemEvaluation>;
 
 before(async () => {
     useTestEngine();
     systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "v3", "switch-fails"]);
-    fleet = await startTestHosts({ count: 3, namePrefix: "jump" });
-    [first, second, target] = fleet.hosts;
+    fleet = await startTestHosts({ count: 4, namePrefix: "jump" });
+    [first, second, target, fourth] = fleet.hosts;
     target.hideFromDeployer();
+    fourth.hideFromDeployer();
     testStack = await createTestStack("jump-hosts", async () => {
         const config = new pulumi.Config();
         const jumpHosts = config.requireObject<JumpHostArgs[]>("jumpHosts");
@@ -120,4 +122,25 @@ test("refresh reads the host through the jump hosts: a switch by hand is drift",
     assert.equal(await recordedClosure(), systems.v1.closure);
     await testStack.stack.up();
     assert.equal(target.currentSystem(), systems.v2.closure);
+});
+
+test("a fleet deployed only through the jump hosts", async () => {
+    const jumpHosts = [through(first), through(second)];
+    const fleetStack = await createTestStack("jump-fleet", async () => {
+        const edge = new NixosFleet("edge", {
+            flake: FIXTURE_FLAKE,
+            sshPrivateKey: pulumi.secret(fleet.deployerPrivateKey),
+            deploy: { jumpHosts, healthChecks: { commands: [HEALTHY_CHECK] } },
+            hosts: Object.fromEntries([target, fourth].map((host) => [host.name, { address: host.address, hostPublicKey: host.hostPublicKey, configuration: "v3" }])),
+        });
+        return { hosts: edge.hosts };
+    });
+    try {
+        assert.equal(await reachableFromDeployer(fourth), false);
+        await fleetStack.stack.up();
+        assert.equal(target.currentSystem(), systems.v3.closure);
+        assert.equal(fourth.currentSystem(), systems.v3.closure);
+    } finally {
+        await fleetStack.remove();
+    }
 });

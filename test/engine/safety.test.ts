@@ -23,7 +23,7 @@ let keyLines: string[];
 
 before(async () => {
     useTestEngine();
-    systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "cuts-ssh", "large", "slow-switch", "unhealthy", "refuses-ssh", "drops-ssh", "crashes"]);
+    systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2", "cuts-ssh", "large", "slow-switch", "unhealthy", "refuses-ssh", "drops-ssh", "crashes", "ssh-socket", "ssh-socket-2"]);
     fleet = await startTestHosts({ count: 1 });
     host = fleet.hosts[0];
     keyLines = fleet.deployerPrivateKey.split("\n").filter((line) => line && !line.startsWith("-----"));
@@ -220,4 +220,24 @@ test("a host that restarts between its switch and the confirmation comes back on
     const result = await up("drops-ssh");
     assert.equal(result.summary.result, "succeeded");
     assert.equal(host.currentSystem(), previous);
+});
+
+const unitState = (unit: string) => host.shell(`systemctl is-active ${unit} || true`).trim();
+
+test("socket-activated sshd (startWhenNeeded): a switch that restarts every sshd@ instance, the deploy's own, is confirmed over a new one", async () => {
+    await up("ssh-socket", { confirmTimeoutSeconds: 30 });
+    assert.equal(unitState("sshd.socket"), "active");
+    assert.notEqual(unitState("sshd.service"), "active", "the listening sshd still runs beside the socket");
+    const generation = host.currentGeneration() ?? 0;
+    const result = await up("ssh-socket-2", { confirmTimeoutSeconds: 30 });
+    assert.match(result.stdout, /dropped the connection during its switch|cannot be reached \(.*\); trying again/, "the deploy's connection was not restarted");
+    assert.equal(host.currentSystem(), systems["ssh-socket-2"].closure);
+    assert.equal(host.currentGeneration(), generation + 1);
+    assert.equal(host.bootSystem(), systems["ssh-socket-2"].closure);
+    assert.equal(await recordedClosure(), systems["ssh-socket-2"].closure);
+    // And back to an sshd that listens itself: the socket is gone, sshd.service answers.
+    await up("v2", { confirmTimeoutSeconds: 30 });
+    assert.equal(unitState("sshd.socket"), "inactive");
+    assert.equal(unitState("sshd.service"), "active");
+    assert.equal(host.currentSystem(), systems.v2.closure);
 });
