@@ -1,11 +1,12 @@
 // The one place that talks OpenSSH and the one place that quotes a command line for a host.
 //
-// A connection writes a private folder (0700) holding the private key (0600), a known_hosts file
-// with only the pinned host key, and an ssh config that every step of a deploy uses: plain ssh
-// commands here (`nix-store --import` among them) and `nix copy` through NIX_SSHOPTS. Strict host
-// key checking is always on and no option here can turn it off. One master connection is shared
-// by all steps; a "fresh" command bypasses it, to prove that a new connection can still be made
-// (magic rollback).
+// A connection writes a private folder (0700) holding the private keys (0600), a known_hosts file
+// with only the pinned host keys (the host's and its jump hosts'), and an ssh config that every
+// step of a deploy uses: plain ssh commands here (`nix-store --import` among them) and `nix copy`
+// through NIX_SSHOPTS. Strict host key checking is always on and no option here can turn it off.
+// One master connection is shared by all steps; a "fresh" command bypasses it, to prove that a new
+// connection can still be made (magic rollback). Commands become root through sudo, with the
+// user's sudo password on sudo's standard input when it asks for one.
 //
 // Key exchange: OpenSSH 9's post-quantum default protects recorded traffic from decryption by a
 // future quantum computer, and costs the client about 80 ms of CPU per connection on OpenSSH 9.2
