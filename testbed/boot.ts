@@ -66,8 +66,13 @@ if [ -e "$profile" ]; then
   daemon_dir=$(dirname "$daemon")
   printf '[Socket]\nListenStream=/nix/var/nix/daemon-socket/socket\n[Install]\nWantedBy=sockets.target\n' > /run/systemd/system/nix-daemon.socket
   printf '[Unit]\nDescription=Nix daemon\n[Service]\nExecStart=%s/nix-daemon --daemon\nKillMode=process\n' "$daemon_dir" > /run/systemd/system/nix-daemon.service
-  # A system with socket-activated sshd (startWhenNeeded) has its own sshd.socket instead.
-  if [ -e "$top/units/sshd.socket" ]; then wants="nix-daemon.socket"; else wants="sshd.service nix-daemon.socket"; fi
+  # The boot's sshd.service, wanted unless the system has socket-activated sshd (startWhenNeeded),
+  # which brings its own sshd.socket; the system's switch changes which (nix/fixtures/flake.nix).
+  wants="nix-daemon.socket"
+  if [ ! -e "$top/units/sshd.socket" ]; then
+    mkdir -p /run/systemd/system/multi-user.target.wants
+    ln -s ../sshd.service /run/systemd/system/multi-user.target.wants/sshd.service
+  fi
   printf 'SESSION_PATH=%s\n' "$3" > /run/sshd-session.env
   sh_target=$(readlink -f "$sw/sh")
   env_target=$(readlink -f "$sw/env")

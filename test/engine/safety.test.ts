@@ -227,7 +227,7 @@ const unitState = (unit: string) => host.shell(`systemctl is-active ${unit} || t
 test("socket-activated sshd (startWhenNeeded): a switch that restarts every sshd@ instance, the deploy's own, is confirmed over a new one", async () => {
     await up("ssh-socket", { confirmTimeoutSeconds: 30 });
     assert.equal(unitState("sshd.socket"), "active");
-    assert.notEqual(unitState("sshd.service"), "active", "the listening sshd still runs beside the socket");
+    assert.equal(unitState("sshd.service"), "inactive", "the listening sshd still runs (or keeps restarting) beside the socket");
     const generation = host.currentGeneration() ?? 0;
     const result = await up("ssh-socket-2", { confirmTimeoutSeconds: 30 });
     assert.match(result.stdout, /dropped the connection during its switch|cannot be reached \(.*\); trying again/, "the deploy's connection was not restarted");
