@@ -387,10 +387,11 @@ const CHECK_THEN_CONFIRM = `dir="$1"; steps="$2"; claim="$3"; confirm="$4"; acce
 ${COMMAND_CHECKS}
 run_checks "$@" < /dev/null || exit 0
 case "$access" in
-  root) exec sh -c "$confirm" confirm "$dir" "$steps" "$claim" ;;
-  sudo) exec ${remoteCommandLine(SUDO_WORDS.sudo)} sh -c "$confirm" confirm "$dir" "$steps" "$claim" ;;
-  *) exec ${remoteCommandLine(SUDO_WORDS["sudo-password"])} sh -c "$confirm" confirm "$dir" "$steps" "$claim" ;;
-esac`;
+  root) set -- ;;
+  sudo) set -- ${remoteCommandLine(SUDO_WORDS.sudo)} ;;
+  *) set -- ${remoteCommandLine(SUDO_WORDS["sudo-password"])} ;;
+esac
+exec "$@" sh -c "$confirm" confirm "$dir" "$steps" "$claim"`;
 // Makes the agent roll back now by claiming "pending", and prints its result; when the agent is
 // gone, rolls back itself, once (a retried abort finds "rolling-back" claimed and only waits for
 // the result). $1 the agent's folder, $2 READ_RESULT's steps, $3 the action, $4 the profile, $5 the

@@ -3,7 +3,7 @@
 import { addressWithPort } from "../schema";
 import { copyClosure, StorePathInfo, withExportedPaths } from "../transport/nix";
 import { ProcessResult, runProcess } from "../transport/process";
-import { RemoteCommandError, RemoteRunOptions, RootAccess, runAsUser, SshConnection, UserSshTarget } from "../transport/ssh";
+import { outputOf, RemoteRunOptions, RootAccess, runAsUser, SshConnection, UserSshTarget } from "../transport/ssh";
 
 export interface Host {
     /** How messages name the host ("10.0.0.5:22", "localhost"). */
@@ -101,9 +101,7 @@ export class UserSshHost implements Host {
     }
 
     async check(what: string, argv: readonly string[], options?: RemoteRunOptions): Promise<string> {
-        const result = await this.run(argv, options);
-        if (result.code !== 0) throw new RemoteCommandError(this.name, what, result);
-        return result.stdout;
+        return outputOf(this.name, what, await this.run(argv, options));
     }
 
     async copyClosure(): Promise<void> {
@@ -124,9 +122,7 @@ export class LocalHost implements Host {
     }
 
     async check(what: string, argv: readonly string[], options?: RemoteRunOptions): Promise<string> {
-        const result = await this.run(argv, options);
-        if (result.code !== 0) throw new RemoteCommandError(this.name, what, result);
-        return result.stdout;
+        return outputOf(this.name, what, await this.run(argv, options));
     }
 
     async copyClosure(): Promise<void> {

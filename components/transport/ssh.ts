@@ -107,6 +107,12 @@ export class RemoteCommandError extends Error {
     }
 }
 
+/** A command's standard output, or a RemoteCommandError saying `what` failed on `host`. */
+export function outputOf(host: string, what: string, result: ProcessResult): string {
+    if (result.code !== 0) throw new RemoteCommandError(host, what, result);
+    return result.stdout;
+}
+
 /** Why OpenSSH could not run a command. */
 export type SshFailure = "host-key-mismatch" | "key-refused" | "unreachable" | "connection-lost" | "other";
 
@@ -333,9 +339,7 @@ export class SshConnection {
 
     /** Runs an argument vector and returns its standard output, or throws a RemoteCommandError. */
     async check(what: string, argv: readonly string[], options: RemoteRunOptions = {}): Promise<string> {
-        const result = await this.run(argv, options);
-        if (result.code !== 0) throw new RemoteCommandError(this.host, what, result);
-        return result.stdout;
+        return outputOf(this.host, what, await this.run(argv, options));
     }
 
     /** NIX_SSHOPTS for Nix's own ssh: the same config, so the same pinned key and connection. */
