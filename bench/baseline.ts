@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { evaluateConfigurations } from "../components/deploy/evaluate";
+import { evaluateConfigurations } from "../deploy/evaluate";
 import { createTestStack, REPO_ROOT, TestStack } from "../test/engine/engine";
 import type { startTestHosts as StartTestHosts, TestFleet } from "../testbed/testHosts";
 import { CHANGE, FIRST, FLEET_PROGRAM, fleetConfig, measureChange } from "./fleetChange";

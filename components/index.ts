@@ -3,8 +3,8 @@ export { NixosSystem, NixosSystemArgs, HealthChecksArgs, CommandHealthCheck, Htt
 export { NixosBootstrap, NixosBootstrapArgs } from "./nixosBootstrap";
 export { NixosHost, NixosHostArgs, NixosHostImage, DeploySettings } from "./nixosHost";
 export { NixosFleet, NixosFleetArgs, NixosFleetHost, NixosFleetHostOutputs } from "./nixosFleet";
-export { SshKeyPair } from "./bootstrap/sshKeyPair";
-export { WaitForNixos, WaitForNixosArgs } from "./bootstrap/waitForNixos";
-export { DEFAULT_INFECT_PIN } from "./bootstrap/infect";
-export { evaluateConfigurations, SystemEvaluation } from "./deploy/evaluate";
-export { DeployError } from "./deploy/pipeline";
+export { SshKeyPair } from "./sshKeyPair";
+export { WaitForNixos, WaitForNixosArgs } from "./waitForNixos";
+export { DEFAULT_INFECT_PIN } from "../deploy/bootstrap/infect";
+export { evaluateConfigurations, SystemEvaluation } from "../deploy/evaluate";
+export { DeployError } from "../deploy/pipeline";

@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { WaitForNixos } from "./bootstrap/waitForNixos";
+import { WaitForNixos } from "./waitForNixos";
 import { NixosSystem, NixosSystemArgs } from "./nixosSystem";
 
 export interface NixosBootstrapArgs {

@@ -2,7 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { NixosBootstrap } from "./nixosBootstrap";
 import { DeploySettings, NixosHost, NixosHostArgs } from "./nixosHost";
 import { NixosSystem } from "./nixosSystem";
-import { parseInput, rolloutSchema } from "./schema";
+import { parseInput, rolloutSchema } from "../schema/inputs";
 
 /** One host of a fleet: an existing NixOS machine, or an EC2 machine made for it. */
 export interface NixosFleetHost {

@@ -1,7 +1,7 @@
 import type * as awsModule from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { DEFAULT_INFECT_PIN, DEFAULT_NIX_CHANNEL, infectUserData, nixosImageUserData } from "./bootstrap/infect";
-import { SshKeyPair } from "./bootstrap/sshKeyPair";
+import { DEFAULT_INFECT_PIN, DEFAULT_NIX_CHANNEL, infectUserData, nixosImageUserData } from "../deploy/bootstrap/infect";
+import { SshKeyPair } from "./sshKeyPair";
 import { NixosBootstrap } from "./nixosBootstrap";
 import { NixosSystemArgs } from "./nixosSystem";
 

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
-import { inputSchemas, PACKAGE_VERSION, SYSTEM } from "../provider/schema";
-import { Action, hostFilesSchema, parseInput } from "./schema";
+import { inputSchemas, PACKAGE_VERSION, SYSTEM } from "../schema/resources";
+import { Action, hostFilesSchema, parseInput } from "../schema/inputs";
 
 /** A command run on the host after activation; healthy when it exits 0 within the timeout. */
 export interface CommandHealthCheck {

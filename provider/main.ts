@@ -1,6 +1,6 @@
 // pulumi-resource-nixos: the provider plugin the Pulumi engine launches. The engine passes its own
 // address as the first argument and reads the port to connect to from the first line of stdout.
-import { PACKAGE_VERSION, packageSchema } from "./schema";
+import { PACKAGE_VERSION, packageSchema } from "../schema/resources";
 import { ProviderServer } from "./server";
 import { sshKeyPair } from "./resources/sshKeyPair";
 import { system } from "./resources/system";

@@ -11,7 +11,7 @@ import * as plugin from "@pulumi/pulumi/proto/plugin_pb";
 import * as rpc from "@pulumi/pulumi/proto/provider_grpc_pb";
 import * as proto from "@pulumi/pulumi/proto/provider_pb";
 import { decodeProperties, encodeProperties, Properties, PropertyMap } from "./properties";
-import { inputOnlyProperties, ResourceDefinition, secretProperties } from "./schema";
+import { inputOnlyProperties, ResourceDefinition, secretProperties } from "../schema/resources";
 
 /** What every operation gets besides its properties. */
 export interface OperationContext {

@@ -8,7 +8,7 @@ out=$(mkdir -p "${1:-$root/sdk}" && cd "${1:-$root/sdk}" && pwd)
 export PATH="$PATH:/usr/local/go/bin" GOFLAGS=-mod=mod CGO_ENABLED=0
 
 node -e 'process.stdout.write(JSON.stringify(require(process.argv[1]).packageSchema(), null, 2) + "\n")' \
-  "$root/dist/provider/schema.js" >"$out/schema.json"
+  "$root/dist/schema/resources.js" >"$out/schema.json"
 rm -rf "$out/go/nixos" "$out/python" "$out/dotnet"
 cd "$root/sdk/generate"
 go run . "$out/schema.json" "$out"

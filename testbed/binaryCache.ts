@@ -5,7 +5,7 @@
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { nix } from "../components/transport/nix";
+import { nix } from "../deploy/transport/nix";
 import { startTestHost, TestHost } from "./testHosts";
 
 const PORT = 8080;

@@ -6,12 +6,12 @@
 // one cannot run without the internet). Deleting it stops the machine.
 import * as path from "node:path";
 import { z } from "zod";
-import { evaluateConfigurations, resolveFlakeReference } from "../components/deploy/evaluate";
-import { configurationNameSchema, flakeSchema, hostPublicKeySchema, storePathSchema } from "../components/schema";
-import { nix, realiseDerivation } from "../components/transport/nix";
+import { evaluateConfigurations, resolveFlakeReference } from "../deploy/evaluate";
+import { configurationNameSchema, flakeSchema, hostPublicKeySchema, storePathSchema } from "../schema/inputs";
+import { nix, realiseDerivation } from "../deploy/transport/nix";
 import { projectFolder } from "../provider/resources/system";
 import { diffProperties, validateInputs } from "../provider/resources/inputs";
-import { ResourceDefinition } from "../provider/schema";
+import { ResourceDefinition } from "../schema/resources";
 import { OperationContext, ResourceHandler } from "../provider/server";
 import { localMachinesFolder, removeTestHost, startTestHost } from "./testHosts";
 

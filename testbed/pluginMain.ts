@@ -1,6 +1,6 @@
 // pulumi-resource-testbed: the plugin serving testbed:index:Machine (see machineResource.ts), run
 // by the engine like any provider plugin.
-import { PACKAGE_VERSION, resourceSchemas } from "../provider/schema";
+import { PACKAGE_VERSION, resourceSchemas } from "../schema/resources";
 import { ProviderServer } from "../provider/server";
 import { machine, MACHINE } from "./machineResource";
 

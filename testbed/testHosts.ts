@@ -15,9 +15,9 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { evaluateConfigurations } from "../components/deploy/evaluate";
-import { nix, nixConfig, realiseDerivation } from "../components/transport/nix";
-import { addressWithPort } from "../components/schema";
+import { evaluateConfigurations } from "../deploy/evaluate";
+import { nix, nixConfig, realiseDerivation } from "../deploy/transport/nix";
+import { addressWithPort } from "../schema/inputs";
 import { BOOT_SCRIPT } from "./boot";
 import { openCpuAccount, removeCpuAccount } from "./cpuAccount";
 

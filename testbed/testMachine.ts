@@ -1,7 +1,7 @@
 // A local "cloud machine" for the tests and the example's local mode (testbed:index:Machine, served
 // by the testbed's plugin: see machineResource.ts).
 import * as pulumi from "@pulumi/pulumi";
-import { PACKAGE_VERSION } from "../provider/schema";
+import { PACKAGE_VERSION } from "../schema/resources";
 import { MACHINE } from "./machineResource";
 
 export interface TestMachineArgs {

@@ -1,7 +1,7 @@
 // What every resource's check and diff share: validating the inputs against the schema's zod
 // schemas, and comparing properties for a detailed diff.
 import { containsUnknown, PropertyMap, valueAt } from "../properties";
-import { inputSchemas, ResourceDefinition } from "../schema";
+import { inputSchemas, ResourceDefinition } from "../../schema/resources";
 import { CheckFailure, DetailedDiff } from "../server";
 
 /**

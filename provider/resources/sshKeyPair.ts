@@ -1,7 +1,7 @@
 // nixos:index:SshKeyPair: the key is generated once, when the resource is created, and kept in
 // the state as a secret; it changes only when the resource is replaced (a new comment).
-import { generateEd25519KeyPair } from "../../components/bootstrap/sshKeys";
-import { SSH_KEY_PAIR } from "../schema";
+import { generateEd25519KeyPair } from "../../deploy/bootstrap/sshKeys";
+import { SSH_KEY_PAIR } from "../../schema/resources";
 import { ResourceHandler } from "../server";
 import { diffProperties, validateInputs } from "./inputs";
 

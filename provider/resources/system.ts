@@ -3,19 +3,19 @@
 // and update deploy, read asks the host what it runs, delete leaves the host as it is.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { probeHost } from "../../components/deploy/activate";
-import { SystemSource } from "../../components/deploy/build";
-import { evaluateConfiguration, resolveFlakeReference } from "../../components/deploy/evaluate";
-import { describeChanges, diffFiles, hasFileChanges, HostFile, hostFile, observedDigests, probeFiles, RecordedFiles, recordFiles } from "../../components/deploy/files";
-import { SshHost, UserSshHost } from "../../components/deploy/host";
-import { deploySystem } from "../../components/deploy/pipeline";
+import { probeHost } from "../../deploy/activate";
+import { SystemSource } from "../../deploy/build";
+import { evaluateConfiguration, resolveFlakeReference } from "../../deploy/evaluate";
+import { describeChanges, diffFiles, hasFileChanges, HostFile, hostFile, observedDigests, probeFiles, RecordedFiles, recordFiles } from "../../deploy/files";
+import { SshHost, UserSshHost } from "../../deploy/host";
+import { deploySystem } from "../../deploy/pipeline";
 import {
     addressSchema, addressWithPort, derivationSchema, hostFilesSchema, hostPublicKeySchema, parseInput, portSchema, storePathSchema, systemSettingsSchema,
     SystemSettings, userSchema,
-} from "../../components/schema";
-import { SshConnection, UserSshTarget } from "../../components/transport/ssh";
+} from "../../schema/inputs";
+import { SshConnection, UserSshTarget } from "../../deploy/transport/ssh";
 import { PropertyMap, UNKNOWN } from "../properties";
-import { SYSTEM } from "../schema";
+import { SYSTEM } from "../../schema/resources";
 import { CheckFailure, DetailedDiff, OperationContext, ResourceHandler } from "../server";
 import { diffProperties, validateInputs, withDefaults } from "./inputs";
 

@@ -1,8 +1,8 @@
 // nixos:index:WaitForNixos: connects again and again, with the pinned host key, until the host
 // runs a NixOS system (/run/current-system with its switch-to-configuration), or the time is up.
-import { addressWithPort, connectionSchema, parseInput } from "../../components/schema";
-import { SshConnectionError, withSsh } from "../../components/transport/ssh";
-import { WAIT_FOR_NIXOS } from "../schema";
+import { addressWithPort, connectionSchema, parseInput } from "../../schema/inputs";
+import { SshConnectionError, withSsh } from "../../deploy/transport/ssh";
+import { WAIT_FOR_NIXOS } from "../../schema/resources";
 import { ResourceHandler } from "../server";
 import { diffProperties, validateInputs } from "./inputs";
 

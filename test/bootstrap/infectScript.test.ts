@@ -9,8 +9,8 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { test } from "node:test";
-import { DEFAULT_INFECT_PIN, infectUserData, InfectSettings } from "../../components/bootstrap/infect";
-import { generateEd25519KeyPair } from "../../components/bootstrap/sshKeys";
+import { DEFAULT_INFECT_PIN, infectUserData, InfectSettings } from "../../deploy/bootstrap/infect";
+import { generateEd25519KeyPair } from "../../deploy/bootstrap/sshKeys";
 import { MachineShape, runUserData, SandboxRun, VENDORED_INFECT, vendoredScript } from "./infectSandbox";
 
 const HOST_KEY = generateEd25519KeyPair("web");

@@ -4,12 +4,12 @@
 // host is NixOS-shaped: the agent runs as a transient systemd unit whose PATH is systemd's bin/.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { Activation, ActivationError, ActivationNotStartedError, AGENT_DIR, FILES_BACKUP } from "../../components/deploy/activate";
-import { writeFiles } from "../../components/deploy/files";
-import { evaluateConfigurations } from "../../components/deploy/evaluate";
-import { SshHost } from "../../components/deploy/host";
-import { closurePaths, realiseDerivation } from "../../components/transport/nix";
-import { SshConnection } from "../../components/transport/ssh";
+import { Activation, ActivationError, ActivationNotStartedError, AGENT_DIR, FILES_BACKUP } from "../../deploy/activate";
+import { writeFiles } from "../../deploy/files";
+import { evaluateConfigurations } from "../../deploy/evaluate";
+import { SshHost } from "../../deploy/host";
+import { closurePaths, realiseDerivation } from "../../deploy/transport/nix";
+import { SshConnection } from "../../deploy/transport/ssh";
 import { useTestEngine } from "../engine/engine";
 import { FIXTURE_FLAKE } from "../engine/systemStack";
 import { startTestHosts, switchByHand, TestFleet, TestHost, waitFor } from "../../testbed/testHosts";

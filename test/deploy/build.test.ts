@@ -6,9 +6,9 @@ import { execFileSync, spawnSync } from "node:child_process";
 import * as os from "node:os";
 import * as path from "node:path";
 import { before, test } from "node:test";
-import { buildOnDeployer, SystemSource } from "../../components/deploy/build";
-import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
-import { ROOTS_FOLDER_PREFIX } from "../../components/transport/nix";
+import { buildOnDeployer, SystemSource } from "../../deploy/build";
+import { evaluateConfigurations, SystemEvaluation } from "../../deploy/evaluate";
+import { ROOTS_FOLDER_PREFIX } from "../../deploy/transport/nix";
 import { OFFLINE_NIX_CONFIG, REPO_ROOT } from "../engine/engine";
 import { FIXTURE_FLAKE } from "../engine/systemStack";
 
@@ -32,7 +32,7 @@ function deployerRootsOf(storePath: string): string[] {
  */
 function buildInAnotherProcess(source: SystemSource, closure: string, end: "exit" | "SIGKILL"): string[] {
     const script = `
-        const { buildOnDeployer } = require(${JSON.stringify(path.join(REPO_ROOT, "dist/components/deploy/build"))});
+        const { buildOnDeployer } = require(${JSON.stringify(path.join(REPO_ROOT, "dist/deploy/build"))});
         const { execFileSync } = require("node:child_process");
         buildOnDeployer(${JSON.stringify(source)}, () => undefined).then(() => {
             process.stdout.write(execFileSync("nix-store", ["--query", "--roots", ${JSON.stringify(closure)}], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }));

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
-import { SshConnection } from "../../components/transport/ssh";
+import { SshConnection } from "../../deploy/transport/ssh";
 import { readEachProcess, useTestEngine } from "../engine/engine";
 import { startTestHosts, TestFleet, waitFor } from "../../testbed/testHosts";
 

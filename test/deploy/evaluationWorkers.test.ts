@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, afterEach, before, test } from "node:test";
-import { ConfigurationEvaluationError, evaluateConfiguration, evaluateConfigurations, evaluationLimits } from "../../components/deploy/evaluate";
+import { ConfigurationEvaluationError, evaluateConfiguration, evaluateConfigurations, evaluationLimits } from "../../deploy/evaluate";
 import { mostAtOnce, NixInvocations } from "../engine/nixInvocations";
 import { OFFLINE_NIX_CONFIG, REPO_ROOT } from "../engine/engine";
 

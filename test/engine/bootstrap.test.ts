@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { after, before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { NixosBootstrap, SshKeyPair } from "../../components";
-import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
+import { evaluateConfigurations, SystemEvaluation } from "../../deploy/evaluate";
 import { currentSystemOf, startTestHosts, TestFleet } from "../../testbed/testHosts";
 import { createTestStack, TestStack, useTestEngine } from "./engine";
 import { FIXTURE_FLAKE } from "./systemStack";

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { after, afterEach, before, test } from "node:test";
-import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
+import { evaluateConfigurations, SystemEvaluation } from "../../deploy/evaluate";
 import { startTestHosts, TestFleet, TestHost } from "../../testbed/testHosts";
 import { OFFLINE_NIX_CONFIG, useTestEngine } from "./engine";
 import { createSystemStack, freshFixtureFlake, SystemStack } from "./systemStack";

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { after, before, test } from "node:test";
 import { HostFileArgs } from "../../components";
-import { SystemEvaluation } from "../../components/deploy/evaluate";
+import { SystemEvaluation } from "../../deploy/evaluate";
 import { TestHost, waitFor } from "../../testbed/testHosts";
 import { watchProcesses } from "./engine";
 import { createSingleHostStack, HEALTHY_CHECK, KEYS_FIXTURE_FLAKE, SingleHostStack, SystemStack } from "./systemStack";

@@ -7,7 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { NixosFleet } from "../../components";
 import { createFleetStack, FIXTURE_FLAKE, FleetStack, HEALTHY_CHECK, recordedClosures } from "./systemStack";
 import { NixInvocations } from "./nixInvocations";
-import { evaluationLimits } from "../../components/deploy/evaluate";
+import { evaluationLimits } from "../../deploy/evaluate";
 
 let fleet: FleetStack;
 

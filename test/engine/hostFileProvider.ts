@@ -1,5 +1,5 @@
 import type * as pulumi from "@pulumi/pulumi";
-import { SshTarget, withSsh } from "../../components/transport/ssh";
+import { SshTarget, withSsh } from "../../deploy/transport/ssh";
 
 interface HostFileState {
     address: string;

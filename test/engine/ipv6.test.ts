@@ -3,7 +3,7 @@
 // rollback and a refresh work as on any host.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { SystemEvaluation } from "../../components/deploy/evaluate";
+import { SystemEvaluation } from "../../deploy/evaluate";
 import { TestHost } from "../../testbed/testHosts";
 import { createSingleHostStack, FIXTURE_FLAKE, SingleHostStack, SystemStack } from "./systemStack";
 

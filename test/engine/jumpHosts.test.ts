@@ -7,7 +7,7 @@ import * as net from "node:net";
 import { after, before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { JumpHostArgs, NixosFleet, NixosSystem, WaitForNixos } from "../../components";
-import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
+import { evaluateConfigurations, SystemEvaluation } from "../../deploy/evaluate";
 import { startTestHosts, TestFleet, TestHost } from "../../testbed/testHosts";
 import { createTestStack, TestStack, useTestEngine } from "./engine";
 import { FIXTURE_FLAKE, HEALTHY_CHECK, recordedClosures } from "./systemStack";

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
 import { after, before, test } from "node:test";
-import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
+import { evaluateConfigurations, SystemEvaluation } from "../../deploy/evaluate";
 import { startTestHosts, switchByHand, TestFleet, TestHost } from "../../testbed/testHosts";
 import { useTestEngine } from "./engine";
 import { createSystemStack, FIXTURE_FLAKE, SystemStack } from "./systemStack";

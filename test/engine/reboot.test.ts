@@ -5,7 +5,7 @@
 // rebootOnKernelChange, a switch reboots exactly when the booted kernel differs from the new one.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
+import { evaluateConfigurations, SystemEvaluation } from "../../deploy/evaluate";
 import { startTestHosts, TestFleet, TestHost, waitFor } from "../../testbed/testHosts";
 import { useTestEngine } from "./engine";
 import { createSystemStack, FIXTURE_FLAKE, SystemStack } from "./systemStack";

@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
-import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
+import { evaluateConfigurations, SystemEvaluation } from "../../deploy/evaluate";
 import { startTestHosts, TestFleet, TestHost } from "../../testbed/testHosts";
 import { createTestStack, REPO_ROOT, TestStack, useTestEngine } from "./engine";
 import { FIXTURE_FLAKE, recordedClosures } from "./systemStack";
@@ -40,7 +40,7 @@ function installLibrary(projectDir: string): void {
     const target = path.join(projectDir, "node_modules/pulumi-nixos");
     fs.mkdirSync(target, { recursive: true });
     fs.copyFileSync(path.join(REPO_ROOT, "package.json"), path.join(target, "package.json"));
-    for (const folder of ["dist/components", "dist/provider"]) fs.cpSync(path.join(REPO_ROOT, folder), path.join(target, folder), { recursive: true });
+    for (const folder of ["dist/schema", "dist/deploy", "dist/components", "dist/provider"]) fs.cpSync(path.join(REPO_ROOT, folder), path.join(target, folder), { recursive: true });
 }
 
 before(async () => {

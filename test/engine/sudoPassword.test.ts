@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { after, before, test } from "node:test";
-import { SystemEvaluation } from "../../components/deploy/evaluate";
+import { SystemEvaluation } from "../../deploy/evaluate";
 import { OPERATOR_PASSWORD, TestHost } from "../../testbed/testHosts";
 import { createSingleHostStack, SingleHostStack, SystemStack } from "./systemStack";
 

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
-import { evaluateConfigurations, SystemEvaluation } from "../../components/deploy/evaluate";
+import { evaluateConfigurations, SystemEvaluation } from "../../deploy/evaluate";
 import { startTestHosts, switchByHand, TestFleet, TestHost } from "../../testbed/testHosts";
 import { createTestStack, REPO_ROOT, TestStack, useTestEngine } from "../engine/engine";
 import { FIXTURE_FLAKE, recordedClosures } from "../engine/systemStack";

@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { before, test } from "node:test";
-import { evaluateConfiguration, evaluateConfigurations, evaluationProcesses, resolveFlakeReference } from "../../components/deploy/evaluate";
+import { evaluateConfiguration, evaluateConfigurations, evaluationProcesses, resolveFlakeReference } from "../../deploy/evaluate";
 import { REPO_ROOT, useTestEngine } from "../engine/engine";
 
 const FLAKE = `path:${path.join(REPO_ROOT, "nix/fixtures")}`;

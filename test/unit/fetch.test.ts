@@ -3,8 +3,8 @@
 // which machine a failed build ran on.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { buildPlace } from "../../components/deploy/build";
-import { cacheOptions, fetchablePaths, parseCachedPaths } from "../../components/deploy/fetch";
+import { buildPlace } from "../../deploy/build";
+import { cacheOptions, fetchablePaths, parseCachedPaths } from "../../deploy/fetch";
 
 const P = (name: string) => `/nix/store/${name.padEnd(32, "a")}-${name}`;
 

@@ -5,8 +5,8 @@ import { createHash } from "node:crypto";
 import { test } from "node:test";
 import {
     changedFiles, desiredDigests, fileDigest, HostFile, hostFile, newDigestKey, observedDigests, planFiles,
-} from "../../components/deploy/files";
-import { hostFilesSchema } from "../../components/schema";
+} from "../../deploy/files";
+import { hostFilesSchema } from "../../schema/inputs";
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 const files = (settings: Record<string, unknown>): HostFile[] => hostFilesSchema.parse(settings).map(hostFile);

@@ -5,8 +5,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
-import { LocalHost } from "../../components/deploy/host";
-import { checksWithConfirmation, HealthCheckError, runHealthChecks } from "../../components/deploy/verify";
+import { LocalHost } from "../../deploy/host";
+import { checksWithConfirmation, HealthCheckError, runHealthChecks } from "../../deploy/verify";
 
 const checks = (commands: { name: string; command: string; timeoutSeconds: number }[]) => ({ commands, http: [] });
 

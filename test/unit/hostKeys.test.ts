@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { test } from "node:test";
-import { addressSchema, addressWithPort } from "../../components/schema";
-import { SshConnection } from "../../components/transport/ssh";
+import { addressSchema, addressWithPort } from "../../schema/inputs";
+import { SshConnection } from "../../deploy/transport/ssh";
 
 const COMPONENTS = path.resolve(__dirname, "../../../components");
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHZVjbKFFju8WPwD5kP6G0EpwYW86fZQ4vj3A4Nn0q57";

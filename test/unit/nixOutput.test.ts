@@ -5,9 +5,9 @@
 // path-info change (`infos.map is not a function`), and a 2.19+ host never used a binary cache.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { cannotBuildHint } from "../../components/deploy/build";
-import { parseCachedPaths } from "../../components/deploy/fetch";
-import { NixError, nixConfig, parseNixVersion, parsePathInfo, unsupportedNix } from "../../components/transport/nix";
+import { cannotBuildHint } from "../../deploy/build";
+import { parseCachedPaths } from "../../deploy/fetch";
+import { NixError, nixConfig, parseNixVersion, parsePathInfo, unsupportedNix } from "../../deploy/transport/nix";
 
 const X = "/nix/store/mydivsscdmlnb3pjc4n1y3dlvzs0v3gd-x";
 const NOPE = "/nix/store/00000000000000000000000000000000-nope";

@@ -10,8 +10,8 @@ import { before, test } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import * as yaml from "js-yaml";
 import { NixosFleet, NixosHost } from "../../components";
-import { DEFAULT_INFECT_PIN } from "../../components/bootstrap/infect";
-import { generateEd25519KeyPair } from "../../components/bootstrap/sshKeys";
+import { DEFAULT_INFECT_PIN } from "../../deploy/bootstrap/infect";
+import { generateEd25519KeyPair } from "../../deploy/bootstrap/sshKeys";
 import { OFFLINE_NIX_CONFIG } from "../engine/engine";
 import { FIXTURE_FLAKE } from "../engine/systemStack";
 

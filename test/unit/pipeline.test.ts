@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseProbe, parseSwitchReport } from "../../components/deploy/activate";
-import { planCopy } from "../../components/deploy/copy";
-import { SHARED_EXPORT_MAX_BYTES, sharesExport } from "../../components/deploy/host";
-import { alreadyDeployed } from "../../components/deploy/pipeline";
+import { parseProbe, parseSwitchReport } from "../../deploy/activate";
+import { planCopy } from "../../deploy/copy";
+import { SHARED_EXPORT_MAX_BYTES, sharesExport } from "../../deploy/host";
+import { alreadyDeployed } from "../../deploy/pipeline";
 
 const A = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system-a";
 const B = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-nixos-system-b";

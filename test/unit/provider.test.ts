@@ -5,7 +5,7 @@ import { test } from "node:test";
 import { Struct } from "google-protobuf/google/protobuf/struct_pb";
 import { decodeProperties, encodeProperties, UNKNOWN } from "../../provider/properties";
 import { parseImportId, system } from "../../provider/resources/system";
-import { packageSchema, SYSTEM } from "../../provider/schema";
+import { packageSchema, SYSTEM } from "../../schema/resources";
 
 const SECRET = { "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", value: "key text" };
 const CONTEXT = { urn: "urn:pulumi:test::project::nixos:index:System::web", name: "web", log: () => undefined, signal: new AbortController().signal };

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import { test } from "node:test";
-import { CLASSIC_KEY_EXCHANGE, quoteShellArgument, remoteCommandLine, SshConnection } from "../../components/transport/ssh";
+import { CLASSIC_KEY_EXCHANGE, quoteShellArgument, remoteCommandLine, SshConnection } from "../../deploy/transport/ssh";
 
 const HOSTILE = ["plain", "with space", "it's", "$(touch /tmp/pwned)", "`id`", "a;b", "a && b", "new\nline", "*", "~root", "-rf", "\"quoted\"", "\\", "", "$HOME", "a'b'c"];
 

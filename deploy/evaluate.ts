@@ -9,7 +9,7 @@
 // each configuration as they finish it, through a trace line.
 import * as os from "node:os";
 import * as path from "node:path";
-import { NixError, nix } from "../transport/nix";
+import { NixError, nix } from "./transport/nix";
 
 /** What a preview needs to know about one configuration. */
 export interface SystemEvaluation {

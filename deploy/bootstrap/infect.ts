@@ -13,7 +13,7 @@
 //     out of the way (see infectScript), and runs it.
 // Every value is validated to a character set that needs no quoting in YAML, Nix or shell.
 import { z } from "zod";
-import { hostPublicKeySchema, parseInput } from "../schema";
+import { hostPublicKeySchema, parseInput } from "../../schema/inputs";
 
 /**
  * The nixos-infect revision used by default, and the SHA-256 of its `nixos-infect` script.

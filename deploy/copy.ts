@@ -1,5 +1,5 @@
 // Stage 3: copy only the store paths the host lacks.
-import { closurePaths, NixError, StorePathInfo } from "../transport/nix";
+import { closurePaths, NixError, StorePathInfo } from "./transport/nix";
 import { CopyOptions, Host } from "./host";
 
 export interface CopyPlan {

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
-import { PACKAGE_VERSION, WAIT_FOR_NIXOS } from "../../provider/schema";
-import type { JumpHostArgs } from "../nixosSystem";
+import { PACKAGE_VERSION, WAIT_FOR_NIXOS } from "../schema/resources";
+import type { JumpHostArgs } from "./nixosSystem";
 
 export interface WaitForNixosArgs {
     address: pulumi.Input<string>;

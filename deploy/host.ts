@@ -1,9 +1,9 @@
 // The few verbs a deploy needs from a host (after Colmena's Host): run a command, copy a closure.
 // Stages take a Host, so they run the same against a remote machine or the deployer itself.
-import { addressWithPort } from "../schema";
-import { copyClosure, StorePathInfo, withExportedPaths } from "../transport/nix";
-import { ProcessResult, runProcess } from "../transport/process";
-import { outputOf, RemoteRunOptions, RootAccess, runAsUser, SshConnection, UserSshTarget } from "../transport/ssh";
+import { addressWithPort } from "../schema/inputs";
+import { copyClosure, StorePathInfo, withExportedPaths } from "./transport/nix";
+import { ProcessResult, runProcess } from "./transport/process";
+import { outputOf, RemoteRunOptions, RootAccess, runAsUser, SshConnection, UserSshTarget } from "./transport/ssh";
 
 export interface Host {
     /** How messages name the host ("10.0.0.5:22", "localhost"). */

@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { PACKAGE_VERSION, SSH_KEY_PAIR } from "../../provider/schema";
+import { PACKAGE_VERSION, SSH_KEY_PAIR } from "../schema/resources";
 
 export interface SshKeyPairArgs {
     /** The key's comment, e.g. the host's name; changing it makes a new key. */

@@ -6,8 +6,8 @@
 // remote builders its `builders` setting names (PULUMI_NIXOS_NIX_CONFIG). On the target, the
 // deployer copies the derivation's closure (the .drv files and sources, no outputs) and the host
 // realises it with its own Nix, fetching what its substituters and the deploy's caches have.
-import { NixError, realiseDerivation, realisePath, StorePathInfo } from "../transport/nix";
-import { RemoteCommandError } from "../transport/ssh";
+import { NixError, realiseDerivation, realisePath, StorePathInfo } from "./transport/nix";
+import { RemoteCommandError } from "./transport/ssh";
 import { BinaryCache, cacheOptions } from "./fetch";
 import { CopyOptions, Host } from "./host";
 

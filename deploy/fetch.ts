@@ -5,9 +5,9 @@
 // stage then sends the rest. Scripts are constants; URLs, keys and paths reach them as arguments
 // or on standard input.
 import { z } from "zod";
-import { binaryCacheSchema } from "../schema";
-import { parsePathInfo } from "../transport/nix";
-import { RemoteCommandError } from "../transport/ssh";
+import { binaryCacheSchema } from "../schema/inputs";
+import { parsePathInfo } from "./transport/nix";
+import { RemoteCommandError } from "./transport/ssh";
 import { Host } from "./host";
 
 export type BinaryCache = z.output<typeof binaryCacheSchema>;

@@ -3,7 +3,7 @@
 // checks (activate.ts confirms only a healthy host, one round trip fewer), otherwise on their own
 // over the deploy's connection. HTTP checks are fetched from the deployer. Each check retries,
 // a second apart, until it passes or its own timeout runs out.
-import { CommandCheck, HealthChecks } from "../schema";
+import { CommandCheck, HealthChecks } from "../schema/inputs";
 import { Host } from "./host";
 
 export class HealthCheckError extends Error {

@@ -24,7 +24,7 @@
 // SHA-256 of what it holds (over the encrypted SSH channel, into the deployer's memory); the digest
 // is computed on the deployer, so the key never leaves it.
 import { createHash, createHmac, randomBytes } from "node:crypto";
-import { HostFileSetting, hostFilesSchema } from "../schema";
+import { HostFileSetting, hostFilesSchema } from "../schema/inputs";
 import { Host } from "./host";
 
 /** A file as it should be on the host. */

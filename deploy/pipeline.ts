@@ -2,8 +2,8 @@
 // and on any failure after the host was touched, roll back to the generation recorded by the
 // probe. Built on the target, it goes probe → build (on the host) → activate → …. Plain inputs,
 // plain outputs: no Pulumi here, so the pipeline runs (and is tested) on its own.
-import { Action, HealthChecks } from "../schema";
-import { signClosure, StorePathInfo, unsupportedNix } from "../transport/nix";
+import { Action, HealthChecks } from "../schema/inputs";
+import { signClosure, StorePathInfo, unsupportedNix } from "./transport/nix";
 import {
     Activation, ActivationError, ActivationNotStartedError, activatesNow, FILES_BACKUP, HostSystemState, newAgentFolder, probeHost, RollbackTarget,
     setsProfile, SYSTEM_PROFILE,

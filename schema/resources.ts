@@ -7,7 +7,7 @@ import {
     actionSchema, addressSchema, binaryCacheSchema, buildSchema, commandCheckSchema, configurationNameSchema, connectionSchema, flakeSchema, healthChecksSchema,
     hostFilesSchema, hostPublicKeySchema, httpCheckSchema, jumpHostSchema, portSchema, privateKeySchema, storePathSchema, sudoPasswordSchema,
     systemSettingsSchema, userSchema,
-} from "../components/schema";
+} from "./inputs";
 
 export const PACKAGE_NAME = "nixos";
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -26,8 +26,8 @@
 // The scripts below are constants; every value reaches them as a positional argument, which the
 // SSH transport quotes. Nothing is interpolated into script text.
 import { randomBytes } from "node:crypto";
-import { Action, CommandCheck } from "../schema";
-import { remoteCommandLine, RemoteCommandError, SshConnectionError, SUDO_WORDS } from "../transport/ssh";
+import { Action, CommandCheck } from "../schema/inputs";
+import { remoteCommandLine, RemoteCommandError, SshConnectionError, SUDO_WORDS } from "./transport/ssh";
 import { RESTORE_FILES } from "./files";
 import { Host } from "./host";
 import { COMMAND_CHECKS, commandCheckArguments, commandCheckFailure, commandChecksMs } from "./verify";

@@ -18,7 +18,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { terminateMaster } from "./controlSocket";
-import { addressWithPort, bareAddress, JumpHost } from "../schema";
+import { addressWithPort, bareAddress, JumpHost } from "../../schema/inputs";
 import { makeOwnedFolder } from "./ownedFolder";
 import { ProcessResult, runProcess } from "./process";
 

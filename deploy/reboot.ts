@@ -2,7 +2,7 @@
 // deploy, a switch that exited 100, or one that changed the kernel), and wait until the host is
 // back: a new boot id, read over fresh connections, within a bounded time (as colmena and morph
 // tell that a reboot happened).
-import { SshConnectionError } from "../transport/ssh";
+import { SshConnectionError } from "./transport/ssh";
 import { Host } from "./host";
 
 export class RebootError extends Error {
