@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { inputSchemas, PACKAGE_VERSION, SYSTEM } from "../schema/resources";
+import { inputSchemas, PLUGIN_OPTIONS, SYSTEM } from "../schema/resources";
 import { Action, hostFilesSchema, parseInput } from "../schema/inputs";
 
 /** A command run on the host after activation; healthy when it exits 0 within the timeout. */
@@ -237,6 +237,6 @@ export class NixosSystem extends pulumi.CustomResource {
         const given = Object.fromEntries(Object.entries(inputs).filter(([, value]) => value !== undefined));
         super(SYSTEM.token, name, {
             ...given, closure: undefined, packages: undefined, kernel: undefined, nixosRelease: undefined, generation: undefined,
-        }, { version: PACKAGE_VERSION, ...opts, additionalSecretOutputs: ["fileDigestKey", "fileDigests"] });
+        }, { ...PLUGIN_OPTIONS, ...opts, additionalSecretOutputs: ["fileDigestKey", "fileDigests"] });
     }
 }

@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { PACKAGE_VERSION, SSH_KEY_PAIR } from "../schema/resources";
+import { PLUGIN_OPTIONS, SSH_KEY_PAIR } from "../schema/resources";
 
 export interface SshKeyPairArgs {
     /** The key's comment, e.g. the host's name; changing it makes a new key. */
@@ -19,6 +19,6 @@ export class SshKeyPair extends pulumi.CustomResource {
 
     constructor(name: string, args: SshKeyPairArgs, opts?: pulumi.CustomResourceOptions) {
         super(SSH_KEY_PAIR.token, name, { ...args, privateKey: undefined, publicKey: undefined },
-            { version: PACKAGE_VERSION, ...opts, additionalSecretOutputs: ["privateKey"] });
+            { ...PLUGIN_OPTIONS, ...opts, additionalSecretOutputs: ["privateKey"] });
     }
 }

@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { PACKAGE_VERSION, WAIT_FOR_NIXOS } from "../schema/resources";
+import { PLUGIN_OPTIONS, WAIT_FOR_NIXOS } from "../schema/resources";
 import type { JumpHostArgs } from "./nixosSystem";
 
 export interface WaitForNixosArgs {
@@ -34,6 +34,6 @@ export class WaitForNixos extends pulumi.CustomResource {
             ...args, privateKey: pulumi.secret(args.privateKey), jumpHosts: args.jumpHosts === undefined ? undefined : pulumi.secret(args.jumpHosts),
             initialSystem: undefined,
         },
-            { version: PACKAGE_VERSION, ...opts, additionalSecretOutputs: ["privateKey"] });
+            { ...PLUGIN_OPTIONS, ...opts, additionalSecretOutputs: ["privateKey"] });
     }
 }

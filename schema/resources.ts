@@ -11,7 +11,16 @@ import {
 
 export const PACKAGE_NAME = "nixos";
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-export const PACKAGE_VERSION: string = require("../../package.json").version;
+const PACKAGE_JSON: { version: string; pulumi: { server: string } } = require("../../package.json");
+export const PACKAGE_VERSION = PACKAGE_JSON.version;
+/**
+ * Where the engine fetches the plugin when a program needs it and it is not installed:
+ * `pulumi-resource-nixos-v<version>-<os>-<arch>.tar.gz` of the release (the engine fills in
+ * `${VERSION}`). package.json's `pulumi` block, which Node.js language hosts read, holds it.
+ */
+export const PLUGIN_DOWNLOAD_URL = PACKAGE_JSON.pulumi.server;
+/** The resource options every SDK gives the engine so that it finds, or fetches, this plugin. */
+export const PLUGIN_OPTIONS = { version: PACKAGE_VERSION, pluginDownloadURL: PLUGIN_DOWNLOAD_URL } as const;
 
 /** A Pulumi schema property or type reference (the subset this package uses). */
 interface PropertySpec {
@@ -362,6 +371,7 @@ export function packageSchema(): Record<string, unknown> {
         name: PACKAGE_NAME,
         displayName: "NixOS",
         version: PACKAGE_VERSION,
+        pluginDownloadURL: PLUGIN_DOWNLOAD_URL,
         description: "Deploys flake-pinned NixOS systems to hosts over SSH, keyed by their closure, with rollback by generation.",
         keywords: ["pulumi", "nixos", "nix", "category/infrastructure", "kind/native"],
         license: "Apache-2.0",
@@ -369,8 +379,8 @@ export function packageSchema(): Record<string, unknown> {
         meta: { moduleFormat: "(.*)" },
         language: {
             nodejs: { packageName: "@pulumi-nixos/nixos" },
-            python: { packageName: "pulumi_nixos" },
-            go: { importBasePath: "github.com/pulumi-nixos/pulumi-nixos/sdk/go/nixos", generateResourceContainerTypes: false },
+            python: { packageName: "pulumi_nixos", respectSchemaVersion: true },
+            go: { importBasePath: "github.com/pulumi-nixos/pulumi-nixos/sdk/go/nixos", generateResourceContainerTypes: false, respectSchemaVersion: true },
             csharp: { rootNamespace: "PulumiNixos", packageReferences: { Pulumi: "3.*" } },
         },
         config: {},

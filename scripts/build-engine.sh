@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the real Pulumi engine from Go modules (no CLI can be downloaded here):
 #   pulumi                         github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
-#   pulumi-language-nodejs         the Node.js language host (see LANGUAGE_HOST_SDK below)
+#   pulumi-language-nodejs         the Node.js language host (see build_from_sdk below)
 #   pulumi-language-yaml           the YAML language host, github.com/pulumi/pulumi-yaml (YAML_VERSION)
+#   pulumi-language-python         the Python language host and its pulumi-language-python-exec shim
+#   pulumi-language-go             the Go language host
 #   pulumi-resource-pulumi-nodejs  the dynamic-provider shim shipped in @pulumi/pulumi
 # into $PULUMI_NIXOS_ENGINE_DIR (default: ~/.cache/pulumi-nixos/engine, shared by every checkout),
 # building only what is missing. A `pulumi` already on PATH at the wanted version is used instead.
@@ -18,14 +20,16 @@ say() { echo "[engine] $*" >&2; }
 
 if command -v pulumi >/dev/null && [ "$(command -v pulumi)" != "$bin/pulumi" ] &&
   [ "$(pulumi version 2>/dev/null)" = "v$version" ] && command -v pulumi-language-nodejs >/dev/null &&
-  command -v pulumi-language-yaml >/dev/null; then
+  command -v pulumi-language-yaml >/dev/null && command -v pulumi-language-python >/dev/null &&
+  command -v pulumi-language-go >/dev/null; then
   say "using pulumi v$version from PATH: $(command -v pulumi)"
   dirname "$(command -v pulumi)"
   exit 0
 fi
 
 built() { [ -x "$bin/$1" ]; }
-if built pulumi && built pulumi-language-nodejs && built pulumi-language-yaml && built pulumi-resource-pulumi-nodejs; then
+if built pulumi && built pulumi-language-nodejs && built pulumi-language-yaml && built pulumi-resource-pulumi-nodejs &&
+  built pulumi-language-python && built pulumi-language-python-exec && built pulumi-language-go; then
   say "reusing pulumi v$version built in $bin"
   echo "$bin"
   exit 0
@@ -63,24 +67,25 @@ mv "$bin/pulumi.tmp" "$bin/pulumi"
 say "built $("$bin/pulumi" version)"
 fi
 
-# The language host. Since sdk v3.69 it is its own module
-# (github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3), which the module proxy
-# reachable here refuses ("403 This module version is not available", at every version). The last
-# sdk/v3 release that still contains it as a package is v3.68.0; it only launches the program
-# (`node …/@pulumi/pulumi/cmd/run`), and the SDK talks to the engine itself.
-LANGUAGE_HOST_SDK=v3.68.0
-if ! built pulumi-language-nodejs; then
-say "building pulumi-language-nodejs from github.com/pulumi/pulumi/sdk/v3@$LANGUAGE_HOST_SDK"
-mkdir -p "$work/language-host" && cd "$work/language-host"
-cat >go.mod <<MOD
-module pulumi-nixos/engine-language-host
-go 1.21
-require github.com/pulumi/pulumi/sdk/v3 $LANGUAGE_HOST_SDK
-MOD
-go build -o "$bin/pulumi-language-nodejs" \
-  -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$LANGUAGE_HOST_SDK" \
-  github.com/pulumi/pulumi/sdk/v3/nodejs/cmd/pulumi-language-nodejs
+# The language hosts. Since sdk v3.69 each is its own module (such as
+# github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3), which the module proxy
+# reachable here refuses ("403 This module version is not available", at every version); the last
+# sdk/v3 releases that still hold them as packages are v3.68.0 (Node.js, Python) and v3.60.0 (Go).
+# They only launch the program; the language's SDK talks to the engine itself. The Python one runs
+# a program through the pulumi-language-python-exec script of the same release, found on PATH.
+build_from_sdk() { # NAME SDK_VERSION PACKAGE
+  say "building $1 from github.com/pulumi/pulumi/sdk/v3@$2"
+  mkdir -p "$work/$1" && cd "$work/$1"
+  printf 'module pulumi-nixos/engine-%s\ngo 1.21\nrequire github.com/pulumi/pulumi/sdk/v3 %s\n' "$1" "$2" >go.mod
+  go build -o "$bin/$1" -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$2" "$3"
+}
+built pulumi-language-nodejs ||
+  build_from_sdk pulumi-language-nodejs v3.68.0 github.com/pulumi/pulumi/sdk/v3/nodejs/cmd/pulumi-language-nodejs
+if ! built pulumi-language-python || ! built pulumi-language-python-exec; then
+  build_from_sdk pulumi-language-python v3.68.0 github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python
+  install -m 0755 "$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)/python/cmd/pulumi-language-python-exec" "$bin/"
 fi
+built pulumi-language-go || build_from_sdk pulumi-language-go v3.60.0 github.com/pulumi/pulumi/sdk/v3/go/pulumi-language-go
 
 # The YAML language host, for Pulumi YAML programs (runtime: yaml). Its module has no replace
 # directives, so `go install` builds it at its own dependencies' versions (it does not compile

@@ -207,6 +207,7 @@ namespace PulumiNixos.Nixos
             var defaultOptions = new CustomResourceOptions
             {
                 Version = Utilities.Version,
+                PluginDownloadURL = "https://github.com/pulumi-nixos/pulumi-nixos/releases/download/v${VERSION}",
                 AdditionalSecretOutputs =
                 {
                     "fileDigestKey",

@@ -63,16 +63,24 @@ export interface TestStack {
     remove(): Promise<void>;
 }
 
+/** The languages a program file can be written in, and the file each runtime starts. */
+const MAIN_FILE = { nodejs: "index.js", yaml: "Main.yaml", python: "__main__.py", go: "main.go" } as const;
+export type ProgramRuntime = keyof typeof MAIN_FILE;
+
 /** A program file run by its language host, as `pulumi up` runs a user's program. */
 export interface ProgramFile {
     /**
      * "nodejs" (the default): the source is index.js, which can require the library as `LIBRARY`
-     * (the compiled components). "yaml": the source is the Pulumi YAML program, Main.yaml.
+     * (the compiled components). "yaml", "python", "go": the source is Main.yaml, __main__.py or main.go.
      */
-    runtime?: "nodejs" | "yaml";
+    runtime?: ProgramRuntime;
     source: string;
     /** The compiled library `LIBRARY` names in a Node.js source; default this checkout's. */
     library?: string;
+    /** Other files of the project by name, such as a Go program's go.mod. */
+    files?: Record<string, string>;
+    /** Environment of the engine and the language host (a Python virtual environment's PATH). */
+    envVars?: Record<string, string>;
 }
 
 /** `require(LIBRARY)` in a ProgramFile's source loads the compiled library. */
@@ -102,6 +110,7 @@ export async function createTestStack(
         workDir,
         pulumiHome: path.join(dir, "home"),
         envVars: {
+            ...(typeof program === "function" ? {} : program.envVars),
             PULUMI_BACKEND_URL: `file://${path.join(dir, "backend")}`,
             PULUMI_CONFIG_PASSPHRASE: TEST_PASSPHRASE,
         },
@@ -118,8 +127,9 @@ export async function createTestStack(
     if (typeof program === "function") {
         stack = await LocalWorkspace.createOrSelectStack({ stackName: "test", projectName, program }, options);
     } else {
-        if (program.runtime === "yaml") fs.writeFileSync(path.join(workDir, "Main.yaml"), program.source);
-        else fs.writeFileSync(path.join(workDir, "index.js"), `const LIBRARY = ${JSON.stringify(program.library ?? LIBRARY)};\n${program.source}`);
+        const runtime = program.runtime ?? "nodejs";
+        const source = runtime === "nodejs" ? `const LIBRARY = ${JSON.stringify(program.library ?? LIBRARY)};\n${program.source}` : program.source;
+        for (const [name, text] of Object.entries({ ...program.files, [MAIN_FILE[runtime]]: source })) fs.writeFileSync(path.join(workDir, name), text);
         stack = await LocalWorkspace.createOrSelectStack({ stackName: "test", workDir }, options);
     }
     if (Object.keys(config).length) await stack.setAllConfig(config);

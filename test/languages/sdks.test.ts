@@ -9,10 +9,10 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { REPO_ROOT } from "../engine/engine";
+import { GO_ENV, goModule } from "./sdkEnvironments";
 
 const SDK = path.join(REPO_ROOT, "sdk");
 const GENERATED = ["schema.json", "go/nixos", "python", "dotnet"];
-const GO_ENV = { ...process.env, PATH: `${process.env.PATH}:/usr/local/go/bin`, GOFLAGS: "-mod=mod", CGO_ENABLED: "0" };
 
 let scratch: string;
 
@@ -35,7 +35,7 @@ function filesUnder(dir: string): Map<string, string> {
 
 test("the committed schema and SDKs are what the generators make of the provider's schema", () => {
     const fresh = path.join(scratch, "generated");
-    execFileSync("bash", [path.join(REPO_ROOT, "scripts/generate-sdks.sh"), fresh], { env: GO_ENV, stdio: ["ignore", "ignore", "inherit"] });
+    execFileSync("bash", [path.join(REPO_ROOT, "scripts/generate-sdks.sh"), fresh], { env: { ...process.env, ...GO_ENV }, stdio: ["ignore", "ignore", "inherit"] });
     for (const part of GENERATED) {
         const [committed, generated] = [path.join(SDK, part), path.join(fresh, part)];
         if (part.endsWith(".json")) {
@@ -51,17 +51,7 @@ test("the committed schema and SDKs are what the generators make of the provider
 test("the Go SDK compiles in a program that declares a System", () => {
     const program = path.join(scratch, "go-program");
     fs.mkdirSync(program);
-    fs.writeFileSync(path.join(program, "go.mod"), `module nixos-sdk-check
-
-go 1.25
-
-require (
-	github.com/pulumi-nixos/pulumi-nixos/sdk v0.0.0
-	github.com/pulumi/pulumi/sdk/v3 v3.248.0
-)
-
-replace github.com/pulumi-nixos/pulumi-nixos/sdk => ${SDK}
-`);
+    fs.writeFileSync(path.join(program, "go.mod"), goModule("nixos-sdk-check"));
     fs.writeFileSync(path.join(program, "main.go"), `package main
 
 import (
@@ -90,7 +80,7 @@ func main() {
 	})
 }
 `);
-    execFileSync("go", ["build", "-o", path.join(scratch, "go-program-binary"), "."], { cwd: program, env: GO_ENV, stdio: ["ignore", "ignore", "inherit"] });
+    execFileSync("go", ["build", "-o", path.join(scratch, "go-program-binary"), "."], { cwd: program, env: { ...process.env, ...GO_ENV }, stdio: ["ignore", "ignore", "inherit"] });
     assert.ok(fs.statSync(path.join(scratch, "go-program-binary")).size > 0);
 });
 

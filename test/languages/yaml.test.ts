@@ -1,15 +1,12 @@
-// A second Pulumi language, really run: a Pulumi YAML program (runtime: yaml, no Node.js code of
-// its own) deploys, previews with the closure diff, refreshes and destroys a nixos:index:System on
-// a test host, through the real engine, the YAML language host built from Go modules and the
-// installed provider plugin.
+// A Pulumi YAML program (runtime: yaml, no code of its own) through the real engine, the YAML
+// language host built from Go modules and the installed plugin: the story every language tells
+// (test/languages/languageStory.ts); and a project that names the plugin's folder instead.
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { after, before, test } from "node:test";
-import { evaluateConfigurations, SystemEvaluation } from "../../deploy/evaluate";
-import { startTestHosts, switchByHand, TestFleet, TestHost } from "../../testbed/testHosts";
-import { createTestStack, REPO_ROOT, TestStack, useTestEngine } from "../engine/engine";
-import { FIXTURE_FLAKE, recordedClosures } from "../engine/systemStack";
+import { test } from "node:test";
+import { createTestStack } from "../engine/engine";
+import { languageStory } from "./languageStory";
 
 const PROGRAM = `
 config:
@@ -17,7 +14,12 @@ config:
   hostPublicKey: { type: string }
   privateKey: { type: string, secret: true }
   configuration: { type: string }
+  token: { type: string, secret: true }
 resources:
+  key:
+    type: nixos:index:SshKeyPair
+    properties:
+      comment: web
   web:
     type: nixos:index:System
     properties:
@@ -31,71 +33,16 @@ resources:
           - name: app is healthy
             command: 'test "$(cat /run/standin/health)" = ok'
             timeoutSeconds: 2
+      files:
+        app-token:
+          content: \${token}
 outputs:
   closure: \${web.closure}
   generation: \${web.generation}
+  publicKey: \${key.publicKey}
 `;
 
-let fleet: TestFleet;
-let host: TestHost;
-let systems: Record<string, SystemEvaluation>;
-let testStack: TestStack;
-
-before(async () => {
-    useTestEngine();
-    systems = await evaluateConfigurations(FIXTURE_FLAKE, ["v1", "v2"]);
-    fleet = await startTestHosts({ count: 1 });
-    host = fleet.hosts[0];
-    testStack = await createTestStack("yaml-system", { runtime: "yaml", source: PROGRAM }, {
-        address: { value: host.address },
-        hostPublicKey: { value: host.hostPublicKey },
-        privateKey: { value: fleet.deployerPrivateKey, secret: true },
-    });
-    fs.cpSync(path.join(REPO_ROOT, "nix/fixtures"), path.join(testStack.stack.workspace.workDir, "nix"), { recursive: true });
-});
-
-after(async () => {
-    await testStack?.remove();
-    fleet?.stop();
-});
-
-const setConfiguration = (configuration: string) => testStack.stack.setConfig("configuration", { value: configuration });
-
-test("up of a YAML program deploys version 1", async () => {
-    await setConfiguration("v1");
-    const result = await testStack.stack.up();
-    assert.equal(result.outputs.closure.value, systems.v1.closure);
-    assert.equal(result.outputs.generation.value, 2);
-    assert.equal(host.currentSystem(), systems.v1.closure);
-    assert.match(result.stdout, /copying \d+ of \d+ paths/);
-});
-
-test("preview of version 2 shows the detailed diff and the package changes, and touches nothing", async () => {
-    await setConfiguration("v2");
-    const summary = await testStack.stack.preview();
-    assert.match(summary.stdout, /~ +nixos:index:System +web +update +\[diff: ~closure,configuration,kernel,packages\]/);
-    const preview = await testStack.stack.preview({ diff: true });
-    assert.deepEqual(preview.changeSummary, { same: 1, update: 1 });
-    assert.ok(preview.stdout.includes(systems.v2.closure), "new closure shown");
-    assert.match(preview.stdout, /app\s*: "1\.0" => "2\.0"/);
-    assert.equal(host.currentSystem(), systems.v1.closure);
-});
-
-test("up deploys version 2; a host switched back by hand shows on refresh", async () => {
-    const result = await testStack.stack.up();
-    assert.equal(result.outputs.closure.value, systems.v2.closure);
-    assert.equal(host.currentSystem(), systems.v2.closure);
-    switchByHand(fleet, host, systems.v1.closure);
-    await testStack.stack.refresh();
-    assert.equal((await recordedClosures(testStack.stack)).web, systems.v1.closure);
-});
-
-test("destroy removes the resource; the host keeps running its system", async () => {
-    const result = await testStack.stack.destroy();
-    assert.equal(result.summary.result, "succeeded");
-    assert.deepEqual((await testStack.stack.exportStack()).deployment.resources ?? [], []);
-    assert.equal(host.currentSystem(), systems.v1.closure);
-});
+languageStory({ language: "YAML", setUp: () => ({ runtime: "yaml", source: PROGRAM }) });
 
 test("a project that names the plugin's folder in Pulumi.yaml (plugins.providers) uses it without installing it", async () => {
     const keys = await createTestStack("yaml-plugin-path", { runtime: "yaml", source: `
