@@ -77,6 +77,8 @@ export interface ProgramFile {
     source: string;
     /** The compiled library `LIBRARY` names in a Node.js source; default this checkout's. */
     library?: string;
+    /** Another file to write the source to, as it is (a TypeScript program's index.ts). */
+    mainFile?: string;
     /** Other files of the project by name, such as a Go program's go.mod. */
     files?: Record<string, string>;
     /** Environment of the engine and the language host (a Python virtual environment's PATH). */
@@ -92,8 +94,12 @@ export const LIBRARY = path.join(REPO_ROOT, "dist/components");
  * behind as unhandled rejections in this process).
  */
 export interface TestStackOptions {
-    /** Name the plugin's folder in Pulumi.yaml (plugins.providers) instead of installing it. */
-    pluginFromProject?: boolean;
+    /**
+     * How the engine finds the plugins: "installed" (default) in PULUMI_HOME, `pulumi plugin install`;
+     * "project": the nixos plugin's folder named in Pulumi.yaml (plugins.providers); "acquired":
+     * none installed, the engine fetches what the program needs (automatic acquisition on).
+     */
+    plugins?: "installed" | "project" | "acquired";
 }
 
 export async function createTestStack(
@@ -104,13 +110,15 @@ export async function createTestStack(
     for (const sub of ["backend", "home", "work"]) fs.mkdirSync(path.join(dir, sub));
     const pulumiCommand = await PulumiCommand.get({ root: path.dirname(bin) });
     const workDir = path.join(dir, "work");
-    if (!stackOptions.pluginFromProject) installPlugins(path.join(dir, "home"));
+    const plugins = stackOptions.plugins ?? "installed";
+    if (plugins === "installed") installPlugins(path.join(dir, "home"));
     const options: LocalWorkspaceOptions = {
         pulumiCommand,
         workDir,
         pulumiHome: path.join(dir, "home"),
         envVars: {
             ...(typeof program === "function" ? {} : program.envVars),
+            ...(plugins === "acquired" ? { PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "false" } : {}),
             PULUMI_BACKEND_URL: `file://${path.join(dir, "backend")}`,
             PULUMI_CONFIG_PASSPHRASE: TEST_PASSPHRASE,
         },
@@ -120,7 +128,7 @@ export async function createTestStack(
             runtime: (typeof program === "function" ? "nodejs" : program.runtime ?? "nodejs") as ProjectRuntime,
             backend: { url: `file://${path.join(dir, "backend")}` },
             // Not in the Automation API's type, but written to Pulumi.yaml as it is.
-            ...(stackOptions.pluginFromProject ? { plugins: { providers: [{ name: "nixos", path: pluginFolder() }] } } : {}),
+            ...(plugins === "project" ? { plugins: { providers: [{ name: "nixos", path: pluginFolder() }] } } : {}),
         } as ProjectSettings,
     };
     let stack: Stack;
@@ -128,8 +136,8 @@ export async function createTestStack(
         stack = await LocalWorkspace.createOrSelectStack({ stackName: "test", projectName, program }, options);
     } else {
         const runtime = program.runtime ?? "nodejs";
-        const source = runtime === "nodejs" ? `const LIBRARY = ${JSON.stringify(program.library ?? LIBRARY)};\n${program.source}` : program.source;
-        for (const [name, text] of Object.entries({ ...program.files, [MAIN_FILE[runtime]]: source })) fs.writeFileSync(path.join(workDir, name), text);
+        const source = runtime === "nodejs" && !program.mainFile ? `const LIBRARY = ${JSON.stringify(program.library ?? LIBRARY)};\n${program.source}` : program.source;
+        for (const [name, text] of Object.entries({ ...program.files, [program.mainFile ?? MAIN_FILE[runtime]]: source })) fs.writeFileSync(path.join(workDir, name), text);
         stack = await LocalWorkspace.createOrSelectStack({ stackName: "test", workDir }, options);
     }
     if (Object.keys(config).length) await stack.setAllConfig(config);

@@ -53,7 +53,7 @@ resources:
       comment: web
 outputs:
   publicKey: \${key.publicKey}
-` }, {}, { pluginFromProject: true });
+` }, {}, { plugins: "project" });
     try {
         const result = await keys.stack.up();
         assert.match(result.outputs.publicKey.value, /^ssh-ed25519 AAAA/);
