@@ -363,6 +363,35 @@ export function resourceSchemas(resources: readonly ResourceDefinition[]): Recor
     }));
 }
 
+/**
+ * The README of the generated SDKs (PyPI's page of the wheel, the Go module's): where a user of
+ * another language than TypeScript first looks, so it says what they have and what they do not.
+ */
+const SDK_README = `# NixOS for Pulumi (\`nixos\`)
+
+Deploys flake-pinned NixOS systems to hosts over SSH, keyed by their closure: \`pulumi preview\`
+shows the closure and the packages that change, \`pulumi up\` copies what the host lacks,
+switches, checks health and rolls back to the previous generation on any failure.
+
+This SDK (Python, Go, .NET; YAML needs none) has the provider's resources:
+
+- \`nixos:index:System\`: one host's NixOS system, from a flake's \`nixosConfigurations\`.
+- \`nixos:index:WaitForNixos\`: waits until a new machine runs NixOS (after nixos-infect).
+- \`nixos:index:SshKeyPair\`: an ed25519 key pair made by the provider, the private key a secret.
+
+**The components \`NixosHost\`, \`NixosFleet\` and \`NixosBootstrap\` are TypeScript-only** (the npm
+package \`pulumi-nixos\`): they are Node.js component classes, not yet packaged as a multi-language
+component provider. From this SDK, make the instance with your cloud's own provider (its user data
+can run nixos-infect), then declare a \`WaitForNixos\` and a \`System\` for it, one \`System\` per host
+of a fleet.
+
+The plugin \`pulumi-resource-nixos\` is fetched by the engine on first use (\`pluginDownloadURL\`), or
+installed with \`pulumi plugin install resource nixos ${PACKAGE_VERSION}\`. It needs Node.js 20 or later
+on the deployer's PATH, with Nix (2.18 to 2.31, or Lix) and OpenSSH.
+
+Docs: https://github.com/pulumi-nixos/pulumi-nixos/tree/main/docs
+`;
+
 /** The Pulumi package schema (https://www.pulumi.com/docs/iac/extending-pulumi/schema/). */
 export function packageSchema(): Record<string, unknown> {
     const resources = resourceSchemas(RESOURCES);
@@ -379,7 +408,7 @@ export function packageSchema(): Record<string, unknown> {
         meta: { moduleFormat: "(.*)" },
         language: {
             nodejs: { packageName: "@pulumi-nixos/nixos" },
-            python: { packageName: "pulumi_nixos", respectSchemaVersion: true },
+            python: { packageName: "pulumi_nixos", respectSchemaVersion: true, readme: SDK_README },
             go: { importBasePath: "github.com/pulumi-nixos/pulumi-nixos/sdk/go/nixos", generateResourceContainerTypes: false, respectSchemaVersion: true },
             csharp: { rootNamespace: "PulumiNixos", packageReferences: { Pulumi: "3.*" } },
         },

@@ -14,3 +14,6 @@ cd "$root/sdk/generate"
 go run . "$out/schema.json" "$out"
 # pkg/v3 v3.248 no longer has the .NET generator; v3.206 is the newest here that does (see dotnet.go).
 go run -tags dotnet -modfile dotnet.mod . "$out/schema.json" "$out"
+# The generated README where PyPI (setup.py reads it from its own folder) and the Go module show it.
+cp "$out/python/pulumi_nixos/README.md" "$out/python/README.md"
+cp "$out/python/pulumi_nixos/README.md" "$out/README.md"

@@ -12,7 +12,7 @@ import { REPO_ROOT } from "../engine/engine";
 import { GO_ENV, goModule } from "./sdkEnvironments";
 
 const SDK = path.join(REPO_ROOT, "sdk");
-const GENERATED = ["schema.json", "go/nixos", "python", "dotnet"];
+const GENERATED = ["schema.json", "README.md", "go/nixos", "python", "dotnet"];
 
 let scratch: string;
 
@@ -38,7 +38,7 @@ test("the committed schema and SDKs are what the generators make of the provider
     execFileSync("bash", [path.join(REPO_ROOT, "scripts/generate-sdks.sh"), fresh], { env: { ...process.env, ...GO_ENV }, stdio: ["ignore", "ignore", "inherit"] });
     for (const part of GENERATED) {
         const [committed, generated] = [path.join(SDK, part), path.join(fresh, part)];
-        if (part.endsWith(".json")) {
+        if (!part.includes("/") && part.includes(".")) {
             assert.equal(fs.readFileSync(committed, "utf8"), fs.readFileSync(generated, "utf8"), `${part} is out of date: run scripts/generate-sdks.sh`);
             continue;
         }
