@@ -3,6 +3,7 @@
 // the passphrase's key and the TypeScript compiler), loading @pulumi/pulumi, the library (and
 // @pulumi/aws within it), starting the provider plugin, and the flake's evaluation.
 import { execFileSync, spawn } from "node:child_process";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { TestStack } from "../test/engine/engine";
 import { NixInvocations } from "../test/engine/nixInvocations";
@@ -65,16 +66,20 @@ function nodeSeconds(script: string, cwd: string): number {
     return medianOfThree(() => run(script) - run(""));
 }
 
-/** Seconds from spawning the plugin to its port line, as the engine waits for it; it is killed `lingerMs` after. */
-function providerStartSeconds(plugin: string, lingerMs = 0): Promise<number> {
+/**
+ * Spawns a provider plugin and waits for its port line, as the engine does: the seconds that took
+ * and the process's peak memory then (of the process the launcher became). It is killed `lingerMs` after.
+ */
+export function providerStart(plugin: string, env: NodeJS.ProcessEnv = process.env, lingerMs = 0): Promise<{ seconds: number; peakMiB: number }> {
     return new Promise((resolve, reject) => {
         const startedAt = process.hrtime.bigint();
-        const child = spawn(plugin, [], { stdio: ["ignore", "pipe", "ignore"] });
+        const child = spawn(plugin, [], { env, stdio: ["ignore", "pipe", "ignore"] });
         child.stdout.once("data", () => {
             const seconds = Number(process.hrtime.bigint() - startedAt) / 1e9;
+            const peakKiB = Number(/^VmHWM:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${child.pid}/status`, "utf8"))?.[1] ?? NaN);
             setTimeout(() => {
                 child.kill("SIGKILL");
-                resolve(seconds);
+                resolve({ seconds, peakMiB: Math.round(peakKiB / 1024) });
             }, lingerMs);
         });
         child.once("error", reject);
@@ -95,9 +100,9 @@ export async function measureFixedCost(options: {
     timedCli(emptyStack, engineBin, up);
     const cwd = stack.stack.workspace.workDir;
     // A first start that runs long enough to write the plugin's code cache, as a user's first command does.
-    await providerStartSeconds(plugin, 1500);
+    await providerStart(plugin, process.env, 1500);
     const starts: number[] = [];
-    for (let i = 0; i < 3; i++) starts.push(await providerStartSeconds(plugin));
+    for (let i = 0; i < 3; i++) starts.push((await providerStart(plugin)).seconds);
     const pulumiLoadSeconds = nodeSeconds(`require("@pulumi/pulumi")`, cwd);
     const typeScriptSupport = `require("@pulumi/pulumi/tsutils")`;
     return {

@@ -17,6 +17,7 @@ import { NixInvocations, NixProcess } from "../test/engine/nixInvocations";
 import { NIXOS_PLUGIN } from "../scripts/plugin";
 import { Baseline, BaselineCheckout, DEFAULT_BASELINE, perAddedHost } from "./baseline";
 import { FixedCost, measureFixedCost } from "./fixedCost";
+import { measurePluginForms } from "./pluginForms";
 import { BROKEN, CACHED_CHANGE, CHANGE, FIRST, FLEET_PROGRAM, fleetConfig, HEAVY_FLAKE, measureChange } from "./fleetChange";
 import { DeployerCpu, joinDeployerCpuAccount, median, peakMemoryDuring, ProcessKind } from "./probes";
 
@@ -335,6 +336,8 @@ async function main(): Promise<void> {
         cache.stop();
         cache = undefined;
         const baseline: Baseline | undefined = baselineCheckout?.result();
+        log("the plugin's two forms: the bundle run by Node.js on PATH, and the standalone executable");
+        const plugin = await measurePluginForms();
 
         const git = (...args: string[]) => execFileSync("git", args, { cwd: REPO_ROOT, encoding: "utf8" }).trim();
         const report = {
@@ -347,6 +350,7 @@ async function main(): Promise<void> {
             change: `${FIRST} -> ${CHANGE}`,
             cachedChange: `${CHANGE} -> ${CACHED_CHANGE}, its new paths in a binary cache on a test host`,
             evaluation: { ...evaluationLimits(), oneHeavyConfigurationSeconds: oneEvaluation },
+            plugin,
             deployerCpuPerAddedHostSeconds: results.length > 1 ? perAddedHost(results) : null,
             baseline: baseline ?? (baselineError ? { revision: BASELINE, error: baselineError } : null),
             fleets: results.map((r) => ({ ...r, handLoopRatio: Number((r.changeUpSeconds / r.handLoopSeconds).toFixed(3)) })),
@@ -370,6 +374,7 @@ async function main(): Promise<void> {
         })));
         const fixedCost = results.find((r) => r.fixedCost)?.fixedCost;
         if (fixedCost) console.log(`[bench] 1-host no-op up through the CLI: ${JSON.stringify(fixedCost)}`);
+        console.log(`[bench] the plugin's forms: ${JSON.stringify(plugin)}`);
         for (const goal of report.goals) console.log(`${goal.met ? "met   " : "MISSED"} ${goal.goal}: ${goal.value} (at most ${goal.limit})`);
         console.log(`[bench] wrote ${path.relative(REPO_ROOT, file)}`);
         if (report.goals.some((goal) => !goal.met)) process.exitCode = 1;

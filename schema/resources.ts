@@ -386,8 +386,9 @@ can run nixos-infect), then declare a \`WaitForNixos\` and a \`System\` for it, 
 of a fleet.
 
 The plugin \`pulumi-resource-nixos\` is fetched by the engine on first use (\`pluginDownloadURL\`), or
-installed with \`pulumi plugin install resource nixos ${PACKAGE_VERSION}\`. It needs Node.js 20 or later
-on the deployer's PATH, with Nix (2.18 to 2.31, or Lix) and OpenSSH.
+installed with \`pulumi plugin install resource nixos ${PACKAGE_VERSION}\`. On Linux it is one executable
+with its own Node.js; on NixOS and macOS it needs Node.js 20 or later on the deployer's PATH. The
+deployer needs Nix (2.8 to 2.31, or Lix 2.90 to 2.93) and OpenSSH.
 
 Docs: https://github.com/pulumi-nixos/pulumi-nixos/tree/main/docs
 `;

@@ -22,9 +22,23 @@ export interface Plugin {
 export const NIXOS_PLUGIN: Plugin = { name: "nixos", entry: "dist/provider/main.js", folder: "dist/plugin" };
 export const TESTBED_PLUGIN: Plugin = { name: "testbed", entry: "dist/testbed/pluginMain.js", folder: "dist/testbed-plugin" };
 
+/** The plugin as one executable with its own Node.js, which a release's Linux tarball adds (scripts/release.ts). */
+export const STANDALONE_EXECUTABLE = `pulumi-resource-${NIXOS_PLUGIN.name}-standalone`;
+
+// The executable the engine starts. It runs the standalone executable where there is one and it can
+// run (NixOS has no /lib64/ld-linux loader for it, unless nix-ld), else the Node.js on PATH; shell
+// built-ins only, as it is on the path of every command's start.
 const launcher = (name: string) => `#!/bin/sh
-# The ${name} resource provider for Pulumi (Node.js 20 or later on PATH).
-exec node "$(dirname "$0")/pulumi-resource-${name}.js" "$@"
+# The ${name} resource provider for Pulumi.
+case $0 in */*) here=\${0%/*} ;; *) here=. ;; esac
+if [ -x "$here/pulumi-resource-${name}-standalone" ] && [ ! -e /etc/NIXOS ]; then
+  exec "$here/pulumi-resource-${name}-standalone" "$@"
+fi
+if command -v node >/dev/null 2>&1; then
+  exec node "$here/pulumi-resource-${name}.js" "$@"
+fi
+echo "pulumi-resource-${name}: needs Node.js 20 or later on PATH (on NixOS: nodejs in the deployer's packages or shell)" >&2
+exit 1
 `;
 
 /** The compiled entry every plugin starts in, which runs the plugin's bundle. */

@@ -13,9 +13,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { PLUGIN_DOWNLOAD_URL } from "../../schema/resources";
-import { buildRelease, releaseTarballName } from "../../scripts/release";
-import { PLUGIN_VERSION } from "../../scripts/plugin";
-import { createTestStack, ProgramFile, REPO_ROOT } from "../engine/engine";
+import { buildRelease, HOST_PLATFORM, releaseTarballName } from "../../scripts/release";
+import { PLUGIN_VERSION, STANDALONE_EXECUTABLE } from "../../scripts/plugin";
+import { createTestStack, engineBinDir, ProgramFile, REPO_ROOT } from "../engine/engine";
 import { PythonEnvironment, pythonEnvironment } from "./sdkEnvironments";
 
 let scratch: string;
@@ -31,13 +31,12 @@ function downloadOverride(): Record<string, string> {
     return { PULUMI_PLUGIN_DOWNLOAD_URL_OVERRIDES: `${pattern}=http://127.0.0.1:${(server.address() as AddressInfo).port}/$1` };
 }
 
-const platform = `${os.platform()}-${{ x64: "amd64", arm64: "arm64" }[os.arch() as "x64" | "arm64"]}`;
-const EXPECTED_REQUEST = `/v${PLUGIN_VERSION}/${releaseTarballName(platform)}`;
+const EXPECTED_REQUEST = `/v${PLUGIN_VERSION}/${releaseTarballName(HOST_PLATFORM)}`;
 
 before(async () => {
     scratch = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-release-"));
     const release = path.join(scratch, "release");
-    buildRelease(path.join(release, `v${PLUGIN_VERSION}`));
+    buildRelease(path.join(release, `v${PLUGIN_VERSION}`), [HOST_PLATFORM]);
     server = http.createServer((request, response) => {
         requested.push(request.url ?? "");
         const file = path.join(release, path.normalize(decodeURIComponent(request.url ?? "/")));
@@ -72,15 +71,16 @@ async function upWithAcquisition(name: string, program: ProgramFile, prepare?: (
     }
 }
 
-test("the release has a tarball per platform, the plugin's files at its top", () => {
-    const listing = execFileSync("tar", ["--list", "--file", path.join(scratch, "release", `v${PLUGIN_VERSION}`, releaseTarballName(platform))], { encoding: "utf8" });
-    assert.deepEqual(listing.trim().split("\n").sort(), ["pulumi-resource-nixos", "pulumi-resource-nixos.bundle.js", "pulumi-resource-nixos.js"]);
+test("this platform's tarball holds the plugin's files at its top, with the standalone executable", () => {
+    const listing = execFileSync("tar", ["--list", "--file", path.join(scratch, "release", `v${PLUGIN_VERSION}`, releaseTarballName(HOST_PLATFORM))], { encoding: "utf8" });
+    assert.deepEqual(listing.trim().split("\n").sort(), ["pulumi-resource-nixos", STANDALONE_EXECUTABLE, "pulumi-resource-nixos.bundle.js", "pulumi-resource-nixos.js"].sort());
 });
 
-test("a Python program in a fresh PULUMI_HOME gets the plugin from the release server by itself", async () => {
+test("a Python program in a fresh PULUMI_HOME, without Node.js on PATH, gets the plugin from the release server by itself", async () => {
     const publicKey = await upWithAcquisition("acquired-python", {
         runtime: "python",
-        envVars: python.envVars,
+        // Only the virtual environment and the engine: no node, so the plugin runs as its standalone executable.
+        envVars: { ...python.envVars, PATH: `${path.join(python.dir, "bin")}:${engineBinDir()}` },
         source: `
 import pulumi
 import pulumi_nixos as nixos

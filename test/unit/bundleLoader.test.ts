@@ -2,12 +2,13 @@
 // cache is written once and then read, a cache V8 refuses (damaged, or of another Node.js) is
 // replaced rather than trusted, and a read-only plugin folder only goes without.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
 import { codeCachePath } from "../../provider/bundleLoader";
+import { buildPlugin, NIXOS_PLUGIN } from "../../scripts/plugin";
 
 /** A bundle that prints where it runs and what it requires, and lives long enough for the cache to be written. */
 const BUNDLE = `
@@ -76,4 +77,11 @@ test("a bundle in a folder that cannot be written runs uncached, and nothing is 
     } finally {
         fs.rmSync(folder, { recursive: true, force: true });
     }
+});
+
+test("the launcher without a standalone executable and without Node.js on PATH says what it needs", () => {
+    const launcher = path.join(buildPlugin(NIXOS_PLUGIN), "pulumi-resource-nixos");
+    const run = spawnSync(launcher, [], { env: { PATH: "/nonexistent" }, encoding: "utf8" });
+    assert.equal(run.status, 1);
+    assert.match(run.stderr, /^pulumi-resource-nixos: needs Node\.js 20 or later on PATH/);
 });
