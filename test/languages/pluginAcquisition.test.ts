@@ -13,7 +13,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { PLUGIN_DOWNLOAD_URL } from "../../schema/resources";
-import { buildRelease, HOST_PLATFORM, releaseTarballName } from "../../scripts/release";
+import { buildRelease, HOST_PLATFORM, Platform, RELEASE_PLATFORMS, releaseTarballName, SEA_FUSE } from "../../scripts/release";
 import { PLUGIN_VERSION, STANDALONE_EXECUTABLE } from "../../scripts/plugin";
 import { createTestStack, engineBinDir, ProgramFile, REPO_ROOT } from "../engine/engine";
 import { PythonEnvironment, pythonEnvironment } from "./sdkEnvironments";
@@ -36,7 +36,7 @@ const EXPECTED_REQUEST = `/v${PLUGIN_VERSION}/${releaseTarballName(HOST_PLATFORM
 before(async () => {
     scratch = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-release-"));
     const release = path.join(scratch, "release");
-    buildRelease(path.join(release, `v${PLUGIN_VERSION}`), [HOST_PLATFORM]);
+    buildRelease(path.join(release, `v${PLUGIN_VERSION}`));
     server = http.createServer((request, response) => {
         requested.push(request.url ?? "");
         const file = path.join(release, path.normalize(decodeURIComponent(request.url ?? "/")));
@@ -71,9 +71,23 @@ async function upWithAcquisition(name: string, program: ProgramFile, prepare?: (
     }
 }
 
-test("this platform's tarball holds the plugin's files at its top, with the standalone executable", () => {
-    const listing = execFileSync("tar", ["--list", "--file", path.join(scratch, "release", `v${PLUGIN_VERSION}`, releaseTarballName(HOST_PLATFORM))], { encoding: "utf8" });
-    assert.deepEqual(listing.trim().split("\n").sort(), ["pulumi-resource-nixos", STANDALONE_EXECUTABLE, "pulumi-resource-nixos.bundle.js", "pulumi-resource-nixos.js"].sort());
+/** ELF's e_machine of each Linux platform's standalone executable. */
+const ELF_MACHINE: Partial<Record<Platform, number>> = { "linux-amd64": 62, "linux-arm64": 183 };
+
+test("each platform's tarball holds the plugin's files at its top; Linux's the standalone executable for its machine", () => {
+    const scripts = ["pulumi-resource-nixos", "pulumi-resource-nixos.bundle.js", "pulumi-resource-nixos.js"];
+    for (const platform of RELEASE_PLATFORMS) {
+        const tarball = path.join(scratch, "release", `v${PLUGIN_VERSION}`, releaseTarballName(platform));
+        const listing = execFileSync("tar", ["--list", "--file", tarball], { encoding: "utf8" }).trim().split("\n").sort();
+        const machine = ELF_MACHINE[platform];
+        assert.deepEqual(listing, [...scripts, ...(machine ? [STANDALONE_EXECUTABLE] : [])].sort(), platform);
+        if (!machine) continue;
+        const executable = execFileSync("tar", ["--extract", "--to-stdout", "--file", tarball, STANDALONE_EXECUTABLE], { maxBuffer: 512 * 2 ** 20 });
+        assert.equal(executable.subarray(0, 4).toString("latin1"), "\x7fELF", platform);
+        assert.equal(executable.readUInt16LE(18), machine, `${platform}: e_machine`);
+        // postject sets the fuse (":0" to ":1") when it injects the blob.
+        assert.ok(executable.includes(`${SEA_FUSE}:1`), `${platform}: no blob injected`);
+    }
 });
 
 test("a Python program in a fresh PULUMI_HOME, without Node.js on PATH, gets the plugin from the release server by itself", async () => {

@@ -49,7 +49,9 @@ export function pythonEnvironment(): PythonEnvironment {
     const pip = (...args: string[]) => execFileSync(path.join(dir, "venv/bin/pip"), ["--disable-pip-version-check", "--quiet", ...args], { stdio: ["ignore", "ignore", "inherit"] });
     try {
         execFileSync("python3", ["-m", "venv", path.join(dir, "venv")], { stdio: "inherit" });
-        pip("wheel", "--no-deps", path.join(REPO_ROOT, "sdk/python"), "--wheel-dir", path.join(dir, "wheels"));
+        // From a copy: setuptools leaves build/ and *.egg-info in the folder it builds.
+        fs.cpSync(path.join(REPO_ROOT, "sdk/python"), path.join(dir, "sdk"), { recursive: true });
+        pip("wheel", "--no-deps", path.join(dir, "sdk"), "--wheel-dir", path.join(dir, "wheels"));
         const [wheel] = fs.readdirSync(path.join(dir, "wheels")).filter((file) => file.endsWith(".whl"));
         pip("install", `pulumi==${ENGINE_VERSION}`, path.join(dir, "wheels", wheel));
     } catch (error) {
