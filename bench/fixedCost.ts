@@ -83,6 +83,7 @@ export function providerStart(plugin: string, env: NodeJS.ProcessEnv = process.e
             }, lingerMs);
         });
         child.once("error", reject);
+        child.once("exit", (code) => reject(new Error(`${plugin} exited (code ${code}) before it told its port`)));
     });
 }
 

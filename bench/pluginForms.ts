@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { NIXOS_PLUGIN, STANDALONE_EXECUTABLE } from "../scripts/plugin";
+import { NIXOS_PLUGIN, pluginFiles } from "../scripts/plugin";
 import { buildRelease, HOST_PLATFORM, STANDALONE_NODE_VERSION } from "../scripts/release";
 import { median } from "./probes";
 import { providerStart } from "./fixedCost";
@@ -45,11 +45,12 @@ export async function measurePluginForms(): Promise<PluginForms> {
         const folder = path.join(dir, "plugin");
         fs.mkdirSync(folder);
         execFileSync("tar", ["--extract", "--gzip", "--file", tarball, "--directory", folder]);
-        const launcher = path.join(folder, `pulumi-resource-${NIXOS_PLUGIN.name}`);
-        const scripts = [`pulumi-resource-${NIXOS_PLUGIN.name}`, `pulumi-resource-${NIXOS_PLUGIN.name}.js`, `pulumi-resource-${NIXOS_PLUGIN.name}.bundle.js`];
-        // With no node on PATH the launcher runs the standalone executable.
-        const standalone = await measureForm(launcher, { ...process.env, PATH: "/nonexistent" }, [scripts[0], STANDALONE_EXECUTABLE]);
-        fs.renameSync(path.join(folder, STANDALONE_EXECUTABLE), path.join(dir, STANDALONE_EXECUTABLE));
+        const files = pluginFiles(NIXOS_PLUGIN);
+        const launcher = path.join(folder, files.launcher);
+        const scripts = [files.launcher, files.loader, files.bundle];
+        // No node on PATH: only the standalone executable can answer.
+        const standalone = await measureForm(launcher, { ...process.env, PATH: "/nonexistent" }, [files.launcher, files.standalone]);
+        fs.renameSync(path.join(folder, files.standalone), path.join(dir, files.standalone));
         const node = await measureForm(launcher, process.env, scripts);
         const withoutStandalone = path.join(dir, "without.tar.gz");
         execFileSync("tar", ["--create", "--gzip", "--file", withoutStandalone, "--directory", folder, ...scripts]);

@@ -73,17 +73,17 @@ fi
 # sdk/v3 releases that still hold them as packages are v3.68.0 (Node.js, Python) and v3.60.0 (Go).
 # They only launch the program; the language's SDK talks to the engine itself. The Python one runs
 # a program through the pulumi-language-python-exec script of the same release, found on PATH.
-build_from_sdk() { # NAME SDK_VERSION PACKAGE
+build_from_sdk() ( # NAME SDK_VERSION PACKAGE, in a module folder of its own (work/NAME)
   say "building $1 from github.com/pulumi/pulumi/sdk/v3@$2"
   mkdir -p "$work/$1" && cd "$work/$1"
   printf 'module pulumi-nixos/engine-%s\ngo 1.21\nrequire github.com/pulumi/pulumi/sdk/v3 %s\n' "$1" "$2" >go.mod
   go build -o "$bin/$1" -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$2" "$3"
-}
+)
 built pulumi-language-nodejs ||
   build_from_sdk pulumi-language-nodejs v3.68.0 github.com/pulumi/pulumi/sdk/v3/nodejs/cmd/pulumi-language-nodejs
 if ! built pulumi-language-python || ! built pulumi-language-python-exec; then
   build_from_sdk pulumi-language-python v3.68.0 github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python
-  install -m 0755 "$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)/python/cmd/pulumi-language-python-exec" "$bin/"
+  install -m 0755 "$(cd "$work/pulumi-language-python" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)/python/cmd/pulumi-language-python-exec" "$bin/"
 fi
 built pulumi-language-go || build_from_sdk pulumi-language-go v3.60.0 github.com/pulumi/pulumi/sdk/v3/go/pulumi-language-go
 

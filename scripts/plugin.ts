@@ -8,8 +8,7 @@ import * as path from "node:path";
 import { buildSync } from "esbuild";
 
 const ROOT = path.resolve(__dirname, "../..");
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-export const PLUGIN_VERSION: string = require(path.join(ROOT, "package.json")).version;
+export { PACKAGE_VERSION as PLUGIN_VERSION } from "../schema/resources";
 
 export interface Plugin {
     name: string;
@@ -22,24 +21,45 @@ export interface Plugin {
 export const NIXOS_PLUGIN: Plugin = { name: "nixos", entry: "dist/provider/main.js", folder: "dist/plugin" };
 export const TESTBED_PLUGIN: Plugin = { name: "testbed", entry: "dist/testbed/pluginMain.js", folder: "dist/testbed-plugin" };
 
-/** The plugin as one executable with its own Node.js, which a release's Linux tarball adds (scripts/release.ts). */
-export const STANDALONE_EXECUTABLE = `pulumi-resource-${NIXOS_PLUGIN.name}-standalone`;
+/** The files of a plugin's folder; `standalone` only in a release's Linux tarballs (scripts/release.ts). */
+export function pluginFiles(plugin: Plugin) {
+    const launcher = `pulumi-resource-${plugin.name}`;
+    return { launcher, loader: `${launcher}.js`, bundle: `${launcher}.bundle.js`, standalone: `${launcher}-standalone` };
+}
 
-// The executable the engine starts. It runs the standalone executable where there is one and it can
-// run (NixOS has no /lib64/ld-linux loader for it, unless nix-ld), else the Node.js on PATH; shell
-// built-ins only, as it is on the path of every command's start.
-const launcher = (name: string) => `#!/bin/sh
-# The ${name} resource provider for Pulumi.
-case $0 in */*) here=\${0%/*} ;; *) here=. ;; esac
-if [ -x "$here/pulumi-resource-${name}-standalone" ] && [ ! -e /etc/NIXOS ]; then
-  exec "$here/pulumi-resource-${name}-standalone" "$@"
+/**
+ * The executable the engine starts (shell built-ins only, as it is on every command's path). With
+ * `standaloneLoader`, the ELF loader of a standalone executable beside it, it runs that executable
+ * where the loader is there and real: on NixOS only with nix-ld (NIX_LD set), since NixOS's stub-ld
+ * otherwise answers for the loader and refuses to run it. Else the Node.js on PATH runs the bundle.
+ */
+export function launcher(plugin: Plugin, standaloneLoader?: string): string {
+    const files = pluginFiles(plugin);
+    return `#!/bin/sh
+# The ${plugin.name} resource provider for Pulumi.
+self=$0
+while [ -L "$self" ]; do
+  link=$(readlink "$self")
+  case $link in /*) self=$link ;; *) self=\${self%/*}/$link ;; esac
+done
+case $self in */*) here=\${self%/*} ;; *) here=. ;; esac
+${standaloneLoader ? `if [ -e ${standaloneLoader} ] && { [ ! -e /etc/NIXOS ] || [ -n "\${NIX_LD:-}" ]; }; then
+  exec "$here/${files.standalone}" "$@"
 fi
-if command -v node >/dev/null 2>&1; then
-  exec node "$here/pulumi-resource-${name}.js" "$@"
+` : ""}if command -v node >/dev/null 2>&1; then
+  exec node "$here/${files.loader}" "$@"
 fi
-echo "pulumi-resource-${name}: needs Node.js 20 or later on PATH (on NixOS: nodejs in the deployer's packages or shell)" >&2
+echo "${files.launcher}: needs Node.js 20 or later on PATH (on NixOS: nodejs in the deployer's packages or shell)" >&2
 exit 1
 `;
+}
+
+/** Writes the plugin's launcher into its folder, executable whatever the umask or an earlier file. */
+export function writeLauncher(plugin: Plugin, folder: string, standaloneLoader?: string): void {
+    const file = path.join(folder, pluginFiles(plugin).launcher);
+    fs.writeFileSync(file, launcher(plugin, standaloneLoader));
+    fs.chmodSync(file, 0o755);
+}
 
 /** The compiled entry every plugin starts in, which runs the plugin's bundle. */
 const BUNDLE_LOADER = "dist/provider/bundleLoader.js";
@@ -50,11 +70,12 @@ export function buildPlugin(plugin: Plugin = NIXOS_PLUGIN): string {
     const bundle = (entry: string, outfile: string) => buildSync({
         entryPoints: [path.join(ROOT, entry)], bundle: true, platform: "node", target: "node20", outfile: path.join(folder, outfile), logLevel: "warning",
     });
-    bundle(plugin.entry, `pulumi-resource-${plugin.name}.bundle.js`);
-    bundle(BUNDLE_LOADER, `pulumi-resource-${plugin.name}.js`);
+    const files = pluginFiles(plugin);
+    bundle(plugin.entry, files.bundle);
+    bundle(BUNDLE_LOADER, files.loader);
     // Caches of an earlier build are never read again (they are named by the bundle's digest).
     for (const file of fs.readdirSync(folder)) if (file.endsWith(".v8cache")) fs.rmSync(path.join(folder, file));
-    fs.writeFileSync(path.join(folder, `pulumi-resource-${plugin.name}`), launcher(plugin.name), { mode: 0o755 });
+    writeLauncher(plugin, folder);
     return folder;
 }
 

@@ -40,7 +40,8 @@ function installLibrary(projectDir: string): void {
     const target = path.join(projectDir, "node_modules/pulumi-nixos");
     fs.mkdirSync(target, { recursive: true });
     fs.copyFileSync(path.join(REPO_ROOT, "package.json"), path.join(target, "package.json"));
-    for (const folder of ["dist/schema", "dist/deploy", "dist/components", "dist/provider"]) fs.cpSync(path.join(REPO_ROOT, folder), path.join(target, folder), { recursive: true });
+    const packageFiles: string[] = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "package.json"), "utf8")).files;
+    for (const folder of packageFiles.filter((file) => file.startsWith("dist/"))) fs.cpSync(path.join(REPO_ROOT, folder), path.join(target, folder), { recursive: true });
 }
 
 before(async () => {

@@ -17,7 +17,7 @@ import * as path from "node:path";
 import { after, before, test } from "node:test";
 import type * as jsYaml from "js-yaml";
 import { REPO_ROOT } from "../engine/engine";
-import { GO_ENV, goModule } from "./sdkEnvironments";
+import { goEnv, goModule } from "./sdkEnvironments";
 
 const REPO = REPO_ROOT;
 const yaml = require("js-yaml") as typeof jsYaml;
@@ -51,6 +51,8 @@ function examplesIn(file: string): Example[] {
         const [, indent, fence, tag] = open;
         let end = index + 1;
         while (end < lines.length && !new RegExp(`^\\s*${fence[0]}{${fence.length},}\\s*$`).test(lines[end])) end++;
+        // An unclosed fence turns the rest of the page into code.
+        assert.ok(end < lines.length, `${file}:${index + 1}: a code fence that is never closed`);
         const language = LANGUAGES[tag.toLowerCase()];
         if (language) {
             const code = lines.slice(index + 1, end).map((line) => line.startsWith(indent) ? line.slice(indent.length) : line).join("\n") + "\n";
@@ -177,7 +179,7 @@ test("the Go examples compile against the generated Go SDK", () => {
         fs.mkdirSync(path.join(module, slug(example)));
         fs.writeFileSync(path.join(module, slug(example), "main.go"), example.code);
     }
-    const { status, output } = run("go", ["build", "./..."], { cwd: module, env: { ...process.env, ...GO_ENV } });
+    const { status, output } = run("go", ["build", "./..."], { cwd: module, env: goEnv() });
     assert.equal(status, 0, `Go examples do not compile:\n${located(output)}`);
 });
 

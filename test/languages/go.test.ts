@@ -2,7 +2,7 @@
 // compiled and run by the Go language host. The story and its assertions:
 // test/languages/languageStory.ts.
 import { languageStory } from "./languageStory";
-import { GO_ENV, goModule } from "./sdkEnvironments";
+import { goEnv, goModule } from "./sdkEnvironments";
 
 const PROGRAM = `package main
 
@@ -47,5 +47,5 @@ func main() {
 
 languageStory({
     language: "Go",
-    setUp: () => ({ runtime: "go", source: PROGRAM, files: { "go.mod": goModule("nixos-story") }, envVars: GO_ENV }),
+    setUp: () => ({ runtime: "go", source: PROGRAM, files: { "go.mod": goModule("nixos-story") }, envVars: goEnv() as Record<string, string> }),
 });

@@ -13,14 +13,11 @@ import { startTestHosts, switchByHand, TestFleet, TestHost } from "../../testbed
 import { createTestStack, ProgramFile, REPO_ROOT, TestStack, useTestEngine } from "../engine/engine";
 import { FIXTURE_FLAKE, recordedClosures } from "../engine/systemStack";
 
-/**
- * What every language's program reads from its stack config: `address`, `hostPublicKey`,
- * `privateKey` (secret), `configuration` and `token` (secret, written to the host as the file
- * `app-token`); what it declares: an `SshKeyPair` "key" (comment "web") and a `System` "web" of the
- * flake `./nix` with the health check `HEALTH_CHECK`; what it exports: `closure`, `generation` and
- * `publicKey` (the key pair's).
- */
-export const HEALTH_CHECK = { name: "app is healthy", command: 'test "$(cat /run/standin/health)" = ok', timeoutSeconds: 2 };
+// What every language's program reads from its stack config: `address`, `hostPublicKey`,
+// `privateKey` (secret), `configuration` and `token` (secret, written to the host as the file
+// `app-token`); what it declares: an `SshKeyPair` "key" (comment "web") and a `System` "web" of the
+// flake `./nix` with the health check "app is healthy" (`test "$(cat /run/standin/health)" = ok`,
+// 2 s); what it exports: `closure`, `generation` and `publicKey` (the key pair's).
 
 /** The file the program writes from the secret `token`. */
 const TOKEN_FILE = "/run/keys/app-token";

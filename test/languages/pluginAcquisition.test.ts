@@ -14,7 +14,7 @@ import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { PLUGIN_DOWNLOAD_URL } from "../../schema/resources";
 import { buildRelease, HOST_PLATFORM, Platform, RELEASE_PLATFORMS, releaseTarballName, SEA_FUSE } from "../../scripts/release";
-import { PLUGIN_VERSION, STANDALONE_EXECUTABLE } from "../../scripts/plugin";
+import { NIXOS_PLUGIN, PLUGIN_VERSION, pluginFiles } from "../../scripts/plugin";
 import { createTestStack, engineBinDir, ProgramFile, REPO_ROOT } from "../engine/engine";
 import { PythonEnvironment, pythonEnvironment } from "./sdkEnvironments";
 
@@ -74,15 +74,18 @@ async function upWithAcquisition(name: string, program: ProgramFile, prepare?: (
 /** ELF's e_machine of each Linux platform's standalone executable. */
 const ELF_MACHINE: Partial<Record<Platform, number>> = { "linux-amd64": 62, "linux-arm64": 183 };
 
-test("each platform's tarball holds the plugin's files at its top; Linux's the standalone executable for its machine", () => {
-    const scripts = ["pulumi-resource-nixos", "pulumi-resource-nixos.bundle.js", "pulumi-resource-nixos.js"];
+test("each platform's tarball holds the plugin's files at its top, root's and not writable by others; Linux's the standalone executable for its machine", () => {
+    const { launcher, loader, bundle, standalone } = pluginFiles(NIXOS_PLUGIN);
     for (const platform of RELEASE_PLATFORMS) {
         const tarball = path.join(scratch, "release", `v${PLUGIN_VERSION}`, releaseTarballName(platform));
-        const listing = execFileSync("tar", ["--list", "--file", tarball], { encoding: "utf8" }).trim().split("\n").sort();
+        // "-rwxr-xr-x 0/0 462 2026-12-04 08:10 pulumi-resource-nixos": mode, owner, name.
+        const listing = execFileSync("tar", ["--list", "--verbose", "--numeric-owner", "--file", tarball], { encoding: "utf8" }).trim().split("\n")
+            .map((line) => line.split(/\s+/)).map((fields) => `${fields[0]} ${fields[1]} ${fields[5]}`).sort();
         const machine = ELF_MACHINE[platform];
-        assert.deepEqual(listing, [...scripts, ...(machine ? [STANDALONE_EXECUTABLE] : [])].sort(), platform);
+        const expected = [`-rwxr-xr-x 0/0 ${launcher}`, `-rw-r--r-- 0/0 ${loader}`, `-rw-r--r-- 0/0 ${bundle}`, ...(machine ? [`-rwxr-xr-x 0/0 ${standalone}`] : [])];
+        assert.deepEqual(listing, expected.sort(), platform);
         if (!machine) continue;
-        const executable = execFileSync("tar", ["--extract", "--to-stdout", "--file", tarball, STANDALONE_EXECUTABLE], { maxBuffer: 512 * 2 ** 20 });
+        const executable = execFileSync("tar", ["--extract", "--to-stdout", "--file", tarball, standalone], { maxBuffer: 512 * 2 ** 20 });
         assert.equal(executable.subarray(0, 4).toString("latin1"), "\x7fELF", platform);
         assert.equal(executable.readUInt16LE(18), machine, `${platform}: e_machine`);
         // postject sets the fuse (":0" to ":1") when it injects the blob.
@@ -91,15 +94,36 @@ test("each platform's tarball holds the plugin's files at its top; Linux's the s
 });
 
 test("a Python program in a fresh PULUMI_HOME, without Node.js on PATH, gets the plugin from the release server by itself", async () => {
+    const pathWithoutNode = `${path.join(python.dir, "bin")}:${engineBinDir()}`;
+    assert.deepEqual(pathWithoutNode.split(":").filter((dir) => fs.existsSync(path.join(dir, "node"))), [], "node is on that PATH");
     const publicKey = await upWithAcquisition("acquired-python", {
         runtime: "python",
-        // Only the virtual environment and the engine: no node, so the plugin runs as its standalone executable.
-        envVars: { ...python.envVars, PATH: `${path.join(python.dir, "bin")}:${engineBinDir()}` },
+        // Only the virtual environment and the engine: no node, so only the standalone executable can answer.
+        envVars: { ...python.envVars, PATH: pathWithoutNode },
         source: `
 import pulumi
 import pulumi_nixos as nixos
 key = nixos.SshKeyPair("key", comment="acquired")
 pulumi.export("publicKey", key.public_key)
+`,
+    });
+    assert.match(publicKey, /^ssh-ed25519 AAAA/);
+});
+
+test("a YAML program whose resources name the plugin's version and pluginDownloadURL gets it by itself", async () => {
+    const publicKey = await upWithAcquisition("acquired-yaml", {
+        runtime: "yaml",
+        source: `
+resources:
+  key:
+    type: nixos:index:SshKeyPair
+    properties:
+      comment: acquired
+    options:
+      version: ${PLUGIN_VERSION}
+      pluginDownloadURL: ${PLUGIN_DOWNLOAD_URL.replace("${VERSION}", PLUGIN_VERSION)}
+outputs:
+  publicKey: \${key.publicKey}
 `,
     });
     assert.match(publicKey, /^ssh-ed25519 AAAA/);

@@ -10,8 +10,10 @@ import { REPO_ROOT } from "../engine/engine";
 /** The engine's version, which the Python and Go `pulumi` SDKs are pinned to. */
 const ENGINE_VERSION: string = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "node_modules/@pulumi/pulumi/package.json"), "utf8")).version;
 
-/** What `go build` of a program needs here: the Go toolchain, and go.sum filled in as it resolves. */
-export const GO_ENV = { PATH: `${process.env.PATH}:/usr/local/go/bin`, GOFLAGS: "-mod=mod", CGO_ENABLED: "0" };
+/** This process's environment with what `go build` needs here: the Go toolchain, and go.sum filled in as it resolves. */
+export function goEnv(): NodeJS.ProcessEnv {
+    return { ...process.env, PATH: `${process.env.PATH}:/usr/local/go/bin`, GOFLAGS: "-mod=mod", CGO_ENABLED: "0" };
+}
 
 /** go.mod of a program module that requires the nixos Go SDK by its path. */
 export function goModule(moduleName: string): string {

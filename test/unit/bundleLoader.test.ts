@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
 import { codeCachePath } from "../../provider/bundleLoader";
-import { buildPlugin, NIXOS_PLUGIN } from "../../scripts/plugin";
+import { NIXOS_PLUGIN, pluginFiles, writeLauncher } from "../../scripts/plugin";
 
 /** A bundle that prints where it runs and what it requires, and lives long enough for the cache to be written. */
 const BUNDLE = `
@@ -79,9 +79,37 @@ test("a bundle in a folder that cannot be written runs uncached, and nothing is 
     }
 });
 
-test("the launcher without a standalone executable and without Node.js on PATH says what it needs", () => {
-    const launcher = path.join(buildPlugin(NIXOS_PLUGIN), "pulumi-resource-nixos");
-    const run = spawnSync(launcher, [], { env: { PATH: "/nonexistent" }, encoding: "utf8" });
-    assert.equal(run.status, 1);
-    assert.match(run.stderr, /^pulumi-resource-nixos: needs Node\.js 20 or later on PATH/);
+/** A plugin folder whose launcher has a standalone executable that needs `loader`; the executable and the loader script say which ran. */
+function launcherFolder(loader?: string): string {
+    const folder = fs.mkdtempSync(path.join(os.tmpdir(), "pnx-launcher-"));
+    const files = pluginFiles(NIXOS_PLUGIN);
+    writeLauncher(NIXOS_PLUGIN, folder, loader);
+    fs.writeFileSync(path.join(folder, files.standalone), "#!/bin/sh\necho standalone\n", { mode: 0o755 });
+    fs.writeFileSync(path.join(folder, files.loader), "console.log('node')\n");
+    return folder;
+}
+
+const runLauncher = (launcher: string, PATH: string) => spawnSync(launcher, [], { env: { PATH }, encoding: "utf8" });
+const NODE_ONLY = path.dirname(process.execPath);
+
+test("the launcher runs the standalone executable where its loader is, else the Node.js on PATH, else says what it needs", () => {
+    const withLoader = launcherFolder("/bin/sh");
+    const withoutLoader = launcherFolder("/nonexistent/ld-linux.so");
+    try {
+        assert.equal(runLauncher(path.join(withLoader, "pulumi-resource-nixos"), "/nonexistent").stdout, "standalone\n");
+        assert.equal(runLauncher(path.join(withoutLoader, "pulumi-resource-nixos"), NODE_ONLY).stdout, "node\n");
+        const neither = runLauncher(path.join(withoutLoader, "pulumi-resource-nixos"), "/nonexistent");
+        assert.equal(neither.status, 1);
+        assert.match(neither.stderr, /^pulumi-resource-nixos: needs Node\.js 20 or later on PATH/);
+        // Started through a symbolic link elsewhere (as from a bin folder on PATH), it finds its files.
+        const link = path.join(withoutLoader, "..", `pnx-launcher-link-${process.pid}`);
+        fs.symlinkSync(path.join(withoutLoader, "pulumi-resource-nixos"), link);
+        try {
+            assert.equal(runLauncher(link, `${NODE_ONLY}:/usr/bin:/bin`).stdout, "node\n");
+        } finally {
+            fs.rmSync(link);
+        }
+    } finally {
+        for (const folder of [withLoader, withoutLoader]) fs.rmSync(folder, { recursive: true, force: true });
+    }
 });

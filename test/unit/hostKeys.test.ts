@@ -5,7 +5,9 @@ import { test } from "node:test";
 import { addressSchema, addressWithPort } from "../../schema/inputs";
 import { SshConnection } from "../../deploy/transport/ssh";
 
-const COMPONENTS = path.resolve(__dirname, "../../../components");
+const REPO_ROOT = path.resolve(__dirname, "../../..");
+/** Every layer of the project's own code. */
+const LAYERS = ["schema", "deploy", "provider", "components"];
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHZVjbKFFju8WPwD5kP6G0EpwYW86fZQ4vj3A4Nn0q57";
 
 function sources(dir: string): string[] {
@@ -17,10 +19,13 @@ function sources(dir: string): string[] {
 
 test("no code path turns host key checking off", () => {
     const forbidden = [/StrictHostKeyChecking[ =]+(no|off|accept-new)/i, /UserKnownHostsFile[ =]+\/dev\/null/i, /--no-check-sigs/];
-    for (const file of sources(COMPONENTS)) {
+    const files = LAYERS.flatMap((layer) => sources(path.join(REPO_ROOT, layer)));
+    for (const file of files) {
         const text = fs.readFileSync(file, "utf8");
-        for (const pattern of forbidden) assert.doesNotMatch(text, pattern, `${path.relative(COMPONENTS, file)}`);
+        for (const pattern of forbidden) assert.doesNotMatch(text, pattern, `${path.relative(REPO_ROOT, file)}`);
     }
+    // The scan reaches the transport that writes ssh's settings.
+    assert.ok(files.some((file) => fs.readFileSync(file, "utf8").includes("StrictHostKeyChecking yes")), "no scanned file sets StrictHostKeyChecking yes");
 });
 
 test("the generated ssh config pins exactly the given host key, with strict checking", async () => {

@@ -23,7 +23,7 @@ function sourcesOf(layer: string): string[] {
 /** The layer (top folder) and the packages each import of a source file names. */
 function importsOf(file: string): { layers: string[]; packages: string[] } {
     const source = fs.readFileSync(path.join(REPO_ROOT, file), "utf8");
-    const specifiers = [...source.matchAll(/(?:from|import|require\()\s*"([^"]+)"/g)].map((match) => match[1]);
+    const specifiers = [...source.matchAll(/(?:from|import|import\(|require\()\s*["']([^"']+)["']/g)].map((match) => match[1]);
     // package.json is read for the version (from the compiled file's place), not a layer.
     const layers = specifiers.filter((specifier) => specifier.startsWith(".") && !specifier.endsWith("package.json"))
         .map((specifier) => path.normalize(path.join(path.dirname(file), specifier)).split(path.sep)[0]);
