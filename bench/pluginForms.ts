@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { NIXOS_PLUGIN, pluginFiles } from "../scripts/plugin";
+import { NIXOS_PLUGIN, pluginFiles, writeLauncher } from "../scripts/plugin";
 import { buildRelease, HOST_PLATFORM, STANDALONE_NODE_VERSION } from "../scripts/release";
 import { median } from "./probes";
 import { providerStart } from "./fixedCost";
@@ -50,7 +50,9 @@ export async function measurePluginForms(): Promise<PluginForms> {
         const scripts = [files.launcher, files.loader, files.bundle];
         // No node on PATH: only the standalone executable can answer.
         const standalone = await measureForm(launcher, { ...process.env, PATH: "/nonexistent" }, [files.launcher, files.standalone]);
+        // Then as a tarball without the executable has it (macOS's): its launcher runs the Node.js on PATH.
         fs.renameSync(path.join(folder, files.standalone), path.join(dir, files.standalone));
+        writeLauncher(NIXOS_PLUGIN, folder);
         const node = await measureForm(launcher, process.env, scripts);
         const withoutStandalone = path.join(dir, "without.tar.gz");
         execFileSync("tar", ["--create", "--gzip", "--file", withoutStandalone, "--directory", folder, ...scripts]);
