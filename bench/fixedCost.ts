@@ -70,7 +70,7 @@ function nodeSeconds(script: string, cwd: string): number {
  * Spawns a provider plugin and waits for its port line, as the engine does: the seconds that took
  * and the process's peak memory then (of the process the launcher became). It is killed `lingerMs` after.
  */
-export function providerStart(plugin: string, env: NodeJS.ProcessEnv = process.env, lingerMs = 0): Promise<{ seconds: number; peakMiB: number }> {
+function providerStart(plugin: string, env: NodeJS.ProcessEnv = process.env, lingerMs = 0): Promise<{ seconds: number; peakMiB: number }> {
     return new Promise((resolve, reject) => {
         const startedAt = process.hrtime.bigint();
         const child = spawn(plugin, [], { env, stdio: ["ignore", "pipe", "ignore"] });
@@ -87,6 +87,17 @@ export function providerStart(plugin: string, env: NodeJS.ProcessEnv = process.e
     });
 }
 
+/**
+ * The median start (and peak memory at the port line) of `runs` starts of a plugin, after a first
+ * start that lives long enough to write its code cache, as a user's first command does.
+ */
+export async function warmProviderStart(plugin: string, runs: number, env: NodeJS.ProcessEnv = process.env): Promise<{ seconds: number; peakMiB: number }> {
+    await providerStart(plugin, env, 1500);
+    const starts = [];
+    for (let i = 0; i < runs; i++) starts.push(await providerStart(plugin, env));
+    return { seconds: median(starts.map((start) => start.seconds)), peakMiB: median(starts.map((start) => start.peakMiB)) };
+}
+
 export async function measureFixedCost(options: {
     stack: TestStack; emptyStack: TestStack; engineBin: string; library: string; plugin: string; nixCalls: NixInvocations;
     /** A secret and a plain value of the stack's config. */
@@ -100,10 +111,7 @@ export async function measureFixedCost(options: {
     const evaluationSeconds = evaluations.length ? median(evaluations.map((p) => (p.endedAt - p.startedAt) / 1000)) : 0;
     timedCli(emptyStack, engineBin, up);
     const cwd = stack.stack.workspace.workDir;
-    // A first start that runs long enough to write the plugin's code cache, as a user's first command does.
-    await providerStart(plugin, process.env, 1500);
-    const starts: number[] = [];
-    for (let i = 0; i < 3; i++) starts.push((await providerStart(plugin)).seconds);
+    const providerStartSeconds = (await warmProviderStart(plugin, 3)).seconds;
     const pulumiLoadSeconds = nodeSeconds(`require("@pulumi/pulumi")`, cwd);
     const typeScriptSupport = `require("@pulumi/pulumi/tsutils")`;
     return {
@@ -117,7 +125,7 @@ export async function measureFixedCost(options: {
         pulumiLoadSeconds,
         libraryLoadSeconds: nodeSeconds(`require("@pulumi/pulumi"); require(${JSON.stringify(library)})`, cwd) - pulumiLoadSeconds,
         awsLoadSeconds: nodeSeconds(`require("@pulumi/pulumi"); require("@pulumi/aws")`, cwd) - pulumiLoadSeconds,
-        providerStartSeconds: median(starts),
+        providerStartSeconds,
         evaluationSeconds,
     };
 }

@@ -7,8 +7,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { NIXOS_PLUGIN, pluginFiles, writeLauncher } from "../scripts/plugin";
 import { buildRelease, HOST_PLATFORM, STANDALONE_NODE_VERSION } from "../scripts/release";
-import { median } from "./probes";
-import { providerStart } from "./fixedCost";
+import { warmProviderStart } from "./fixedCost";
 
 export interface PluginForm {
     /** From spawning the launcher to the port line, its code cache written (as after a first command): median of 7. */
@@ -28,12 +27,10 @@ export interface PluginForms {
 }
 
 async function measureForm(launcher: string, env: NodeJS.ProcessEnv, files: string[]): Promise<PluginForm> {
-    await providerStart(launcher, env, 1500); // writes the code cache
-    const starts = [];
-    for (let i = 0; i < 7; i++) starts.push(await providerStart(launcher, env));
+    const { seconds, peakMiB } = await warmProviderStart(launcher, 7, env);
     return {
-        startSeconds: median(starts.map((start) => start.seconds)),
-        peakMiB: median(starts.map((start) => start.peakMiB)),
+        startSeconds: seconds,
+        peakMiB,
         bytes: files.reduce((sum, file) => sum + fs.statSync(path.join(path.dirname(launcher), file)).size, 0),
     };
 }
